@@ -1,0 +1,69 @@
+"""tokenwire: stream every LLM token to the client the moment the model produces it."""
+
+from tokenwire.app import TokenwireMiddleware, create_app
+from tokenwire.endpoint import Call, Endpoint
+from tokenwire.errors import (
+    AuthenticationError,
+    ContextLengthExceededError,
+    DeadlineExceededError,
+    GenerationError,
+    InvalidRequestError,
+    NotFoundError,
+    QueueFullError,
+    RequestTooLargeError,
+    ServiceUnavailableError,
+    TokenwireError,
+)
+from tokenwire.events import Event, Finish, FinishReason, TokenDelta, Usage
+from tokenwire.interfaces import (
+    Backend,
+    Dialect,
+    ErrorBody,
+    Exchange,
+    Generate,
+    Middleware,
+    MiddlewareFactory,
+    Payload,
+    Transport,
+)
+from tokenwire.pipeline import build_pipeline
+from tokenwire.plugins import PluginError, list_plugins, load_plugin
+from tokenwire.requests import ChatMessage, GenerationRequest
+
+__all__ = [
+    "AuthenticationError",
+    "Backend",
+    "Call",
+    "ChatMessage",
+    "ContextLengthExceededError",
+    "DeadlineExceededError",
+    "Dialect",
+    "Endpoint",
+    "ErrorBody",
+    "Event",
+    "Exchange",
+    "Finish",
+    "FinishReason",
+    "Generate",
+    "GenerationError",
+    "GenerationRequest",
+    "InvalidRequestError",
+    "Middleware",
+    "MiddlewareFactory",
+    "NotFoundError",
+    "Payload",
+    "PluginError",
+    "QueueFullError",
+    "RequestTooLargeError",
+    "ServiceUnavailableError",
+    "TokenDelta",
+    "TokenwireError",
+    "Transport",
+    "Usage",
+    "build_pipeline",
+    "create_app",
+    "list_plugins",
+    "load_plugin",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,116 @@
+"""Owns a backend's lifetime: started by the lifespan, or lazily when the app is mounted.
+
+Starlette runs no lifespan for mounted apps, so the first request to a mounted app starts the
+backend in a detached host task. Backends enter task groups in `start()` and leave them in
+`close()`, so both must run in one task: the host task is that task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Literal
+
+import anyio
+
+from tokenwire.errors import ServiceUnavailableError
+from tokenwire.interfaces import Backend
+
+logger = logging.getLogger("tokenwire")
+
+State = Literal["idle", "starting", "ready", "failed", "draining", "closed"]
+
+
+class BackendHost:
+    """Starts and closes one backend and reports whether it can take requests."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.state: State = "idle"
+        self.failure: BaseException | None = None
+        self._ready = anyio.Event()
+        self._stop = anyio.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Run the backend for the duration of the block (used by the lifespan)."""
+        await self._start()
+        try:
+            yield
+        finally:
+            await self._close()
+
+    async def ensure_started(self) -> None:
+        """Start the backend if nobody has (mounted apps), then wait until it is ready.
+
+        Raises:
+            ServiceUnavailableError: the backend failed to start or is shutting down.
+        """
+        if self.state == "idle":
+            self.state = "starting"
+            _spawn_detached(self._host_forever)
+        if self.state == "starting":
+            await self._ready.wait()
+        if self.state != "ready":
+            raise ServiceUnavailableError(f"The model backend is {self.state}; try again later.")
+
+    def drain(self) -> None:
+        """Stop admitting requests; running streams go on."""
+        if self.state == "ready":
+            self.state = "draining"
+
+    async def _start(self) -> None:
+        self.state = "starting"
+        try:
+            await self.backend.start()
+        except BaseException as exc:
+            self.state, self.failure = "failed", exc
+            self._ready.set()
+            raise
+        self.state = "ready"
+        self._ready.set()
+
+    async def _close(self) -> None:
+        self.state = "closed"
+        self._stop.set()
+        await self.backend.close()
+
+    async def _host_forever(self) -> None:
+        try:
+            await self._start()
+        except Exception:
+            logger.exception("backend %r failed to start", self.backend.model_id)
+            return
+        try:
+            await self._stop.wait()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.backend.close()
+
+    async def aclose(self) -> None:
+        """Stop a detached host (mounted apps have no lifespan to do it)."""
+        self._stop.set()
+
+
+def _spawn_detached(fn: Callable[[], Coroutine[object, object, None]]) -> None:
+    # Do not fix: there is no structured owner for a mounted app's backend. The host task
+    # owns the backend's own task group, so everything below it is still structured.
+    import asyncio
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "a mounted tokenwire app runs on asyncio only; use the lifespan"
+        ) from None
+    task = loop.create_task(fn())
+    _DETACHED.add(task)
+    task.add_done_callback(_DETACHED.discard)
+
+
+_DETACHED: set[object] = set()  # keeps detached tasks from being garbage-collected

@@ -1,0 +1,1 @@
+"""Built-in backends: `echo` (deterministic, for tests and demos) and `onnx` (the default)."""

@@ -1,0 +1,115 @@
+"""The `tokenwire` command: `serve`, `plugins`, `prepare`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tokenwire.config import ServeConfig, parse_option
+from tokenwire.interfaces import Backend
+from tokenwire.plugins import KINDS, PluginError, list_plugins, load_plugin
+
+
+def build_backend(config: ServeConfig) -> Backend:
+    """Instantiate the configured backend plugin with its options."""
+    factory = load_plugin("backends", config.backend)
+    options: dict[str, Any] = dict(config.backend_options)
+    if config.model is not None:
+        options["model"] = config.model
+    try:
+        backend = factory(**options)  # type: ignore[operator]
+    except TypeError as exc:
+        raise PluginError(f"backend {config.backend!r} rejected its options: {exc}") from exc
+    return backend  # type: ignore[no-any-return]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from tokenwire.app import create_app
+
+    config = ServeConfig.from_file(args.config) if args.config else ServeConfig()
+    options = dict(config.backend_options)
+    options.update(parse_option(o) for o in args.backend_option)
+    config = config.override(
+        backend=args.backend,
+        model=args.model,
+        host=args.host,
+        port=args.port,
+        middlewares=tuple(args.middleware) if args.middleware else None,
+        log_level=args.log_level,
+        backend_options=options,
+    )
+    app = create_app(
+        build_backend(config),
+        middlewares=config.middlewares,
+        max_body_bytes=config.max_body_bytes,
+        keepalive_seconds=config.keepalive_seconds,
+    )
+    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)
+    return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    for kind in KINDS:
+        print(f"{kind}:")
+        for name, target in list_plugins(kind).items():
+            print(f"  {name:<20} {target}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokenwire", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve a model over HTTP, SSE and WebSocket")
+    serve.add_argument("--backend", help="backend plugin name or module:attr (default: onnx)")
+    serve.add_argument("--model", help="model for the backend (onnx: a prepared model directory)")
+    serve.add_argument("--host", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default: 8000; 0 picks a free one)")
+    serve.add_argument(
+        "--middleware",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="stream middleware, outermost first; repeatable",
+    )
+    serve.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="backend constructor option, e.g. max_batch=16; repeatable",
+    )
+    serve.add_argument("--config", type=Path, help="TOML config file; flags override it")
+    serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    serve.set_defaults(handler=_serve)
+
+    plugins = commands.add_parser("plugins", help="list installed plugins")
+    plugins.set_defaults(handler=_plugins)
+
+    try:
+        from tokenwire.prepare.command import add_prepare_command  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # the prepare package is part of tokenwire; this guards partial installs
+        pass
+    else:
+        add_prepare_command(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = make_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (PluginError, ValueError, FileNotFoundError) as exc:
+        print(f"tokenwire: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

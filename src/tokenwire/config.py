@@ -1,0 +1,60 @@
+"""Server configuration: a TOML file, overridden by command-line flags."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """Everything `tokenwire serve` needs. Field names are the config file's keys."""
+
+    backend: str = "onnx"
+    model: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    middlewares: tuple[str, ...] = ()
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    max_body_bytes: int = 4 * 1024 * 1024
+    keepalive_seconds: float = 15.0
+    log_level: str = "info"
+
+    @classmethod
+    def from_file(cls, path: Path) -> ServeConfig:
+        """Read a TOML config file; unknown keys are an error, not silently ignored."""
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"{path}: unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
+            )
+        if "middlewares" in data:
+            data["middlewares"] = tuple(data["middlewares"])
+        return cls(**data)
+
+    def override(self, **changes: Any) -> ServeConfig:
+        """A copy with every change that is not None applied."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """`key=value` → (key, value), the value read as JSON when it parses (numbers, booleans)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"option {text!r} must look like key=value")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.replace("-", "_"), value

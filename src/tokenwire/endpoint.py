@@ -1,0 +1,160 @@
+"""An endpoint joins one dialect to the pipeline: bytes in, a `Call` whose payloads stream out."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from tokenwire.errors import (
+    GenerationError,
+    InvalidRequestError,
+    QueueFullError,
+    RequestTooLargeError,
+    TokenwireError,
+    as_tokenwire_error,
+)
+from tokenwire.events import Event, Finish, TokenDelta
+from tokenwire.interfaces import Dialect, ErrorBody, Exchange, Generate, Payload
+from tokenwire.requests import GenerationRequest
+
+logger = logging.getLogger("tokenwire")
+
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Call:
+    """One accepted request: its exchange (dialect state) and the pipeline it runs through."""
+
+    exchange: Exchange
+    generate: Generate
+
+    @property
+    def request(self) -> GenerationRequest:
+        return self.exchange.request
+
+    @property
+    def stream(self) -> bool:
+        return self.exchange.stream
+
+    async def payloads(self) -> AsyncGenerator[Payload, None]:
+        """The dialect's payloads for this call.
+
+        The first backend event is awaited before anything is yielded, so a failure before
+        the first token raises (and becomes a real HTTP error); a failure after it becomes
+        the dialect's in-band error payloads and ends the stream cleanly.
+        """
+        exchange = self.exchange
+        async with closing(self.generate(self.request)) as events:
+            try:
+                first = await events.__anext__()
+            except StopAsyncIteration:
+                raise _no_finish(self.request) from None
+            except Exception as exc:
+                raise _log_failure(self.request, exc) from exc
+            for payload in exchange.open():
+                yield payload
+            for payload in exchange.render(first):
+                yield payload
+            finished = isinstance(first, Finish)
+            try:
+                while not finished:
+                    try:
+                        event = await events.__anext__()
+                    except StopAsyncIteration:
+                        raise _no_finish(self.request) from None
+                    finished = isinstance(event, Finish)
+                    for payload in exchange.render(event):
+                        yield payload
+            except Exception as exc:
+                for payload in exchange.fail(_log_failure(self.request, exc)):
+                    yield payload
+
+    async def respond(self) -> Mapping[str, Any]:
+        """Run the call to its end and render the whole (non-streamed) response."""
+        parts: list[str] = []
+        async with closing(self.generate(self.request)) as events:
+            try:
+                async for event in events:
+                    if isinstance(event, TokenDelta):
+                        parts.append(event.text)
+                    else:
+                        return self.exchange.respond("".join(parts), event)
+            except Exception as exc:
+                raise _log_failure(self.request, exc) from exc
+        raise _no_finish(self.request)
+
+
+@asynccontextmanager
+async def closing(stream: AsyncIterator[Event]) -> AsyncIterator[AsyncIterator[Event]]:
+    """Close `stream` on exit when it can be closed (async generators can; plain iterators may not)."""
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _no_finish(request: GenerationRequest) -> TokenwireError:
+    logger.error("stream ended without a Finish event", extra={"request_id": request.request_id})
+    return GenerationError("The generation stream ended unexpectedly.")
+
+
+def _log_failure(request: GenerationRequest, exc: Exception) -> TokenwireError:
+    error = as_tokenwire_error(exc)
+    if error is not exc:
+        logger.error(
+            "generation failed (request %s)",
+            request.request_id,
+            exc_info=exc,
+            extra={"request_id": request.request_id},
+        )
+    return error
+
+
+@dataclass(slots=True)
+class Endpoint:
+    """One dialect's entry into the pipeline, shared by every transport."""
+
+    dialect: Dialect
+    generate: Generate
+    model_id: str
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    keepalive_seconds: float = 15.0
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
+
+    def start(self, body: bytes | str, path_params: Mapping[str, str], request_id: str) -> Call:
+        """Parse a request body into a `Call`.
+
+        Raises:
+            TokenwireError: the body is too large, not JSON, or not valid for the dialect.
+        """
+        if len(body) > self.max_body_bytes:
+            raise RequestTooLargeError(
+                f"Request body is {len(body)} bytes; the limit is {self.max_body_bytes} bytes."
+            )
+        try:
+            document = json.loads(body)
+        except RecursionError:
+            raise InvalidRequestError("Request body is nested too deeply.") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidRequestError(f"Request body is not valid JSON: {exc}") from None
+        if not isinstance(document, dict):
+            raise InvalidRequestError("Request body must be a JSON object.")
+        try:
+            exchange = self.dialect.parse(document, path_params, request_id, self.model_id)
+        except RecursionError:
+            raise InvalidRequestError("Request body is nested too deeply.") from None
+        return Call(exchange, self.generate)
+
+    def render_error(self, error: TokenwireError) -> ErrorBody:
+        body = self.dialect.render_error(error)
+        if isinstance(error, QueueFullError):
+            headers = {**body.headers, "retry-after": str(max(1, round(error.retry_after)))}
+            return ErrorBody(body.status_code, body.content, headers)
+        return body

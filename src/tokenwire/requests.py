@@ -1,0 +1,47 @@
+"""`GenerationRequest`: the one request shape every backend and middleware sees."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One chat turn. `role` is one of system, user, assistant (the dialect maps its own)."""
+
+    role: str
+    content: str
+
+
+def new_request_id() -> str:
+    return f"req_{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """What to generate. Exactly one of `messages` (chat) and `prompt` (raw text) is set.
+
+    `deadline` is an `anyio.current_time()` value after which the stream is cut short;
+    `max_tokens` None means "until the context is full".
+    """
+
+    model: str
+    messages: tuple[ChatMessage, ...] | None = None
+    prompt: str | None = None
+    max_tokens: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    request_id: str = field(default_factory=new_request_id)
+    deadline: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("exactly one of messages and prompt must be set")
+
+    @property
+    def is_chat(self) -> bool:
+        return self.messages is not None

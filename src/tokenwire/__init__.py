@@ -14,7 +14,7 @@ from tokenwire.errors import (
     ServiceUnavailableError,
     TokenwireError,
 )
-from tokenwire.events import Event, Finish, FinishReason, TokenDelta, Usage
+from tokenwire.events import Event, Finish, FinishReason, PhaseName, Progress, TokenDelta, Usage
 from tokenwire.interfaces import (
     Backend,
     Dialect,
@@ -52,12 +52,15 @@ __all__ = [
     "MiddlewareFactory",
     "NotFoundError",
     "Payload",
+    "PhaseName",
     "PluginError",
+    "Progress",
     "QueueFullError",
     "RequestTooLargeError",
     "ServiceUnavailableError",
     "TokenDelta",
     "TokenwireError",
+    "TokenwireMiddleware",
     "Transport",
     "Usage",
     "build_pipeline",

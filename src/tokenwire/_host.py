@@ -51,13 +51,17 @@ class BackendHost:
         Raises:
             ServiceUnavailableError: the backend failed to start or is shutting down.
         """
-        if self.state == "idle":
-            self.state = "starting"
-            _spawn_detached(self._host_forever)
+        self.kick()
         if self.state == "starting":
             await self._ready.wait()
         if self.state != "ready":
             raise ServiceUnavailableError(f"The model backend is {self.state}; try again later.")
+
+    def kick(self) -> None:
+        """Start the backend in a detached host task if nothing has started it yet."""
+        if self.state == "idle":
+            self.state = "starting"
+            _spawn_detached(self._host_forever)
 
     def drain(self) -> None:
         """Stop admitting requests; running streams go on."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
@@ -99,9 +99,7 @@ def build_routes(
         return JSONResponse({"status": "ok"})
 
     async def ready(request: Request) -> Response:
-        if host.state == "idle":
-            with suppress(TokenwireError):
-                await host.ensure_started()
+        host.kick()  # mounted apps have no lifespan: a probe is a fine first caller
         if host.ready:
             return JSONResponse({"status": "ready", "model": backend.model_id})
         return JSONResponse({"status": host.state, "model": backend.model_id}, status_code=503)

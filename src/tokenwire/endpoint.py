@@ -6,7 +6,7 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tokenwire.errors import (
@@ -17,7 +17,7 @@ from tokenwire.errors import (
     TokenwireError,
     as_tokenwire_error,
 )
-from tokenwire.events import Event, Finish, TokenDelta
+from tokenwire.events import Event, Finish, Progress, TokenDelta
 from tokenwire.interfaces import Dialect, ErrorBody, Exchange, Generate, Payload
 from tokenwire.requests import GenerationRequest
 
@@ -32,10 +32,7 @@ class Call:
 
     exchange: Exchange
     generate: Generate
-
-    @property
-    def request(self) -> GenerationRequest:
-        return self.exchange.request
+    request: GenerationRequest
 
     @property
     def stream(self) -> bool:
@@ -52,6 +49,8 @@ class Call:
         async with closing(self.generate(self.request)) as events:
             try:
                 first = await events.__anext__()
+                while isinstance(first, Progress):
+                    first = await events.__anext__()
             except StopAsyncIteration:
                 raise _no_finish(self.request) from None
             except Exception as exc:
@@ -67,6 +66,8 @@ class Call:
                         event = await events.__anext__()
                     except StopAsyncIteration:
                         raise _no_finish(self.request) from None
+                    if isinstance(event, Progress):
+                        continue
                     finished = isinstance(event, Finish)
                     for payload in exchange.render(event):
                         yield payload
@@ -82,7 +83,7 @@ class Call:
                 async for event in events:
                     if isinstance(event, TokenDelta):
                         parts.append(event.text)
-                    else:
+                    elif isinstance(event, Finish):
                         return self.exchange.respond("".join(parts), event)
             except Exception as exc:
                 raise _log_failure(self.request, exc) from exc
@@ -128,7 +129,9 @@ class Endpoint:
     keepalive_seconds: float = 15.0
     extra_headers: Mapping[str, str] = field(default_factory=dict)
 
-    def start(self, body: bytes | str, path_params: Mapping[str, str], request_id: str) -> Call:
+    def start(
+        self, body: bytes | str, path_params: Mapping[str, str], request_id: str, transport: str = ""
+    ) -> Call:
         """Parse a request body into a `Call`.
 
         Raises:
@@ -150,7 +153,8 @@ class Endpoint:
             exchange = self.dialect.parse(document, path_params, request_id, self.model_id)
         except RecursionError:
             raise InvalidRequestError("Request body is nested too deeply.") from None
-        return Call(exchange, self.generate)
+        request = replace(exchange.request, dialect=self.dialect.name, transport=transport)
+        return Call(exchange, self.generate, request)
 
     def render_error(self, error: TokenwireError) -> ErrorBody:
         body = self.dialect.render_error(error)

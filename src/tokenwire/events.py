@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
+PhaseName = Literal["queued", "prefill", "decode"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,4 +43,15 @@ class Finish:
     stop_sequence: str | None = None
 
 
-Event = TokenDelta | Finish
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A backend's note that a request entered a phase: queued, prefill, or decode.
+
+    Optional: backends that have no queue need not send it. Middlewares read it (queue time,
+    prefill time, the phase a cancellation hit); transports and dialects never see it.
+    """
+
+    phase: PhaseName
+
+
+Event = TokenDelta | Finish | Progress

@@ -23,7 +23,8 @@ class GenerationRequest:
     """What to generate. Exactly one of `messages` (chat) and `prompt` (raw text) is set.
 
     `deadline` is an `anyio.current_time()` value after which the stream is cut short;
-    `max_tokens` None means "until the context is full".
+    `max_tokens` None means "until the context is full". `dialect` and `transport` name where
+    the request came from (bounded metric labels), filled in by the endpoint.
     """
 
     model: str
@@ -37,6 +38,8 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     request_id: str = field(default_factory=new_request_id)
     deadline: float | None = None
+    dialect: str = ""
+    transport: str = ""
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):

@@ -88,14 +88,16 @@ async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> N
             return
 
 
-async def open_call(scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> Call | None:
+async def open_call(
+    scope: Scope, receive: Receive, send: Send, endpoint: Endpoint, transport: str
+) -> Call | None:
     """Read and parse the request; answer errors and non-streamed calls here.
 
     Returns the call when the caller should stream it, None when the response is sent.
     """
     try:
         body = await read_body(receive, endpoint.max_body_bytes)
-        call = endpoint.start(body, scope.get("path_params", {}), request_id_of(scope))
+        call = endpoint.start(body, scope.get("path_params", {}), request_id_of(scope), transport)
     except TokenwireError as error:
         await send_error(scope, send, endpoint, error)
         return None

@@ -25,12 +25,14 @@ class NDJSONTransport:
     name = "ndjson"
 
     def accepts(self, scope: Scope) -> bool:
-        return bool(scope["type"] == "http") and MEDIA_TYPE in Headers(scope=scope).get("accept", "")
+        return bool(scope["type"] == "http") and MEDIA_TYPE in Headers(scope=scope).get(
+            "accept", ""
+        )
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint
     ) -> None:
-        call = await open_call(scope, receive, send, endpoint)
+        call = await open_call(scope, receive, send, endpoint, self.name)
         if call is None:
             return
         await stream_call(

@@ -50,7 +50,7 @@ class SSETransport:
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint
     ) -> None:
-        call = await open_call(scope, receive, send, endpoint)
+        call = await open_call(scope, receive, send, endpoint, self.name)
         if call is None:
             return
         dialect = endpoint.dialect

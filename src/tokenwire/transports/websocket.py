@@ -84,7 +84,7 @@ class WebSocketTransport:
     async def _serve_one(self, text: str, scope: Scope, send: Send, endpoint: Endpoint) -> None:
         request_id = new_request_id()
         try:
-            call = endpoint.start(text, scope.get("path_params", {}), request_id)
+            call = endpoint.start(text, scope.get("path_params", {}), request_id, self.name)
             if not call.stream:
                 await _send_json(send, await call.respond())
                 return

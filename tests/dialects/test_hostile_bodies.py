@@ -1,0 +1,106 @@
+"""No body makes a dialect raise anything but a 4xx TokenwireError (never a 500)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tokenwire.dialects import (
+    AnthropicDialect,
+    GeminiDialect,
+    OpenAIChatDialect,
+    OpenAICompletionsDialect,
+)
+from tokenwire.errors import TokenwireError
+from tokenwire.interfaces import Dialect
+
+MODEL = "tw-model"
+SECRET = "SECRET-PROMPT"
+BAD_VALUES: list[Any] = [
+    None, [], {}, [[]], [{}], "", "x", SECRET, 0, -1, 1.5, 10**30, True, float("nan"),
+    float("inf"), {"type": "text"}, [{"type": "text", "text": []}],
+]
+VALID: list[tuple[Dialect, dict[str, Any], str]] = [
+    (OpenAIChatDialect(), {
+        "model": MODEL, "stream": True, "stream_options": {"include_usage": True},
+        "messages": [
+            {"role": "system", "content": SECRET},
+            {"role": "user", "content": [{"type": "text", "text": SECRET}]},
+        ],
+        "max_tokens": 5, "max_completion_tokens": 6, "temperature": 1, "top_p": 1, "n": 1,
+        "seed": 1, "stop": ["a"],
+    }, ""),
+    (OpenAICompletionsDialect(), {
+        "model": MODEL, "prompt": [SECRET], "max_tokens": 5, "stop": "a", "best_of": 1,
+        "echo": False, "stream": False,
+    }, ""),
+    (AnthropicDialect(), {
+        "model": MODEL, "max_tokens": 5, "system": [{"type": "text", "text": SECRET}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": SECRET}]}],
+        "stop_sequences": ["a"], "temperature": 0.5, "top_p": 0.5, "top_k": 3, "stream": True,
+    }, ""),
+    (GeminiDialect(), {
+        "contents": [{"role": "user", "parts": [{"text": SECRET}]}],
+        "systemInstruction": {"parts": [{"text": SECRET}]},
+        "generationConfig": {
+            "maxOutputTokens": 5, "temperature": 1, "topP": 1, "topK": 1, "seed": 1,
+            "stopSequences": ["a"], "candidateCount": 1,
+        },
+    }, f"{MODEL}:generateContent"),
+]
+
+
+def paths(document: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Every key and index path inside `document`."""
+    items = document.items() if isinstance(document, dict) else enumerate(document) if isinstance(document, list) else ()
+    for key, value in items:
+        yield (*prefix, key)
+        yield from paths(value, (*prefix, key))
+
+
+def replaced(document: Any, path: tuple[Any, ...], value: Any) -> Any:
+    mutated = copy.deepcopy(document)
+    target = mutated
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return mutated
+
+
+def cases() -> Iterator[Any]:
+    for dialect, document, target in VALID:
+        for path in paths(document):
+            for value in BAD_VALUES:
+                if path == ("model",) and value == SECRET:
+                    continue  # the model name is echoed on purpose: it is not prompt text
+                yield pytest.param(dialect, replaced(document, path, value), target, id=f"{dialect.name}-{path}-{value!r}")
+
+
+@pytest.mark.parametrize(("dialect", "document", "target"), [pytest.param(d, b, t, id=d.name) for d, b, t in VALID])
+def test_the_valid_bodies_parse(dialect: Dialect, document: dict[str, Any], target: str) -> None:
+    exchange = dialect.parse(document, {"target": target}, "req_1", MODEL)
+    assert exchange.request.max_tokens == (6 if dialect.name == "openai-chat" else 5)
+
+
+@pytest.mark.parametrize(("dialect", "document", "target"), list(cases()))
+def test_a_mutated_body_parses_or_raises_a_4xx_that_hides_the_prompt(
+    dialect: Dialect, document: dict[str, Any], target: str
+) -> None:
+    try:
+        dialect.parse(document, {"target": target}, "req_1", MODEL)
+    except TokenwireError as error:
+        assert error.status_code in (400, 404)
+        assert SECRET not in error.message
+        rendered = dialect.render_error(error)
+        assert rendered.status_code == error.status_code
+
+
+@pytest.mark.parametrize("dialect", [d for d, _, _ in VALID], ids=lambda d: d.name)
+@pytest.mark.parametrize("document", [{}, {"model": []}, {"model": {}}, {"messages": {}}, {"contents": {}}])
+def test_bare_or_malformed_bodies_raise_a_4xx(dialect: Dialect, document: dict[str, Any]) -> None:
+    with pytest.raises(TokenwireError) as caught:
+        dialect.parse(document, {"target": f"{MODEL}:generateContent"}, "req_1", MODEL)
+    assert caught.value.status_code in (400, 404)

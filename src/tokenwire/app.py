@@ -16,8 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tokenwire._host import BackendHost
 from tokenwire.endpoint import DEFAULT_MAX_BODY_BYTES, Endpoint
 from tokenwire.errors import TokenwireError
-from tokenwire.interfaces import Backend, Dialect, MiddlewareFactory, Transport
-from tokenwire.pipeline import build_pipeline
+from tokenwire.interfaces import Backend, Dialect, Generate, MiddlewareFactory, Transport
 from tokenwire.plugins import load_plugin
 from tokenwire.requests import new_request_id
 from tokenwire.transports._http import send_error
@@ -92,7 +91,12 @@ def build_routes(
 ) -> list[BaseRoute]:
     """The routes of a tokenwire app, for `create_app` and `TokenwireMiddleware`."""
     backend = host.backend
-    pipeline = build_pipeline(backend.generate, [_middleware(m) for m in middlewares])
+    pipeline: Generate = backend.generate
+    middleware_routes: list[BaseRoute] = []
+    for middleware_item in reversed(middlewares):
+        pipeline = _middleware(middleware_item)(pipeline)
+        # A middleware may serve HTTP routes of its own (/metrics, DELETE /v1/requests/{id}).
+        middleware_routes.extend(getattr(pipeline, "routes", ()))
     transport_list: list[Transport] = [_load("transports", t) for t in transports]
 
     async def live(request: Request) -> Response:
@@ -127,9 +131,10 @@ def build_routes(
         Route("/health/ready", ready, methods=["GET"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id}", get_model, methods=["GET"]),
+        *middleware_routes,
     ]
-    for item in dialects:
-        dialect: Dialect = _load("dialects", item)
+    for dialect_item in dialects:
+        dialect: Dialect = _load("dialects", dialect_item)
         endpoint = Endpoint(
             dialect,
             pipeline,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import anyio
 
 from tokenwire.errors import (
     GenerationError,
@@ -101,6 +104,18 @@ async def closing(stream: AsyncIterator[Event]) -> AsyncIterator[AsyncIterator[E
             await aclose()
 
 
+def parse_timeout(value: object, field: str) -> float:
+    """A request timeout in seconds: a positive, finite number."""
+    if isinstance(value, str):
+        with suppress(ValueError):
+            value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise InvalidRequestError(
+            f"Invalid value for '{field}': a positive number of seconds.", param=field
+        )
+    return float(value)
+
+
 def _no_finish(request: GenerationRequest) -> TokenwireError:
     logger.error("stream ended without a Finish event", extra={"request_id": request.request_id})
     return GenerationError("The generation stream ended unexpectedly.")
@@ -130,9 +145,17 @@ class Endpoint:
     extra_headers: Mapping[str, str] = field(default_factory=dict)
 
     def start(
-        self, body: bytes | str, path_params: Mapping[str, str], request_id: str, transport: str = ""
+        self,
+        body: bytes | str,
+        path_params: Mapping[str, str],
+        request_id: str,
+        transport: str = "",
+        timeout: float | None = None,
     ) -> Call:
         """Parse a request body into a `Call`.
+
+        `timeout` (seconds, e.g. from an `x-request-timeout` header) and a top-level
+        `"timeout"` body field set the request's deadline; the smaller one wins.
 
         Raises:
             TokenwireError: the body is too large, not JSON, or not valid for the dialect.
@@ -153,7 +176,13 @@ class Endpoint:
             exchange = self.dialect.parse(document, path_params, request_id, self.model_id)
         except RecursionError:
             raise InvalidRequestError("Request body is nested too deeply.") from None
-        request = replace(exchange.request, dialect=self.dialect.name, transport=transport)
+        body_timeout = document.get("timeout")
+        if body_timeout is not None:
+            timeout = min(parse_timeout(body_timeout, "timeout"), timeout or math.inf)
+        deadline = None if timeout is None else anyio.current_time() + timeout
+        request = replace(
+            exchange.request, dialect=self.dialect.name, transport=transport, deadline=deadline
+        )
         return Call(exchange, self.generate, request)
 
     def render_error(self, error: TokenwireError) -> ErrorBody:

@@ -39,7 +39,8 @@ class Middleware(Protocol):
     """Wraps the next `Generate`, as ASGI middleware wraps an app.
 
     Constructed as `cls(app, **options)`; may rewrite the request, observe or rewrite events,
-    stop early, or answer without calling `app`.
+    stop early, or answer without calling `app`. An instance may also have a `routes`
+    attribute (Starlette routes) that the app serves beside the API, e.g. `/metrics`.
     """
 
     def __call__(self, request: GenerationRequest) -> AsyncIterator[Event]: ...

@@ -7,9 +7,10 @@ from collections.abc import Callable, Mapping
 from contextlib import aclosing
 
 import anyio
+from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
-from tokenwire.endpoint import Call, Endpoint
+from tokenwire.endpoint import Call, Endpoint, parse_timeout
 from tokenwire.errors import RequestTooLargeError, TokenwireError
 from tokenwire.interfaces import Payload
 
@@ -97,7 +98,11 @@ async def open_call(
     """
     try:
         body = await read_body(receive, endpoint.max_body_bytes)
-        call = endpoint.start(body, scope.get("path_params", {}), request_id_of(scope), transport)
+        header = Headers(scope=scope).get("x-request-timeout")
+        timeout = None if header is None else parse_timeout(header, "x-request-timeout")
+        call = endpoint.start(
+            body, scope.get("path_params", {}), request_id_of(scope), transport, timeout
+        )
     except TokenwireError as error:
         await send_error(scope, send, endpoint, error)
         return None

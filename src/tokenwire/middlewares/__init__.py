@@ -1,0 +1,5 @@
+"""Built-in stream middlewares."""
+
+from tokenwire.middlewares.cancellation import CancellationMiddleware, CancelRegistry
+
+__all__ = ["CancelRegistry", "CancellationMiddleware"]

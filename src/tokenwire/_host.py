@@ -14,12 +14,25 @@ from typing import Literal
 
 import anyio
 
+from tokenwire.endpoint import closing
 from tokenwire.errors import ServiceUnavailableError
-from tokenwire.interfaces import Backend
+from tokenwire.events import Event
+from tokenwire.interfaces import Backend, Generate
+from tokenwire.requests import GenerationRequest
 
 logger = logging.getLogger("tokenwire")
 
 State = Literal["idle", "starting", "ready", "failed", "draining", "closed"]
+
+
+class _Stream:
+    """A running stream; `scope` is set only while its next event is awaited."""
+
+    __slots__ = ("aborted", "scope")
+
+    def __init__(self) -> None:
+        self.aborted = False
+        self.scope: anyio.CancelScope | None = None
 
 
 class BackendHost:
@@ -31,6 +44,7 @@ class BackendHost:
         self.failure: BaseException | None = None
         self._ready = anyio.Event()
         self._stop = anyio.Event()
+        self._streams: set[_Stream] = set()
 
     @property
     def ready(self) -> bool:
@@ -64,9 +78,49 @@ class BackendHost:
             _spawn_detached(self._host_forever)
 
     def drain(self) -> None:
-        """Stop admitting requests; running streams go on."""
-        if self.state == "ready":
+        """Stop admitting requests (they get 503); running streams go on."""
+        if self.state in ("ready", "starting", "idle"):
             self.state = "draining"
+
+    @property
+    def active_streams(self) -> int:
+        return len(self._streams)
+
+    def abort_streams(self) -> int:
+        """End every running stream with an in-band "shutting down" error; returns how many."""
+        for stream in self._streams:
+            stream.aborted = True
+            if stream.scope is not None:
+                stream.scope.cancel()
+        return len(self._streams)
+
+    def guard(self, app: Generate) -> Generate:
+        """Wrap the pipeline so running streams are counted and can be aborted at shutdown."""
+
+        async def guarded(request: GenerationRequest) -> AsyncIterator[Event]:
+            stream = _Stream()
+            self._streams.add(stream)
+            try:
+                async with closing(app(request)) as events:
+                    while not stream.aborted:
+                        # Held only while awaiting, never across the yield.
+                        with anyio.CancelScope() as scope:
+                            stream.scope = scope
+                            try:
+                                event = await events.__anext__()
+                            except StopAsyncIteration:
+                                return
+                            finally:
+                                stream.scope = None
+                        if not scope.cancelled_caught:
+                            yield event
+                raise ServiceUnavailableError(
+                    "The server is shutting down and could not finish this stream in time."
+                )
+            finally:
+                self._streams.discard(stream)
+
+        return guarded
 
     async def _start(self) -> None:
         self.state = "starting"

@@ -97,6 +97,7 @@ def build_routes(
         pipeline = _middleware(middleware_item)(pipeline)
         # A middleware may serve HTTP routes of its own (/metrics, DELETE /v1/requests/{id}).
         middleware_routes.extend(getattr(pipeline, "routes", ()))
+    pipeline = host.guard(pipeline)
     transport_list: list[Transport] = [_load("transports", t) for t in transports]
 
     async def live(request: Request) -> Response:

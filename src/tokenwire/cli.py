@@ -28,9 +28,8 @@ def build_backend(config: ServeConfig) -> Backend:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from tokenwire.app import create_app
+    from tokenwire.server import run_server
 
     config = ServeConfig.from_file(args.config) if args.config else ServeConfig()
     options = dict(config.backend_options)
@@ -43,6 +42,8 @@ def _serve(args: argparse.Namespace) -> int:
         middlewares=tuple(args.middleware) if args.middleware else None,
         log_level=args.log_level,
         backend_options=options,
+        drain_grace=args.drain_grace,
+        shutdown_timeout=args.shutdown_timeout,
     )
     app = create_app(
         build_backend(config),
@@ -50,7 +51,14 @@ def _serve(args: argparse.Namespace) -> int:
         max_body_bytes=config.max_body_bytes,
         keepalive_seconds=config.keepalive_seconds,
     )
-    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)
+    run_server(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level=config.log_level,
+        drain_grace=config.drain_grace,
+        shutdown_timeout=config.shutdown_timeout,
+    )
     return 0
 
 
@@ -84,6 +92,18 @@ def make_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="backend constructor option, e.g. max_batch=16; repeatable",
+    )
+    serve.add_argument(
+        "--drain-grace",
+        type=float,
+        metavar="SECONDS",
+        help="on SIGTERM, how long running streams may take to finish (default: 20)",
+    )
+    serve.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="after draining, how long uvicorn waits for connections to close (default: 5)",
     )
     serve.add_argument("--config", type=Path, help="TOML config file; flags override it")
     serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])

@@ -27,6 +27,8 @@ class ServeConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     keepalive_seconds: float = 15.0
     log_level: str = "info"
+    drain_grace: float = 20.0
+    shutdown_timeout: float = 5.0
 
     @classmethod
     def from_file(cls, path: Path) -> ServeConfig:

@@ -1,0 +1,236 @@
+"""`OnnxBackend`: the default backend, our own decode loop on an ONNX Runtime session."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+from tokenizers import Tokenizer
+
+from tokenwire.backends.onnx.chat_template import ChatTemplate
+from tokenwire.backends.onnx.detokenizer import IncrementalDetokenizer, StopMatcher
+from tokenwire.backends.onnx.engine import DecodeLoop
+from tokenwire.backends.onnx.generation import Generation
+from tokenwire.backends.onnx.manifest import ModelManifest, default_model_dir
+from tokenwire.backends.onnx.runner import ModelRunner, create_runner
+from tokenwire.backends.onnx.sampling import Sampler, SamplingParams
+from tokenwire.backends.onnx.scheduler import BackendStats, Scheduler
+from tokenwire.backends.onnx.session import Placement, create_session, resolve_device
+from tokenwire.errors import (
+    ContextLengthExceededError,
+    GenerationError,
+    InvalidRequestError,
+    ServiceUnavailableError,
+    TokenwireError,
+)
+from tokenwire.events import Event, Finish
+from tokenwire.requests import GenerationRequest
+
+logger = logging.getLogger("tokenwire.onnx")
+
+
+class OnnxBackend:
+    """Serves a model prepared by `tokenwire prepare` with continuous batching.
+
+    Args:
+        model: the prepared model directory; None serves the default model.
+        device: "cpu", or "cuda" (the KV cache then stays on the GPU).
+        max_batch: sequences decoded together (KV slots).
+        max_queue: requests that may wait for a slot; more are refused with 429.
+        prefill_chunk: prompt tokens run between two decode steps.
+        max_context: tokens per sequence (prompt and completion); at most the model's.
+        intra_op_threads: ONNX Runtime threads per step; None lets ORT choose.
+
+    Raises:
+        FileNotFoundError: no prepared model is there (run `tokenwire prepare`).
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        device: str = "cpu",
+        max_batch: int = 8,
+        max_queue: int = 64,
+        prefill_chunk: int = 256,
+        max_context: int | None = None,
+        intra_op_threads: int | None = None,
+    ) -> None:
+        self.model_dir = Path(model).expanduser() if model is not None else default_model_dir()
+        if not (self.model_dir / "manifest.json").is_file():
+            hint = "" if model is not None else " (the default model)"
+            raise FileNotFoundError(
+                f"No prepared model at {self.model_dir}{hint}. Run `tokenwire prepare` "
+                "first, or name a prepared model directory."
+            )
+        self.manifest = ModelManifest.read(self.model_dir)
+        self.model_id = self.manifest.model_id
+        self.placement: Placement = resolve_device(device)
+        for name, value, low in (
+            ("max_batch", max_batch, 1),
+            ("max_queue", max_queue, 0),
+            ("prefill_chunk", prefill_chunk, 1),
+        ):
+            if int(value) < low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
+        self.max_batch = int(max_batch)
+        self.max_queue = int(max_queue)
+        self.prefill_chunk = int(prefill_chunk)
+        limit = self.manifest.kv.max_context
+        if max_context is not None and not 2 <= int(max_context) <= limit:
+            raise ValueError(
+                f"max_context must be between 2 and {limit} (the model's), got {max_context}"
+            )
+        self.context_length = int(max_context) if max_context is not None else limit
+        self.intra_op_threads = int(intra_op_threads) if intra_op_threads is not None else None
+        self.tokenizer: Tokenizer | None = None
+        self.chat_template: ChatTemplate | None = None
+        self._loop: DecodeLoop | None = None
+        self._task_group: Any = None
+
+    @property
+    def stats(self) -> BackendStats:
+        if self._loop is None:
+            return BackendStats(0, 0, 0, self.max_batch, 0, 0, 0)
+        return self._loop.stats()
+
+    async def start(self) -> None:
+        """Load the tokenizer and the session (in a worker thread), then start the loop."""
+        if self._loop is not None:
+            raise RuntimeError("OnnxBackend is already started")
+        runner = await anyio.to_thread.run_sync(self._load)
+        self._loop = DecodeLoop(
+            runner,
+            Scheduler(max_batch=self.max_batch, max_queue=self.max_queue),
+            prefill_chunk=self.prefill_chunk,
+        )
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        task_group.start_soon(self._loop.run, name="tokenwire-onnx-decode-loop")
+
+    def _load(self) -> ModelRunner:
+        manifest, directory = self.manifest, self.model_dir
+        tokenizer = Tokenizer.from_file(str(directory / manifest.tokenizer_file))
+        # A truncating tokenizer.json would silently cut long prompts instead of refusing them.
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        self.tokenizer = tokenizer
+        self.chat_template = self._load_template(tokenizer)
+        session, self.placement = create_session(
+            directory / manifest.model_file, self.placement, intra_op_threads=self.intra_op_threads
+        )
+        return create_runner(
+            session,
+            manifest.kv,
+            self.placement,
+            max_batch=self.max_batch,
+            max_context=self.context_length,
+            max_run_tokens=self.prefill_chunk,
+            pad_token_id=manifest.pad_token_id,
+        )
+
+    def _load_template(self, tokenizer: Tokenizer) -> ChatTemplate | None:
+        manifest, source = self.manifest, None
+        if manifest.chat_template_file and (self.model_dir / manifest.chat_template_file).is_file():
+            source = (self.model_dir / manifest.chat_template_file).read_text(encoding="utf-8")
+        elif (self.model_dir / "tokenizer_config.json").is_file():
+            config = json.loads((self.model_dir / "tokenizer_config.json").read_text("utf-8"))
+            if isinstance(config.get("chat_template"), str):
+                source = config["chat_template"]
+        if source is None:
+            return None
+        bos = manifest.bos_token_id
+        return ChatTemplate(
+            source,
+            bos_token=tokenizer.id_to_token(bos) if bos is not None else None,
+            eos_token=tokenizer.id_to_token(manifest.eos_token_ids[0]),
+        )
+
+    async def close(self) -> None:
+        """Stop the loop (after the step in flight) and end every stream still open."""
+        loop, task_group = self._loop, self._task_group
+        self._loop = self._task_group = None
+        if task_group is not None:
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+        if loop is not None:
+            for generation in loop.scheduler.drain():
+                generation.fail(ServiceUnavailableError("The server is shutting down."))
+                generation.retire()
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        """Stream `request`'s tokens; ends with one `Finish`.
+
+        Raises:
+            QueueFullError: too many requests are waiting (before the first event).
+            ContextLengthExceededError: the prompt does not fit the context.
+            InvalidRequestError: the request cannot be rendered or sampled as given.
+        """
+        loop = self._loop
+        if loop is None:
+            raise ServiceUnavailableError("The ONNX backend is not started.")
+        generation = self._prepare(request)
+        try:
+            loop.scheduler.submit(generation)
+            loop.wake()
+            async for item in generation.receive:
+                if isinstance(item, TokenwireError):
+                    raise item
+                yield item
+                if isinstance(item, Finish):
+                    return
+            raise GenerationError("The generation stream ended unexpectedly.")
+        finally:
+            generation.receive.close()
+            if generation.active:
+                # Closed or cancelled mid-stream (the client left): the loop frees the slot
+                # at the next step boundary.
+                loop.scheduler.withdraw(generation)
+                loop.wake()
+
+    def _prepare(self, request: GenerationRequest) -> Generation:
+        tokenizer = self.tokenizer
+        assert tokenizer is not None
+        if request.messages is not None:
+            if self.chat_template is None:
+                raise InvalidRequestError(
+                    f"Model {self.model_id!r} has no chat template; send a raw prompt instead.",
+                    param="messages",
+                )
+            text = self.chat_template.render(request.messages)
+            ids = tokenizer.encode(text, add_special_tokens=False).ids
+        else:
+            ids = tokenizer.encode(request.prompt or "", add_special_tokens=True).ids
+        prompt = np.asarray(ids, dtype=np.int64)
+        if len(prompt) == 0:
+            raise InvalidRequestError("The prompt is empty.", param="prompt")
+        if len(prompt) >= self.context_length:
+            raise ContextLengthExceededError(
+                f"The prompt is {len(prompt)} tokens, but this model's context is "
+                f"{self.context_length} tokens and at least one must be left to generate.",
+                param="messages" if request.is_chat else "prompt",
+            )
+        room = self.context_length - len(prompt)
+        if request.max_tokens is not None and request.max_tokens < 1:
+            raise InvalidRequestError(
+                f"max_tokens must be at least 1, got {request.max_tokens}", param="max_tokens"
+            )
+        try:
+            params = SamplingParams(request.temperature, request.top_p, request.top_k)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        return Generation(
+            request.request_id,
+            prompt,
+            max_new_tokens=min(room, request.max_tokens or room),
+            sampler=Sampler(params, request.seed),
+            detokenizer=IncrementalDetokenizer(tokenizer),
+            stops=StopMatcher(request.stop),
+            eos_token_ids=frozenset(self.manifest.eos_token_ids),
+        )

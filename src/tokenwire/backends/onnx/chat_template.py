@@ -1,0 +1,67 @@
+"""Rendering chat messages with the model's own Jinja template, in a sandbox."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NoReturn
+
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from tokenwire.errors import InvalidRequestError
+from tokenwire.requests import ChatMessage
+
+
+class ChatTemplate:
+    """A compiled chat template; renders messages with `add_generation_prompt=True`.
+
+    The environment matches Hugging Face's (`trim_blocks`, `lstrip_blocks`,
+    `raise_exception`, `strftime_now`, `tojson` keeping non-ASCII), so templates written for
+    `apply_chat_template` render the same text.
+    """
+
+    def __init__(
+        self, source: str, *, bos_token: str | None = None, eos_token: str | None = None
+    ) -> None:
+        env = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+        )
+        env.globals["raise_exception"] = _raise_exception
+        env.globals["strftime_now"] = _strftime_now
+        env.filters["tojson"] = _tojson
+        self.template = env.from_string(source)
+        self.bos_token = bos_token or ""
+        self.eos_token = eos_token or ""
+
+    def render(self, messages: Sequence[ChatMessage]) -> str:
+        """The prompt text for `messages`, ending where the assistant's answer starts.
+
+        Raises:
+            InvalidRequestError: the template rejected the conversation (say, roles that do
+                not alternate).
+        """
+        try:
+            return self.template.render(
+                messages=[{"role": m.role, "content": m.content} for m in messages],
+                add_generation_prompt=True,
+                bos_token=self.bos_token,
+                eos_token=self.eos_token,
+            )
+        except TemplateError as exc:
+            raise InvalidRequestError(
+                f"The model's chat template rejected the messages: {exc}", param="messages"
+            ) from None
+
+
+def _raise_exception(message: str) -> NoReturn:
+    raise TemplateError(message)
+
+
+def _strftime_now(format: str) -> str:
+    return datetime.now().strftime(format)
+
+
+def _tojson(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=indent)

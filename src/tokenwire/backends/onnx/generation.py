@@ -1,0 +1,190 @@
+"""One request inside the backend: its prompt, sampler, text state and event stream.
+
+The decode loop feeds it sampled tokens with `accept`; it turns them into `TokenDelta`s and
+one `Finish`, and hands them to the consumer without ever blocking the loop.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import anyio
+import numpy as np
+from anyio.streams.memory import MemoryObjectSendStream
+
+from tokenwire.backends.onnx.detokenizer import IncrementalDetokenizer, StopMatcher
+from tokenwire.backends.onnx.sampling import Sampler
+from tokenwire.errors import TokenwireError
+from tokenwire.events import Event, Finish, FinishReason, PhaseName, Progress, TokenDelta, Usage
+
+StreamItem = Event | TokenwireError
+
+# Events buffered per consumer. The loop never waits for a slow reader: when the buffer is
+# nearly full, new text is merged into one pending delta. Two places stay free so that the
+# pending delta and the Finish (or an error) always fit.
+STREAM_BUFFER = 32
+_RESERVED = 2
+
+
+class Phase(enum.Enum):
+    WAITING = "waiting"
+    PREFILLING = "prefilling"
+    RUNNING = "running"
+    DONE = "done"
+
+
+class Generation:
+    """A request's state from admission to its `Finish`."""
+
+    __slots__ = (
+        "_ids",
+        "_pending_ids",
+        "_pending_text",
+        "_send",
+        "cancelled",
+        "completion_tokens",
+        "detokenizer",
+        "eos_token_ids",
+        "exhausted",
+        "last_token",
+        "max_new_tokens",
+        "phase",
+        "prefilled",
+        "prompt_ids",
+        "receive",
+        "request_id",
+        "sampled",
+        "sampler",
+        "slot",
+        "stops",
+    )
+
+    def __init__(
+        self,
+        request_id: str,
+        prompt_ids: np.ndarray,
+        *,
+        max_new_tokens: int,
+        sampler: Sampler,
+        detokenizer: IncrementalDetokenizer,
+        stops: StopMatcher,
+        eos_token_ids: frozenset[int],
+    ) -> None:
+        self.request_id = request_id
+        self.prompt_ids = prompt_ids
+        self.max_new_tokens = max_new_tokens
+        self.sampler = sampler
+        self.detokenizer = detokenizer
+        self.stops = stops
+        self.eos_token_ids = eos_token_ids
+        self.phase = Phase.WAITING
+        self.slot: int | None = None
+        self.prefilled = 0
+        self.last_token = -1
+        self.sampled = 0
+        self.exhausted = False
+        self.completion_tokens = 0
+        self.cancelled = False
+        self._ids: list[int] = []  # ids whose text is still held back
+        self._pending_text = ""  # text not yet delivered (the consumer's buffer was full)
+        self._pending_ids: list[int] = []
+        self._send: MemoryObjectSendStream[StreamItem]
+        send, receive = anyio.create_memory_object_stream[StreamItem](STREAM_BUFFER)
+        self._send, self.receive = send, receive
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.prompt_ids)
+
+    @property
+    def active(self) -> bool:
+        return self.phase is not Phase.DONE and not self.cancelled
+
+    @property
+    def decoding(self) -> bool:
+        """Whether the next decode step should feed this sequence."""
+        return self.active and not self.exhausted
+
+    def schedule(self, token_id: int) -> None:
+        """The loop's side of a sampled token: feed it next, unless it ends the sequence.
+
+        Events are made later by `accept` (in the emitter task); EOS and the length limit
+        are known here already, so the loop never feeds a sequence past its end. Only a stop
+        string is found later, costing at most a step whose token is dropped.
+        """
+        self.last_token = token_id
+        self.sampled += 1
+        if token_id in self.eos_token_ids or self.sampled >= self.max_new_tokens:
+            self.exhausted = True
+
+    def note(self, phase: PhaseName) -> None:
+        """Tell middlewares the request entered `phase` (dropped if the consumer lags)."""
+        if self._send.statistics().current_buffer_used < STREAM_BUFFER - _RESERVED:
+            self._put(Progress(phase))
+
+    def accept(self, token_id: int) -> None:
+        """Take one sampled token: stream its text, and finish on EOS, a stop string or length."""
+        self.completion_tokens += 1
+        self._ids.append(token_id)
+        if token_id in self.eos_token_ids:
+            self._finish("stop")
+            return
+        text, stop = self.stops.feed(self.detokenizer.step(token_id))
+        self._emit(text)
+        if stop is not None:
+            self._close(Finish("stop", self._usage(), stop_sequence=stop))
+        elif self.completion_tokens >= self.max_new_tokens:
+            self._finish("length")
+
+    def _finish(self, reason: FinishReason) -> None:
+        """End normally: flush held-back text (a stop string may still complete in it)."""
+        text, stop = self.stops.feed(self.detokenizer.flush())
+        if stop is None:
+            text += self.stops.flush()
+        self._emit(text)
+        self._close(Finish("stop" if stop else reason, self._usage(), stop_sequence=stop))
+
+    def fail(self, error: TokenwireError) -> None:
+        """End with `error`, raised to the consumer in place of the remaining events."""
+        if self.phase is not Phase.DONE:
+            self._close(error)
+
+    def _usage(self) -> Usage:
+        return Usage(self.prompt_tokens, self.completion_tokens)
+
+    def _emit(self, text: str) -> None:
+        if not text:
+            return
+        self._pending_text += text
+        self._pending_ids += self._ids
+        self._ids = []
+        self._deliver(limit=STREAM_BUFFER - _RESERVED)
+
+    def _deliver(self, limit: int) -> None:
+        if not self._pending_text:
+            return
+        if self._send.statistics().current_buffer_used >= limit:
+            return
+        delta = TokenDelta(self._pending_text, tuple(self._pending_ids))
+        self._pending_text, self._pending_ids = "", []
+        self._put(delta)
+
+    def _close(self, last: StreamItem) -> None:
+        self._deliver(limit=STREAM_BUFFER)
+        self._put(last)
+        self.phase = Phase.DONE
+        self._send.close()
+
+    def _put(self, item: StreamItem) -> None:
+        try:
+            self._send.send_nowait(item)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            # The consumer is gone: the sequence leaves the batch at the next step.
+            self.cancelled = True
+        except anyio.WouldBlock:  # pragma: no cover - the reserved places make this unreachable
+            self.cancelled = True
+
+    def retire(self) -> None:
+        """Leave the scheduler: close the stream (the consumer sees it end)."""
+        self.phase = Phase.DONE
+        self._send.close()

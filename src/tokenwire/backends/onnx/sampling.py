@@ -1,0 +1,85 @@
+"""Choosing the next token from a logits row: greedy, or temperature with top-k and top-p."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Temperature 0 (or top_k 1) is greedy; top_k 0 and top_p 1 switch those filters off."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0 or self.top_k == 1
+
+
+class Sampler:
+    """Samples one sequence's tokens with its own generator: the same seed, the same text."""
+
+    def __init__(self, params: SamplingParams, seed: int | None = None) -> None:
+        self.params = params
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, logits: np.ndarray) -> int:
+        if self.params.greedy:
+            return int(np.argmax(logits))
+        return sample(logits, self.params, self.rng)
+
+
+def sample(logits: np.ndarray, params: SamplingParams, rng: np.random.Generator) -> int:
+    """Draw a token id from `logits` (`[vocab]`): temperature, then top-k, then top-p."""
+    scores = logits.astype(np.float64) / params.temperature
+    vocab = scores.shape[0]
+    ids: np.ndarray | None = None
+    if 0 < params.top_k < vocab:
+        ids = _top(scores, params.top_k)
+    if params.top_p < 1.0:
+        ids = _nucleus(scores, ids, params.top_p)
+    if ids is None:
+        ids = np.arange(vocab)
+    chosen = scores[ids]
+    probs = np.exp(chosen - chosen.max())
+    probs /= probs.sum()
+    return int(ids[rng.choice(len(ids), p=probs)])
+
+
+def _nucleus(scores: np.ndarray, ids: np.ndarray | None, top_p: float) -> np.ndarray:
+    """The fewest most likely of `ids` (all when None) whose probability reaches `top_p`."""
+    if ids is not None:
+        probs = np.exp(scores[ids] - scores[ids[0]])
+        cumulative = np.cumsum(probs / probs.sum())
+    else:
+        # The nucleus is usually a few dozen tokens: sort a growing top slice, not the
+        # whole vocabulary, against the full normaliser.
+        top = scores.max()
+        total = np.exp(scores - top).sum()
+        width = 64
+        while True:
+            ids = _top(scores, width)
+            cumulative = np.cumsum(np.exp(scores[ids] - top) / total)
+            if cumulative[-1] >= top_p or width >= scores.shape[0]:
+                break
+            width *= 4
+    keep = int(np.searchsorted(cumulative, top_p)) + 1
+    return ids[: min(keep, len(ids))]
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the `k` largest scores, largest first."""
+    ids = np.argpartition(scores, -k)[-k:] if k < scores.shape[0] else np.arange(scores.shape[0])
+    return ids[np.argsort(-scores[ids], kind="stable")]

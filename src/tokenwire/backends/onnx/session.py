@@ -1,0 +1,86 @@
+"""Creating the ONNX Runtime session: provider choice per device, and a warning on fallback."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+logger = logging.getLogger("tokenwire.onnx")
+
+DEVICES = ("cpu", "cuda")
+
+_PROVIDERS = {
+    "cpu": ("CPUExecutionProvider",),
+    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where the KV cache lives and which execution providers run the graph.
+
+    `ort_device` is the device name OrtValues and IOBinding take ("cpu" or "cuda").
+    """
+
+    device: str
+    providers: tuple[str, ...]
+    ort_device: str
+    device_id: int = 0
+
+
+def resolve_device(device: str) -> Placement:
+    """The placement for a `device` option ("cpu", "cuda" or "cuda:N").
+
+    Raises:
+        ValueError: the device is not one of the supported names.
+    """
+    name, _, index = device.strip().lower().partition(":")
+    if name not in _PROVIDERS or (index and not index.isdigit()):
+        raise ValueError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {device!r}")
+    return Placement(name, _PROVIDERS[name], name, int(index or 0))
+
+
+def create_session(
+    model_path: Path, placement: Placement, *, intra_op_threads: int | None = None
+) -> tuple[ort.InferenceSession, Placement]:
+    """Load `model_path` for `placement`.
+
+    Returns the session and the placement it really got: when ORT fell back from the CUDA
+    provider to CPU (a warning says so), the KV cache must live on the host as well.
+    """
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if intra_op_threads is not None:
+        if intra_op_threads < 1:
+            raise ValueError(f"intra_op_threads must be >= 1, got {intra_op_threads}")
+        options.intra_op_num_threads = intra_op_threads
+    providers: list[Any] = list(placement.providers)
+    if placement.device == "cuda":
+        providers[0] = ("CUDAExecutionProvider", {"device_id": placement.device_id})
+    session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+    if not check_providers(placement, session.get_providers()):
+        placement = resolve_device("cpu")
+    return session, placement
+
+
+def check_providers(placement: Placement, actual: list[str]) -> bool:
+    """Whether the session got the provider asked for; logs a warning when it did not.
+
+    ORT silently falls back to CPU when, say, the CUDA libraries are missing, which would put
+    every step through host copies; the warning names what was asked and what was given.
+    """
+    wanted = placement.providers[0]
+    if actual and actual[0] == wanted:
+        return True
+    logger.warning(
+        "ONNX Runtime could not use %s for device %r and fell back to %s; "
+        "check the onnxruntime-gpu install and the CUDA libraries",
+        wanted,
+        placement.device,
+        ", ".join(actual) or "nothing",
+    )
+    return False

@@ -1,0 +1,52 @@
+"""Running the backend on a tiny model and collecting what it streams."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tokenwire.backends.onnx import OnnxBackend
+from tokenwire.events import Event, Finish, Progress, TokenDelta
+from tokenwire.requests import GenerationRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    deltas: tuple[TokenDelta, ...]
+    finish: Finish
+    events: tuple[Event, ...]
+
+    @property
+    def text(self) -> str:
+        return "".join(d.text for d in self.deltas)
+
+    @property
+    def ids(self) -> list[int]:
+        return [i for d in self.deltas for i in d.token_ids]
+
+
+def request(prompt: str, max_tokens: int | None = 24, **fields: Any) -> GenerationRequest:
+    fields.setdefault("temperature", 0.0)
+    return GenerationRequest(model="tiny", prompt=prompt, max_tokens=max_tokens, **fields)
+
+
+@asynccontextmanager
+async def running(model_dir: Path, **options: Any) -> AsyncIterator[OnnxBackend]:
+    backend = OnnxBackend(model_dir, **options)
+    await backend.start()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+async def collect(backend: OnnxBackend, req: GenerationRequest) -> Result:
+    events = [event async for event in backend.generate(req)]
+    finishes = [e for e in events if isinstance(e, Finish)]
+    assert len(finishes) == 1 and events[-1] is finishes[0], events
+    deltas = tuple(e for e in events if isinstance(e, TokenDelta))
+    assert all(isinstance(e, (TokenDelta, Finish, Progress)) for e in events)
+    return Result(deltas, finishes[0], tuple(events))

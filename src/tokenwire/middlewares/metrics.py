@@ -1,0 +1,175 @@
+"""`metrics`: Prometheus metrics of every stream, served at `GET /metrics`.
+
+Latency histograms (time to first token, inter-token, end to end, queue, prefill), token and
+request counters, cancellations by phase and cause, errors by type, and running/waiting
+gauges. The registry is injected; `docs/metrics.md` lists every metric.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from time import perf_counter
+
+import anyio
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from tokenwire.endpoint import closing
+from tokenwire.errors import DeadlineExceededError, TokenwireError
+from tokenwire.events import Event, Finish, PhaseName, Progress, TokenDelta
+from tokenwire.interfaces import Generate
+from tokenwire.middlewares._metric_set import MetricSet, RequestMetrics
+from tokenwire.requests import GenerationRequest
+
+__all__ = ["MetricsMiddleware"]
+
+
+class MetricsMiddleware:
+    """Records metrics of every request that passes; serves them at `path`.
+
+    Put it outermost, so that it sees what the client sees: the queue time and the time to
+    first token include every middleware below it, and a deadline or an explicit cancel
+    raised by the cancellation middleware is counted with its cause.
+
+    Args:
+        app: the next `Generate`.
+        registry: where the metrics live; a fresh `CollectorRegistry` when None (no global
+            state: two instances never share counts).
+        path: the route that serves the metrics.
+    """
+
+    def __init__(
+        self,
+        app: Generate,
+        *,
+        registry: CollectorRegistry | None = None,
+        path: str = "/metrics",
+    ) -> None:
+        self.app = app
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = MetricSet(self.registry)
+        # Under several workers every process writes its samples to files in this directory;
+        # a scrape must aggregate the files, not read this process's registry.
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        self.routes: list[BaseRoute] = [Route(path, self._serve, methods=["GET"])]
+
+    async def _serve(self, request: Request) -> Response:
+        registry = self.registry
+        if self.multiprocess_dir is not None:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        encode, content_type = choose_encoder(request.headers.get("accept", ""))
+        # Multiprocess collection reads one file per process and metric: keep it off the loop.
+        body = await anyio.to_thread.run_sync(encode, registry)
+        return Response(body, media_type=content_type)
+
+    async def __call__(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        m = self.metrics.for_request(request.model, request.dialect, request.transport)
+        started = perf_counter()
+        phase: PhaseName = "queued"
+        prefill_at: float | None = None
+        last_token: float | None = None
+        generated = 0
+        finished = False
+        # Exactly one of the two gauges holds this request until it ends (see `finally`).
+        m.waiting.inc()
+        waiting, running = True, False
+        # The per-token path: bound methods, no label lookups. Tokens are counted as they
+        # stream so that a long generation shows in tokens/s while it runs, not at its end.
+        observe_gap = m.inter_token_latency.observe
+        count_tokens = m.generation_tokens.inc
+        try:
+            async with closing(self.app(request)) as events:
+                async for event in events:
+                    if isinstance(event, TokenDelta):
+                        now = perf_counter()
+                        if last_token is not None:
+                            observe_gap(now - last_token)
+                        else:
+                            m.time_to_first_token.observe(now - started)
+                            if prefill_at is not None:
+                                m.prefill_time.observe(now - prefill_at)
+                            phase = "decode"
+                            if waiting:
+                                m.waiting.dec()
+                                m.running.inc()
+                                waiting, running = False, True
+                        last_token = now
+                        tokens = len(event.token_ids) or 1
+                        count_tokens(tokens)
+                        generated += tokens
+                    elif isinstance(event, Progress):
+                        phase = event.phase
+                        if phase == "prefill" and prefill_at is None:
+                            prefill_at = perf_counter()
+                            m.queue_time.observe(prefill_at - started)
+                        # A backend may requeue a request (preemption): the gauges follow.
+                        queued = phase == "queued"
+                        if queued is not waiting:
+                            (m.running if queued else m.waiting).dec()
+                            (m.waiting if queued else m.running).inc()
+                            waiting, running = queued, not queued
+                    elif isinstance(event, Finish) and not finished:
+                        finished = True
+                        self._record_finish(m, event, phase, started, generated)
+                    yield event
+            if not finished:
+                # The endpoint turns a stream without a Finish into an internal error.
+                self._record_error(m, "internal")
+        except BaseException as exc:
+            if not finished:
+                self._record_abort(m, exc, phase)
+            raise
+        finally:
+            if waiting:
+                m.waiting.dec()
+            if running:
+                m.running.dec()
+
+    def _record_finish(
+        self, m: RequestMetrics, finish: Finish, phase: PhaseName, started: float, generated: int
+    ) -> None:
+        m.request_duration.observe(perf_counter() - started)
+        usage = finish.usage
+        # Deltas without token ids were counted as one token each; the backend knows better.
+        if usage.completion_tokens > generated:
+            m.generation_tokens.inc(usage.completion_tokens - generated)
+        if usage.prompt_tokens:
+            m.prompt_tokens.inc(usage.prompt_tokens)
+        m.prefix_cache_queries.inc()
+        if usage.cached_prompt_tokens:
+            m.cached_prompt_tokens.inc(usage.cached_prompt_tokens)
+            m.prefix_cache_hits.inc()
+        metrics = self.metrics
+        metrics.requests.labels(*m.labels, finish.reason).inc()
+        if finish.reason == "cancelled":
+            # An in-band cancelled Finish comes from a cancel by id (DELETE, WebSocket cancel).
+            metrics.cancellations.labels(*m.labels, phase, "explicit").inc()
+        elif finish.reason == "error":
+            metrics.errors.labels(*m.labels, "internal_error").inc()
+
+    def _record_abort(self, m: RequestMetrics, exc: BaseException, phase: PhaseName) -> None:
+        metrics = self.metrics
+        if isinstance(exc, DeadlineExceededError):
+            cause = "deadline"
+        elif isinstance(exc, Exception):
+            kind = exc.kind if isinstance(exc, TokenwireError) else "internal"
+            self._record_error(m, kind)
+            return
+        elif isinstance(exc, (GeneratorExit, anyio.get_cancelled_exc_class())):
+            # Cancelled while awaiting the backend, or closed by a consumer that stopped
+            # reading: either way the client went away.
+            cause = "disconnect"
+        else:
+            return  # KeyboardInterrupt, SystemExit: the process is going away
+        metrics.requests.labels(*m.labels, "cancelled").inc()
+        metrics.cancellations.labels(*m.labels, phase, cause).inc()
+
+    def _record_error(self, m: RequestMetrics, kind: str) -> None:
+        self.metrics.requests.labels(*m.labels, "error").inc()
+        self.metrics.errors.labels(*m.labels, kind).inc()

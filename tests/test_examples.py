@@ -80,3 +80,34 @@ def test_client_snippets_stream_from_a_server(command: list[str], echo_url: str)
     assert result.returncode == 0, result.stderr
     # The echo backend sends the question back, so its words prove the stream arrived.
     assert "capital" in result.stdout
+
+
+def test_custom_middleware_masks_a_word_even_split_across_deltas() -> None:
+    from functools import partial
+
+    from examples.custom_middleware import RedactMiddleware
+    from tokenwire.backends.echo import EchoBackend
+
+    app = create_app(EchoBackend(), middlewares=[partial(RedactMiddleware, word="Paris")])
+    with running_server(app) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        stream = client.chat.completions.create(
+            model="echo", stream=True,
+            messages=[{"role": "user", "content": "The capital is Paris, and Par is not Paris."}],
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "The capital is █████, and Par is not █████."
+    assert len((EXAMPLES / "custom_middleware.py").read_text().splitlines()) < 40
+
+
+@pytest.mark.anyio
+async def test_custom_middleware_catches_a_word_split_between_tokens() -> None:
+    from examples.custom_middleware import RedactMiddleware
+    from tests._support.backends import ScriptedBackend
+    from tokenwire import GenerationRequest, TokenDelta
+
+    backend = ScriptedBackend(["in Pa", "ri", "s we", " trust Pa"])
+    middleware = RedactMiddleware(backend.generate, word="Paris")
+    request = GenerationRequest(model="scripted", prompt="x")
+    texts = [e.text async for e in middleware(request) if isinstance(e, TokenDelta)]
+    assert "".join(texts) == "in █████ we trust Pa"

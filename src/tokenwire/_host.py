@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Literal
 
 import anyio
+from anyio.abc import TaskGroup
 
 from tokenwire.endpoint import closing
 from tokenwire.errors import ServiceUnavailableError
@@ -26,13 +27,12 @@ State = Literal["idle", "starting", "ready", "failed", "draining", "closed"]
 
 
 class _Stream:
-    """A running stream; `scope` is set only while its next event is awaited."""
+    """A running stream, aborted at its next event when the drain grace runs out."""
 
-    __slots__ = ("aborted", "scope")
+    __slots__ = ("aborted",)
 
     def __init__(self) -> None:
         self.aborted = False
-        self.scope: anyio.CancelScope | None = None
 
 
 class BackendHost:
@@ -45,6 +45,7 @@ class BackendHost:
         self._ready = anyio.Event()
         self._stop = anyio.Event()
         self._streams: set[_Stream] = set()
+        self.task_group: TaskGroup | None = None
 
     @property
     def ready(self) -> bool:
@@ -55,9 +56,21 @@ class BackendHost:
         """Run the backend for the duration of the block (used by the lifespan)."""
         await self._start()
         try:
-            yield
+            async with self._services():
+                yield
         finally:
             await self._close()
+
+    @asynccontextmanager
+    async def _services(self) -> AsyncIterator[None]:
+        # Streams that outlive their connection (resumable streams) run in this task group.
+        async with anyio.create_task_group() as task_group:
+            self.task_group = task_group
+            try:
+                yield
+            finally:
+                task_group.cancel_scope.cancel()
+                self.task_group = None
 
     async def ensure_started(self) -> None:
         """Start the backend if nobody has (mounted apps), then wait until it is ready.
@@ -90,8 +103,6 @@ class BackendHost:
         """End every running stream with an in-band "shutting down" error; returns how many."""
         for stream in self._streams:
             stream.aborted = True
-            if stream.scope is not None:
-                stream.scope.cancel()
         return len(self._streams)
 
     def guard(self, app: Generate) -> Generate:
@@ -101,22 +112,16 @@ class BackendHost:
             stream = _Stream()
             self._streams.add(stream)
             try:
+                # The abort flag is read between events: a cancel scope per event costs
+                # more than a token's whole trip through the transport.
                 async with closing(app(request)) as events:
-                    while not stream.aborted:
-                        # Held only while awaiting, never across the yield.
-                        with anyio.CancelScope() as scope:
-                            stream.scope = scope
-                            try:
-                                event = await events.__anext__()
-                            except StopAsyncIteration:
-                                return
-                            finally:
-                                stream.scope = None
-                        if not scope.cancelled_caught:
-                            yield event
-                raise ServiceUnavailableError(
-                    "The server is shutting down and could not finish this stream in time."
-                )
+                    async for event in events:
+                        if stream.aborted:
+                            raise ServiceUnavailableError(
+                                "The server is shutting down and could not finish this "
+                                "stream in time."
+                            )
+                        yield event
             finally:
                 self._streams.discard(stream)
 
@@ -145,7 +150,8 @@ class BackendHost:
             logger.exception("backend %r failed to start", self.backend.model_id)
             return
         try:
-            await self._stop.wait()
+            async with self._services():
+                await self._stop.wait()
         finally:
             with anyio.CancelScope(shield=True):
                 await self.backend.close()

@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from starlette._utils import get_route_path
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route, Router, WebSocketRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import BaseRoute, Match, Route, Router, WebSocketRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokenwire._host import BackendHost
-from tokenwire.endpoint import DEFAULT_MAX_BODY_BYTES, Endpoint
-from tokenwire.errors import TokenwireError
+from tokenwire.auth import ApiKeys, ConcurrencyLimit
+from tokenwire.endpoint import Endpoint
+from tokenwire.errors import AuthenticationError, InvalidRequestError, TokenwireError
 from tokenwire.interfaces import Backend, Dialect, Generate, MiddlewareFactory, Transport
+from tokenwire.limits import Limits
+from tokenwire.logs import request_id_var
 from tokenwire.plugins import load_plugin
 from tokenwire.requests import new_request_id
-from tokenwire.transports._http import send_error
+from tokenwire.resume import ResumeConfig, ResumeService, parse_last_event_id
+from tokenwire.transports._http import send_error, send_json
+from tokenwire.transports.sse import SSETransport
 
 DEFAULT_DIALECTS = ("openai-chat", "openai-completions", "anthropic", "gemini")
 # First match wins: SSE takes any HTTP request, so it goes last.
 DEFAULT_TRANSPORTS = ("websocket", "ndjson", "sse")
+# Open even when API keys are on: probes, scrapers and the playground page.
+DEFAULT_PUBLIC_PATHS = ("/health/live", "/health/ready", "/metrics", "/")
+
+logger = logging.getLogger("tokenwire.access")
 
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -32,29 +47,96 @@ class DialectRoute:
     """The ASGI app behind one dialect path: picks the transport, which does the rest."""
 
     def __init__(
-        self, endpoint: Endpoint, transports: Sequence[Transport], host: BackendHost
+        self,
+        endpoint: Endpoint,
+        transports: Sequence[Transport],
+        host: BackendHost,
+        concurrency: ConcurrencyLimit,
     ) -> None:
         self.endpoint = endpoint
         self.transports = transports
         self.host = host
+        self.concurrency = concurrency
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope.setdefault("state", {})["request_id"] = _request_id(scope)
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        request_id_var.set(request_id)
         transport = next((t for t in self.transports if t.accepts(scope)), None)
         if transport is None:
             await Response("No transport accepts this request.", status_code=406)(
                 scope, receive, send
             )
             return
+        key = scope["state"].get("api_key", "")
+        started = time.perf_counter()
+        status = 0
+
+        async def send_watching_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "websocket.accept":
+                status = 101
+            await send(message)
+
         try:
-            await self.host.ensure_started()
+            try:
+                await self.host.ensure_started()
+                self.concurrency.acquire(key)
+            except TokenwireError as error:
+                await self._refuse(scope, send_watching_status, error)
+                return
+            try:
+                await transport(scope, receive, send_watching_status, self.endpoint)
+            finally:
+                self.concurrency.release(key)
+        finally:
+            # The access log line: no body, no prompt; the request id comes from the context.
+            logger.info(
+                "%s %s %s via %s in %.1f ms",
+                scope.get("method", "WS"),
+                scope["path"],
+                status or "-",
+                transport.name,
+                (time.perf_counter() - started) * 1000,
+            )
+
+    async def _refuse(self, scope: Scope, send: Send, error: TokenwireError) -> None:
+        if scope["type"] == "http":
+            await send_error(scope, send, self.endpoint, error)
+        else:
+            # Closing before accepting makes the server answer the upgrade with 403.
+            await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
+
+
+class StreamResumeRoute:
+    """`GET /v1/streams/{request_id}`: continue a resumable stream after `Last-Event-ID`."""
+
+    def __init__(self, service: ResumeService) -> None:
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = scope["path_params"]["request_id"]
+        scope.setdefault("state", {})["request_id"] = request_id
+        request_id_var.set(request_id)
+        header = Headers(scope=scope).get("last-event-id")
+        try:
+            start = 0
+            if header is not None:
+                stream_id, seq = parse_last_event_id(header)
+                if stream_id != request_id:
+                    raise InvalidRequestError(
+                        "Last-Event-ID names another stream than the path.",
+                        param="last-event-id",
+                    )
+                start = seq + 1
+            record, payloads = self.service.open(request_id, start)
         except TokenwireError as error:
-            if scope["type"] == "http":
-                await send_error(scope, send, self.endpoint, error)
-            else:
-                await send({"type": "websocket.close", "code": 1013, "reason": error.message})
+            body = {"error": {"message": error.message, "type": error.kind}}
+            await JSONResponse(body, status_code=error.status_code)(scope, receive, send)
             return
-        await transport(scope, receive, send, self.endpoint)
+        await SSETransport().stream(payloads, scope, receive, send, record.endpoint)
 
 
 def _request_id(scope: Scope) -> str:
@@ -64,6 +146,54 @@ def _request_id(scope: Scope) -> str:
             if _CLIENT_REQUEST_ID.fullmatch(candidate):
                 return candidate
     return new_request_id()
+
+
+class AuthGate:
+    """Checks API keys before any non-public tokenwire route; other paths pass through.
+
+    A refusal is a 401 in the shape of the dialect that owns the path (OpenAI's otherwise).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: ApiKeys,
+        routes: Sequence[BaseRoute],
+        dialect_routes: Sequence[tuple[BaseRoute, Endpoint]],
+        public_paths: Iterable[str],
+        fallback: Endpoint,
+    ) -> None:
+        self.app, self.keys, self.routes = app, keys, routes
+        self.dialect_routes, self.fallback = dialect_routes, fallback
+        self.public_paths = frozenset(public_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or not self.keys.enabled:
+            await self.app(scope, receive, send)
+            return
+        path = get_route_path(scope)
+        owned = any(route.matches(scope)[0] != Match.NONE for route in self.routes)
+        if not owned or path in self.public_paths:
+            await self.app(scope, receive, send)
+            return
+        try:
+            scope.setdefault("state", {})["api_key"] = self.keys.authenticate(scope)
+        except AuthenticationError as error:
+            await self._refuse(scope, send, error)
+            return
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, send: Send, error: AuthenticationError) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
+            return
+        endpoint = next(
+            (e for route, e in self.dialect_routes if route.matches(scope)[0] != Match.NONE),
+            self.fallback,
+        )
+        body = endpoint.render_error(error)
+        headers = [(b"www-authenticate", b"Bearer")]
+        await send_json(send, body.status_code, body.content, headers)
 
 
 def _load(kind: str, item: Any) -> Any:
@@ -80,16 +210,24 @@ def _middleware(item: MiddlewareFactory | str) -> MiddlewareFactory:
     return item
 
 
-def build_routes(
+def build_router(
     host: BackendHost,
     *,
     middlewares: Sequence[MiddlewareFactory | str] = (),
     dialects: Iterable[Dialect | str] = DEFAULT_DIALECTS,
     transports: Iterable[Transport | str] = DEFAULT_TRANSPORTS,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    limits: Limits = Limits(),
+    api_keys: Iterable[str] = (),
+    public_paths: Iterable[str] = DEFAULT_PUBLIC_PATHS,
     keepalive_seconds: float = 15.0,
-) -> list[BaseRoute]:
-    """The routes of a tokenwire app, for `create_app` and `TokenwireMiddleware`."""
+    playground: bool = True,
+    resume: ResumeConfig | None = None,
+    default: ASGIApp | None = None,
+) -> ASGIApp:
+    """tokenwire's routes behind its auth gate, for `create_app` and `TokenwireMiddleware`.
+
+    `default` answers paths that are not tokenwire's (404 when None).
+    """
     backend = host.backend
     pipeline: Generate = backend.generate
     middleware_routes: list[BaseRoute] = []
@@ -99,6 +237,8 @@ def build_routes(
         middleware_routes.extend(getattr(pipeline, "routes", ()))
     pipeline = host.guard(pipeline)
     transport_list: list[Transport] = [_load("transports", t) for t in transports]
+    concurrency = ConcurrencyLimit(limits.max_concurrent_per_key)
+    resume_service = ResumeService(host, resume) if resume is not None else None
 
     async def live(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -118,7 +258,7 @@ def build_routes(
     async def get_model(request: Request) -> Response:
         if request.path_params["model_id"] != backend.model_id:
             error = {
-                "message": f"The model {request.path_params['model_id']!r} does not exist; "
+                "message": f"The model {request.path_params['model_id'][:100]!r} does not exist; "
                 f"this server serves {backend.model_id!r}.",
                 "type": "invalid_request_error",
                 "param": "model",
@@ -134,20 +274,39 @@ def build_routes(
         Route("/v1/models/{model_id}", get_model, methods=["GET"]),
         *middleware_routes,
     ]
+    if playground:
+        from tokenwire.playground import playground_routes
+
+        routes.extend(playground_routes())
+    dialect_routes: list[tuple[BaseRoute, Endpoint]] = []
     for dialect_item in dialects:
         dialect: Dialect = _load("dialects", dialect_item)
         endpoint = Endpoint(
             dialect,
             pipeline,
             backend.model_id,
-            max_body_bytes=max_body_bytes,
+            limits=limits,
             keepalive_seconds=keepalive_seconds,
+            resume=resume_service,
         )
-        route_app = DialectRoute(endpoint, transport_list, host)
+        route_app = DialectRoute(endpoint, transport_list, host, concurrency)
         for path in dialect.routes:
-            routes.append(Route(path, route_app, methods=["POST"]))
-            routes.append(WebSocketRoute(path, route_app))
-    return routes
+            for route in (
+                Route(path, route_app, methods=["POST"]),
+                WebSocketRoute(path, route_app),
+            ):
+                routes.append(route)
+                dialect_routes.append((route, endpoint))
+    fallback = dialect_routes[0][1] if dialect_routes else None
+    if resume_service is not None:
+        routes.append(
+            Route("/v1/streams/{request_id}", StreamResumeRoute(resume_service), methods=["GET"])
+        )
+    router = Router(routes=routes, default=default)
+    keys = ApiKeys(api_keys)
+    if not keys.enabled or fallback is None:
+        return router
+    return AuthGate(router, keys, routes, dialect_routes, public_paths, fallback)
 
 
 def create_app(
@@ -156,8 +315,13 @@ def create_app(
     middlewares: Sequence[MiddlewareFactory | str] = (),
     dialects: Iterable[Dialect | str] = DEFAULT_DIALECTS,
     transports: Iterable[Transport | str] = DEFAULT_TRANSPORTS,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    limits: Limits = Limits(),
+    api_keys: Iterable[str] = (),
+    public_paths: Iterable[str] = DEFAULT_PUBLIC_PATHS,
+    cors_origins: Sequence[str] = (),
     keepalive_seconds: float = 15.0,
+    playground: bool = True,
+    resume: ResumeConfig | None = None,
 ) -> Starlette:
     """A Starlette app serving `backend` through every dialect and transport.
 
@@ -171,17 +335,26 @@ def create_app(
         dialects: API dialects to serve (instances or plugin names).
         transports: transports in order of preference; the first that accepts a request
             serves it (SSE accepts any HTTP request, so it belongs last).
-        max_body_bytes: larger request bodies get 413.
+        limits: body size, token and per-key concurrency limits.
+        api_keys: accepted API keys; none means no auth.
+        public_paths: paths that need no key even when keys are set.
+        cors_origins: origins allowed to call from browsers (CORS is off when empty).
         keepalive_seconds: idle time before an SSE keep-alive is sent.
+        playground: serve the playground page at `/`.
+        resume: make OpenAI and Anthropic SSE streams resumable (off when None).
     """
     host = BackendHost(backend)
-    routes = build_routes(
+    router = build_router(
         host,
         middlewares=middlewares,
         dialects=dialects,
         transports=transports,
-        max_body_bytes=max_body_bytes,
+        limits=limits,
+        api_keys=api_keys,
+        public_paths=public_paths,
         keepalive_seconds=keepalive_seconds,
+        playground=playground,
+        resume=resume,
     )
 
     @asynccontextmanager
@@ -189,22 +362,48 @@ def create_app(
         async with host.running():
             yield
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    middleware = []
+    if cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(cors_origins),
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["*"],
+                expose_headers=["x-request-id"],
+            )
+        )
+    app = Starlette(routes=[_Everything(router)], lifespan=lifespan, middleware=middleware)
     app.state.tokenwire_host = host
     return app
+
+
+class _Everything(BaseRoute):
+    """Hands every request to tokenwire's router (which applies the auth gate first)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        return Match.FULL, {}
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
 
 
 class TokenwireMiddleware:
     """ASGI middleware form: answers tokenwire's routes and passes everything else to `app`.
 
-    Takes the same keyword arguments as `create_app`. The backend runs for the duration of
-    the wrapped app's lifespan, or starts on the first request when there is none.
+    Takes the same keyword arguments as `create_app` but CORS, which the host app owns; the
+    playground is off unless asked for, as `/` belongs to the host app. The backend runs for the duration of the wrapped app's lifespan, or starts on the first
+    request when there is none.
     """
 
     def __init__(self, app: ASGIApp, *, backend: Backend, **options: Any) -> None:
         self.app = app
         self.host = BackendHost(backend)
-        self.router = Router(routes=build_routes(self.host, **options), default=app)
+        options.setdefault("playground", False)
+        self.router = build_router(self.host, default=app, **options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

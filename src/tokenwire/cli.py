@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.config
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 
 from tokenwire.config import ServeConfig, parse_option
 from tokenwire.interfaces import Backend
+from tokenwire.logs import logging_config
 from tokenwire.plugins import KINDS, PluginError, list_plugins, load_plugin
 
 
@@ -27,35 +30,66 @@ def build_backend(config: ServeConfig) -> Backend:
     return backend  # type: ignore[no-any-return]
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from tokenwire.app import create_app
-    from tokenwire.server import run_server
-
+def load_config(args: argparse.Namespace) -> ServeConfig:
+    """Defaults, then the config file, then `TOKENWIRE_API_KEYS`, then flags."""
     config = ServeConfig.from_file(args.config) if args.config else ServeConfig()
     options = dict(config.backend_options)
     options.update(parse_option(o) for o in args.backend_option)
-    config = config.override(
+    env_keys = tuple(
+        k.strip() for k in os.environ.get("TOKENWIRE_API_KEYS", "").split(",") if k.strip()
+    )
+    return config.override(
         backend=args.backend,
         model=args.model,
         host=args.host,
         port=args.port,
         middlewares=tuple(args.middleware) if args.middleware else None,
         log_level=args.log_level,
+        log_format=args.log_format,
         backend_options=options,
         drain_grace=args.drain_grace,
         shutdown_timeout=args.shutdown_timeout,
+        api_keys=(config.api_keys + env_keys + tuple(args.api_key)) or None,
+        cors_origins=tuple(args.cors_origin) or None,
+        max_body_bytes=args.max_body_bytes,
+        max_tokens=args.max_tokens,
+        max_concurrent_per_key=args.max_concurrent_per_key,
+        metrics_public=False if args.private_metrics else None,
+        playground=False if args.no_playground else None,
+        resume_grace=args.resume_grace,
     )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from tokenwire.app import DEFAULT_PUBLIC_PATHS, create_app
+    from tokenwire.limits import Limits
+    from tokenwire.resume import ResumeConfig
+    from tokenwire.server import run_server
+
+    config = load_config(args)
+    log_config = logging_config(config.log_level, json_lines=config.log_format == "json")
+    logging.config.dictConfig(log_config)
+    public_paths = [p for p in DEFAULT_PUBLIC_PATHS if config.metrics_public or p != "/metrics"]
     app = create_app(
         build_backend(config),
         middlewares=config.middlewares,
-        max_body_bytes=config.max_body_bytes,
+        limits=Limits(
+            max_body_bytes=config.max_body_bytes,
+            max_tokens=config.max_tokens,
+            max_concurrent_per_key=config.max_concurrent_per_key,
+        ),
+        api_keys=config.api_keys,
+        public_paths=public_paths,
+        cors_origins=config.cors_origins,
         keepalive_seconds=config.keepalive_seconds,
+        playground=config.playground,
+        resume=None if config.resume_grace is None else ResumeConfig(config.resume_grace),
     )
     run_server(
         app,
         host=config.host,
         port=config.port,
-        log_level=config.log_level,
+        log_config=log_config,
         drain_grace=config.drain_grace,
         shutdown_timeout=config.shutdown_timeout,
     )
@@ -107,6 +141,34 @@ def make_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--config", type=Path, help="TOML config file; flags override it")
     serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON")
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="accept this API key (repeatable; also TOKENWIRE_API_KEYS, comma-separated)",
+    )
+    serve.add_argument("--private-metrics", action="store_true", help="/metrics needs a key too")
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow browser calls from this origin (repeatable; CORS is off by default)",
+    )
+    serve.add_argument("--max-body-bytes", type=int, help="larger bodies get 413 (default: 4 MiB)")
+    serve.add_argument("--max-tokens", type=int, help="cap on max_tokens a request may ask for")
+    serve.add_argument(
+        "--max-concurrent-per-key", type=int, metavar="N", help="running requests per API key"
+    )
+    serve.add_argument(
+        "--resume-grace",
+        type=float,
+        metavar="SECONDS",
+        help="make SSE streams resumable; a dropped stream lives this long (default: off)",
+    )
+    serve.add_argument("--no-playground", action="store_true", help="do not serve the page at /")
     serve.set_defaults(handler=_serve)
 
     plugins = commands.add_parser("plugins", help="list installed plugins")

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from tokenwire.limits import DEFAULT_MAX_BODY_BYTES
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -24,11 +26,28 @@ class ServeConfig:
     port: int = 8000
     middlewares: tuple[str, ...] = ()
     backend_options: dict[str, Any] = field(default_factory=dict)
-    max_body_bytes: int = 4 * 1024 * 1024
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_tokens: int | None = None
+    max_concurrent_per_key: int | None = None
+    api_keys: tuple[str, ...] = ()
+    metrics_public: bool = True
+    cors_origins: tuple[str, ...] = ()
+    playground: bool = True
+    resume_grace: float | None = None
     keepalive_seconds: float = 15.0
     log_level: str = "info"
+    log_format: str = "text"
     drain_grace: float = 20.0
     shutdown_timeout: float = 5.0
+
+    def __repr__(self) -> str:
+        # Keys must never reach a log line through a repr of the config.
+        shown = replace(self, api_keys=tuple("***" for _ in self.api_keys))
+        return (
+            "ServeConfig("
+            + ", ".join(f"{f.name}={getattr(shown, f.name)!r}" for f in fields(self))
+            + ")"
+        )
 
     @classmethod
     def from_file(cls, path: Path) -> ServeConfig:
@@ -41,8 +60,9 @@ class ServeConfig:
             raise ValueError(
                 f"{path}: unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
             )
-        if "middlewares" in data:
-            data["middlewares"] = tuple(data["middlewares"])
+        for name in ("middlewares", "api_keys", "cors_origins"):
+            if name in data:
+                data[name] = tuple(data[name])
         return cls(**data)
 
     def override(self, **changes: Any) -> ServeConfig:

@@ -8,25 +8,27 @@ import math
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from tokenwire.errors import (
     GenerationError,
     InvalidRequestError,
-    QueueFullError,
+    RateLimitError,
     RequestTooLargeError,
     TokenwireError,
     as_tokenwire_error,
 )
-from tokenwire.events import Event, Finish, Progress, TokenDelta
+from tokenwire.events import Finish, Progress, TokenDelta
 from tokenwire.interfaces import Dialect, ErrorBody, Exchange, Generate, Payload
+from tokenwire.limits import Limits
+
+if TYPE_CHECKING:
+    from tokenwire.resume import ResumeService
 from tokenwire.requests import GenerationRequest
 
 logger = logging.getLogger("tokenwire")
-
-DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -93,8 +95,11 @@ class Call:
         raise _no_finish(self.request)
 
 
+_T = TypeVar("_T")
+
+
 @asynccontextmanager
-async def closing(stream: AsyncIterator[Event]) -> AsyncIterator[AsyncIterator[Event]]:
+async def closing(stream: AsyncIterator[_T]) -> AsyncIterator[AsyncIterator[_T]]:
     """Close `stream` on exit when it can be closed (async generators can; plain iterators may not)."""
     try:
         yield stream
@@ -140,8 +145,9 @@ class Endpoint:
     dialect: Dialect
     generate: Generate
     model_id: str
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    limits: Limits = Limits()
     keepalive_seconds: float = 15.0
+    resume: ResumeService | None = None
     extra_headers: Mapping[str, str] = field(default_factory=dict)
 
     def start(
@@ -160,9 +166,10 @@ class Endpoint:
         Raises:
             TokenwireError: the body is too large, not JSON, or not valid for the dialect.
         """
-        if len(body) > self.max_body_bytes:
+        limits = self.limits
+        if len(body) > limits.max_body_bytes:
             raise RequestTooLargeError(
-                f"Request body is {len(body)} bytes; the limit is {self.max_body_bytes} bytes."
+                f"Request body is {len(body)} bytes; the limit is {limits.max_body_bytes} bytes."
             )
         try:
             document = json.loads(body)
@@ -180,14 +187,27 @@ class Endpoint:
         if body_timeout is not None:
             timeout = min(parse_timeout(body_timeout, "timeout"), timeout or math.inf)
         deadline = None if timeout is None else anyio.current_time() + timeout
+        max_tokens = exchange.request.max_tokens
+        if limits.max_tokens is not None:
+            if max_tokens is not None and max_tokens > limits.max_tokens:
+                raise InvalidRequestError(
+                    f"The request asks for {max_tokens} tokens; this server allows at most "
+                    f"{limits.max_tokens}.",
+                    param="max_tokens",
+                )
+            max_tokens = max_tokens or limits.max_tokens
         request = replace(
-            exchange.request, dialect=self.dialect.name, transport=transport, deadline=deadline
+            exchange.request,
+            dialect=self.dialect.name,
+            transport=transport,
+            deadline=deadline,
+            max_tokens=max_tokens,
         )
         return Call(exchange, self.generate, request)
 
     def render_error(self, error: TokenwireError) -> ErrorBody:
         body = self.dialect.render_error(error)
-        if isinstance(error, QueueFullError):
+        if isinstance(error, RateLimitError):
             headers = {**body.headers, "retry-after": str(max(1, round(error.retry_after)))}
             return ErrorBody(body.status_code, body.content, headers)
         return body

@@ -49,8 +49,8 @@ class RequestTooLargeError(TokenwireError):
     kind = "request_too_large"
 
 
-class QueueFullError(TokenwireError):
-    """Too many waiting requests; retry after `retry_after` seconds."""
+class RateLimitError(TokenwireError):
+    """Too many requests; retry after `retry_after` seconds."""
 
     status_code = 429
     kind = "rate_limit"
@@ -58,6 +58,10 @@ class QueueFullError(TokenwireError):
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class QueueFullError(RateLimitError):
+    """The backend's admission queue is full."""
 
 
 class ServiceUnavailableError(TokenwireError):

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -87,7 +88,7 @@ def run_server(
     port: int,
     drain_grace: float = 20.0,
     shutdown_timeout: float = 5.0,
-    log_level: str = "info",
+    log_config: dict[str, Any] | None = None,
 ) -> None:
     """Serve `app` (from `create_app`) until SIGTERM/SIGINT, draining streams first.
 
@@ -99,7 +100,8 @@ def run_server(
         app,
         host=host,
         port=port,
-        log_level=log_level,
+        log_config=log_config,
+        access_log=False,  # tokenwire.access logs each request with its id instead
         timeout_graceful_shutdown=math.ceil(shutdown_timeout),
     )
     DrainingServer(config, app.state.tokenwire_host, drain_grace).run()

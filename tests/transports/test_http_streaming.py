@@ -6,6 +6,7 @@ from tests._support.asgi import call_http, sse_events
 from tests._support.backends import ScriptedBackend, queue_full_backend
 from tests._support.dialect import PlainDialect
 from tokenwire import create_app
+from tokenwire.limits import Limits
 
 pytestmark = pytest.mark.anyio
 
@@ -83,7 +84,7 @@ async def test_deeply_nested_json_is_400_not_500() -> None:
 
 
 async def test_oversized_body_is_413() -> None:
-    app = app_for(ScriptedBackend(["a"]), max_body_bytes=100)
+    app = app_for(ScriptedBackend(["a"]), limits=Limits(max_body_bytes=100))
     rec = await call_http(app, "/plain", {"prompt": "x" * 200})
     assert rec.status == 413
 

@@ -120,7 +120,9 @@ def error_object(error: TokenwireError) -> dict[str, Any]:
         code = "invalid_api_key"
     return {
         "message": error.message,
-        "type": _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
+        "type": _ERROR_TYPES.get(
+            status, "server_error" if status >= 500 else "invalid_request_error"
+        ),
         "param": error.param,
         "code": code,
     }

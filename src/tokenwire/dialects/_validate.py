@@ -129,7 +129,9 @@ def seed(body: Mapping[str, Any], key: str = "seed", prefix: str = "") -> int | 
     return optional_int(body, key, minimum=SEED_MIN, maximum=SEED_MAX, prefix=prefix)
 
 
-def stop_sequences(value: Any, field: str, *, max_count: int, allow_string: bool) -> tuple[str, ...]:
+def stop_sequences(
+    value: Any, field: str, *, max_count: int, allow_string: bool
+) -> tuple[str, ...]:
     """Stop strings: a list of non-empty strings (or, where the API allows, one string)."""
     if value is None:
         return ()

@@ -7,10 +7,13 @@ from typing import Any
 
 from tokenwire.interfaces import Payload
 
+# One line, so an SSE `data:` field and an NDJSON record each hold a whole payload. One
+# encoder for all: json.dumps with options builds a new JSONEncoder on every call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
 
 def dumps(document: Any) -> str:
-    # One line, so an SSE `data:` field and an NDJSON record each hold a whole payload.
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return _encode(document)
 
 
 def payload(document: Any, event: str | None = None) -> Payload:

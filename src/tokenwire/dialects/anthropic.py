@@ -62,8 +62,10 @@ class AnthropicDialect:
         top_p = v.optional_number(body, "top_p", minimum=0, maximum=1, exclusive_minimum=True)
         top_k = v.optional_int(body, "top_k", minimum=0, maximum=v.MAX_TOKENS_LIMIT)
         stop = v.stop_sequences(
-            body.get("stop_sequences"), "stop_sequences",
-            max_count=MAX_STOP_SEQUENCES, allow_string=False,
+            body.get("stop_sequences"),
+            "stop_sequences",
+            max_count=MAX_STOP_SEQUENCES,
+            allow_string=False,
         )
         request = GenerationRequest(
             model=model,
@@ -107,7 +109,9 @@ def _text(content: Any, field: str) -> str:
         block = v.as_object(item, f"{field}[{index}]")
         if block.get("type") != "text":
             raise v.invalid(f"{field}[{index}].type", "only text blocks are supported")
-        texts.append(v.as_str(v.require(block, "text", f"{field}[{index}]."), f"{field}[{index}].text"))
+        texts.append(
+            v.as_str(v.require(block, "text", f"{field}[{index}]."), f"{field}[{index}].text")
+        )
     return "".join(texts)
 
 
@@ -166,7 +170,11 @@ class AnthropicExchange:
         return [
             payload({"type": "message_start", "message": message}, "message_start"),
             payload(
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
                 "content_block_start",
             ),
             payload({"type": "ping"}, "ping"),
@@ -189,11 +197,15 @@ class AnthropicExchange:
             return self.fail(GenerationError("The generation failed."))
         reason = _stop_reason(event)
         delta: dict[str, Any] = {
-            "stop_reason": reason, "stop_sequence": _stop_sequence(event, reason)
+            "stop_reason": reason,
+            "stop_sequence": _stop_sequence(event, reason),
         }
         return [
             payload({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-            payload({"type": "message_delta", "delta": delta, "usage": _usage(event.usage)}, "message_delta"),
+            payload(
+                {"type": "message_delta", "delta": delta, "usage": _usage(event.usage)},
+                "message_delta",
+            ),
             payload({"type": "message_stop"}, "message_stop"),
         ]
 

@@ -66,7 +66,9 @@ class GeminiDialect:
         config = _get(body, "generationConfig", "generation_config")
         request = _build_request(
             {} if config is None else v.as_object(config, "generationConfig"),
-            model=model, messages=messages, request_id=request_id,
+            model=model,
+            messages=messages,
+            request_id=request_id,
         )
         return GeminiExchange(request, stream, id_tail(request_id))
 
@@ -131,7 +133,9 @@ def _build_request(
     if candidates is not None and (
         isinstance(candidates, bool) or not isinstance(candidates, int | float) or candidates != 1
     ):
-        raise v.invalid(f"{prefix}candidateCount", "only 1 is supported (one candidate per request)")
+        raise v.invalid(
+            f"{prefix}candidateCount", "only 1 is supported (one candidate per request)"
+        )
     # Read each field under whichever spelling the client used, validated under the camel one.
     fields = {
         name: _get(config, name, snake)
@@ -145,7 +149,11 @@ def _build_request(
         )
     }
     max_tokens = v.optional_int(
-        fields, "maxOutputTokens", minimum=1, maximum=v.MAX_TOKENS_LIMIT, prefix=prefix,
+        fields,
+        "maxOutputTokens",
+        minimum=1,
+        maximum=v.MAX_TOKENS_LIMIT,
+        prefix=prefix,
         integral_floats=True,
     )
     temperature = v.optional_number(fields, "temperature", minimum=0, maximum=2, prefix=prefix)
@@ -165,8 +173,10 @@ def _build_request(
         top_k=top_k or 0,
         seed=v.seed(fields, prefix=prefix),
         stop=v.stop_sequences(
-            fields["stopSequences"], f"{prefix}stopSequences",
-            max_count=MAX_STOP_SEQUENCES, allow_string=False,
+            fields["stopSequences"],
+            f"{prefix}stopSequences",
+            max_count=MAX_STOP_SEQUENCES,
+            allow_string=False,
         ),
         request_id=request_id,
     )

@@ -104,7 +104,9 @@ def _content_text(content: Any, field: str) -> str:
         part = v.as_object(item, f"{field}[{index}]")
         if part.get("type") != "text":
             raise v.invalid(f"{field}[{index}].type", "only text parts are supported")
-        texts.append(v.as_str(v.require(part, "text", f"{field}[{index}]."), f"{field}[{index}].text"))
+        texts.append(
+            v.as_str(v.require(part, "text", f"{field}[{index}]."), f"{field}[{index}].text")
+        )
     return "".join(texts)
 
 

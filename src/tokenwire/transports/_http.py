@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 
 import anyio
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
-from tokenwire.endpoint import Call, Endpoint, parse_timeout
+from tokenwire.endpoint import Call, Endpoint, closing, parse_timeout
 from tokenwire.errors import RequestTooLargeError, TokenwireError
 from tokenwire.interfaces import Payload
 
@@ -97,7 +97,7 @@ async def open_call(
     Returns the call when the caller should stream it, None when the response is sent.
     """
     try:
-        body = await read_body(receive, endpoint.max_body_bytes)
+        body = await read_body(receive, endpoint.limits.max_body_bytes)
         header = Headers(scope=scope).get("x-request-timeout")
         timeout = None if header is None else parse_timeout(header, "x-request-timeout")
         call = endpoint.start(
@@ -120,8 +120,17 @@ async def open_call(
     return None
 
 
-async def stream_call(
-    call: Call,
+async def numbered(call: Call) -> AsyncIterator[tuple[int, Payload]]:
+    """A call's payloads with their 0-based sequence numbers (the SSE ids)."""
+    sequence = 0
+    async with aclosing(call.payloads()) as payloads:
+        async for payload in payloads:
+            yield sequence, payload
+            sequence += 1
+
+
+async def stream_payloads(
+    payloads: AsyncIterator[tuple[int, Payload]],
     scope: Scope,
     receive: Receive,
     send: Send,
@@ -131,7 +140,7 @@ async def stream_call(
     frame: Frame,
     keepalive: bytes | None,
 ) -> None:
-    """Stream a call's payloads as one chunked HTTP response.
+    """Stream numbered payloads as one chunked HTTP response.
 
     Headers wait for the first payload, so a failure before the first token is a real
     HTTP error. A client disconnect cancels the task group, and with it everything below.
@@ -142,7 +151,7 @@ async def stream_call(
         (b"x-accel-buffering", b"no"),
         *response_headers(scope, endpoint),
     ]
-    async with aclosing(call.payloads()) as payloads, anyio.create_task_group() as tg:
+    async with closing(payloads), anyio.create_task_group() as tg:
         tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
         try:
             first = await payloads.__anext__()
@@ -151,50 +160,48 @@ async def stream_call(
             tg.cancel_scope.cancel()
             return
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": frame(first, 0), "more_body": True})
+        await send(
+            {"type": "http.response.body", "body": frame(first[1], first[0]), "more_body": True}
+        )
 
-        # A pump task lets the writer wake up for keep-alives without cancelling the
-        # payload generator mid-step (cancelling an async generator's __anext__ kills it).
-        sender, receiver = anyio.create_memory_object_stream[Payload](_PUMP_BUFFER)
+        sender, receiver = anyio.create_memory_object_stream[tuple[int, Payload]](_PUMP_BUFFER)
+        last_write = anyio.current_time()
 
         async def pump() -> None:
+            # A separate task reads the payloads, so the writer below can batch whatever
+            # is waiting; send_nowait doesn't yield, so a fast producer fills the buffer.
             async with sender:
-                async for payload in payloads:
-                    await sender.send(payload)
+                async for item in payloads:
+                    try:
+                        sender.send_nowait(item)
+                    except anyio.WouldBlock:
+                        await sender.send(item)
+
+        async def keep_alive(chunk: bytes, interval: float) -> None:
+            nonlocal last_write
+            while True:
+                await anyio.sleep(max(0.0, last_write + interval - anyio.current_time()))
+                if anyio.current_time() - last_write >= interval:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    last_write = anyio.current_time()
 
         tg.start_soon(pump)
-        sequence = 1
+        if keepalive:
+            tg.start_soon(keep_alive, keepalive, endpoint.keepalive_seconds)
         async with receiver:
-            while True:
-                try:
-                    payload = receiver.receive_nowait()
-                except anyio.WouldBlock:
-                    with anyio.move_on_after(endpoint.keepalive_seconds) as idle:
-                        try:
-                            payload = await receiver.receive()
-                        except anyio.EndOfStream:
-                            break
-                    if idle.cancelled_caught:
-                        if keepalive:
-                            await send(
-                                {"type": "http.response.body", "body": keepalive, "more_body": True}
-                            )
-                        continue
-                except anyio.EndOfStream:
-                    break
+            async for item in receiver:
                 # Frames already waiting go out in one write: a slow reader gets fewer,
                 # larger writes instead of a backlog of tiny ones.
-                chunks = [frame(payload, sequence)]
-                sequence += 1
+                chunks = [frame(item[1], item[0])]
                 while True:
                     try:
-                        payload = receiver.receive_nowait()
+                        item = receiver.receive_nowait()
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                    chunks.append(frame(payload, sequence))
-                    sequence += 1
+                    chunks.append(frame(item[1], item[0]))
                 await send(
                     {"type": "http.response.body", "body": b"".join(chunks), "more_body": True}
                 )
+                last_write = anyio.current_time()
         await send({"type": "http.response.body", "body": b""})
         tg.cancel_scope.cancel()

@@ -7,7 +7,7 @@ from starlette.types import Receive, Scope, Send
 
 from tokenwire.endpoint import Endpoint
 from tokenwire.interfaces import Payload
-from tokenwire.transports._http import open_call, stream_call
+from tokenwire.transports._http import numbered, open_call, stream_payloads
 
 MEDIA_TYPE = "application/x-ndjson"
 
@@ -35,8 +35,8 @@ class NDJSONTransport:
         call = await open_call(scope, receive, send, endpoint, self.name)
         if call is None:
             return
-        await stream_call(
-            call,
+        await stream_payloads(
+            numbered(call),
             scope,
             receive,
             send,

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterator
+
+from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from tokenwire.endpoint import Endpoint
+from tokenwire.errors import TokenwireError
 from tokenwire.interfaces import Payload
-from tokenwire.transports._http import open_call, request_id_of, stream_call
+from tokenwire.transports._http import (
+    numbered,
+    open_call,
+    read_body,
+    request_id_of,
+    send_error,
+    stream_payloads,
+)
 
 _LINE_BREAKS = str.maketrans("", "", "\r\n")
+_UNSAFE = re.compile("[\r\n\x00]")
 
 
 def encode_event(
@@ -19,6 +32,17 @@ def encode_event(
     `event` and `id` lose their CR/LF so they cannot inject fields; `data` is split into one
     `data:` line per line, so it round-trips whatever it holds.
     """
+    if (
+        retry is None
+        and not _UNSAFE.search(data)
+        and (id is None or not _UNSAFE.search(id))
+        and (event is None or not _UNSAFE.search(event))
+    ):
+        # The common case, one line of JSON, skips the splitting below.
+        head = (f"id: {id}\n" if id is not None else "") + (
+            f"event: {event}\n" if event is not None else ""
+        )
+        return f"{head}data: {data}\n\n".encode()
     lines: list[str] = []
     if id is not None:
         # A NUL makes browsers ignore the id (spec: "if the field value does not contain
@@ -40,7 +64,11 @@ def encode_comment(text: str) -> bytes:
 
 class SSETransport:
     """`text/event-stream`: an `id:` on every event (`<request id>:<n>`), keep-alives while
-    idle. Dialects whose clients can't parse anything but `data:` lines get only those."""
+    idle. Dialects whose clients can't parse anything but `data:` lines get only those.
+
+    With resume on (`Endpoint.resume`), streams of dialects with ids outlive their
+    connection, and a POST carrying `Last-Event-ID` continues the stream it names.
+    """
 
     name = "sse"
 
@@ -50,12 +78,42 @@ class SSETransport:
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint
     ) -> None:
+        resume = endpoint.resume if endpoint.dialect.sse_fields else None
+        last_event_id = Headers(scope=scope).get("last-event-id")
+        if resume is not None and last_event_id:
+            try:
+                await read_body(receive, endpoint.limits.max_body_bytes)  # the original body
+                record, payloads = resume.resume(last_event_id)
+            except TokenwireError as error:
+                await send_error(scope, send, endpoint, error)
+                return
+            scope["state"]["request_id"] = record.request_id
+            await self.stream(payloads, scope, receive, send, endpoint)
+            return
         call = await open_call(scope, receive, send, endpoint, self.name)
         if call is None:
             return
+        adopted = None
+        if resume is not None:
+            try:
+                adopted = resume.adopt(call, request_id_of(scope), endpoint)
+            except TokenwireError as error:
+                await send_error(scope, send, endpoint, error)
+                return
+        await self.stream(adopted or numbered(call), scope, receive, send, endpoint)
+
+    async def stream(
+        self,
+        payloads: AsyncIterator[tuple[int, Payload]],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        endpoint: Endpoint,
+    ) -> None:
+        """Frame numbered payloads as SSE for `endpoint`'s dialect."""
         dialect = endpoint.dialect
         request_id = request_id_of(scope)
-
+        keepalive: bytes | None
         if dialect.sse_fields:
 
             def frame(payload: Payload, sequence: int) -> bytes:
@@ -73,8 +131,8 @@ class SSETransport:
                 return encode_event(payload.data)
 
             keepalive = None
-        await stream_call(
-            call,
+        await stream_payloads(
+            payloads,
             scope,
             receive,
             send,

@@ -1,0 +1,148 @@
+"""Resumable SSE streams against a real server: drop, reconnect with Last-Event-ID, lose nothing."""
+
+import json
+import random
+import time
+
+import httpx
+import pytest
+
+from tests._support.asgi import sse_events
+from tests._support.backends import ScriptedBackend
+from tests._support.server import running_server
+from tokenwire import create_app
+from tokenwire.resume import ResumeConfig
+
+WORDS = [f" w{i}" for i in range(120)]
+
+
+def chat(model: str = "scripted") -> dict[str, object]:
+    return {"model": model, "stream": True, "messages": [{"role": "user", "content": "x"}]}
+
+
+def read_events(response: httpx.Response, limit: int | None = None) -> list[dict[str, str]]:
+    """Read SSE events off a live response, stopping after `limit` events."""
+    events: list[dict[str, str]] = []
+    buffer = ""
+    for text in response.iter_text():
+        buffer += text
+        while "\n\n" in buffer:
+            block, buffer = buffer.split("\n\n", 1)
+            events.extend(sse_events((block + "\n\n").encode()))
+            if limit is not None and len(events) >= limit:
+                return events
+    return events
+
+
+def content(events: list[dict[str, str]]) -> str:
+    text = ""
+    for event in events:
+        if event.get("data", "").startswith("{"):
+            for choice in json.loads(event["data"]).get("choices", []):
+                text += choice["delta"].get("content") or ""
+    return text
+
+
+@pytest.fixture
+def backend() -> ScriptedBackend:
+    return ScriptedBackend(WORDS, delay=0.01)
+
+
+@pytest.fixture
+def url(backend: ScriptedBackend):  # type: ignore[no-untyped-def]
+    app = create_app(backend, resume=ResumeConfig(grace_seconds=0.5))
+    with running_server(app) as url:
+        yield url
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_reconnecting_after_random_drops_loses_and_repeats_nothing(url: str, seed: int) -> None:
+    rng = random.Random(seed)
+    request_id = f"resume-{seed}"
+    events: list[dict[str, str]] = []
+    with httpx.stream(
+        "POST", f"{url}/v1/chat/completions", json=chat(), headers={"x-request-id": request_id}
+    ) as response:
+        events += read_events(response, limit=rng.randint(1, 40))
+    while events[-1].get("data") != "[DONE]":
+        headers = {"last-event-id": events[-1]["id"]}
+        if rng.random() < 0.5:  # both ways of reconnecting
+            stream = httpx.stream("GET", f"{url}/v1/streams/{request_id}", headers=headers)
+        else:
+            stream = httpx.stream(
+                "POST", f"{url}/v1/chat/completions", json=chat(), headers=headers
+            )
+        with stream as response:
+            assert response.status_code == 200
+            events += read_events(response, limit=rng.randint(1, 40))
+    ids = [int(e["id"].rsplit(":", 1)[1]) for e in events]
+    assert ids == list(range(len(events)))
+    assert content(events) == "".join(WORDS)
+
+
+def test_generation_goes_on_while_the_client_is_away(url: str, backend: ScriptedBackend) -> None:
+    with httpx.stream(
+        "POST", f"{url}/v1/chat/completions", json=chat(), headers={"x-request-id": "away"}
+    ) as r:
+        first = read_events(r, limit=3)
+    time.sleep(0.3)  # within the grace period
+    with httpx.stream(
+        "GET", f"{url}/v1/streams/away", headers={"last-event-id": first[-1]["id"]}
+    ) as r:
+        rest = read_events(r)
+    assert content(first + rest) == "".join(WORDS)
+    assert backend.finished_normally == 1
+
+
+def test_expiry_of_the_grace_period_cancels_the_stream(url: str, backend: ScriptedBackend) -> None:
+    slow = ScriptedBackend(WORDS, delay=0.05)
+    app = create_app(slow, resume=ResumeConfig(grace_seconds=0.2))
+    with running_server(app) as slow_url:
+        with httpx.stream(
+            "POST", f"{slow_url}/v1/chat/completions", json=chat(), headers={"x-request-id": "gone"}
+        ) as r:
+            events = read_events(r, limit=3)
+        deadline = time.monotonic() + 3
+        while slow.closed_at is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert slow.closed_at is not None
+        assert slow.finished_normally == 0
+        expired = httpx.get(
+            f"{slow_url}/v1/streams/gone", headers={"last-event-id": events[-1]["id"]}
+        )
+        assert expired.status_code == 404
+
+
+def test_a_request_dropped_before_its_first_byte_is_cancelled_at_once() -> None:
+    slow = ScriptedBackend(WORDS, first_delay=2)
+    app = create_app(slow, resume=ResumeConfig(grace_seconds=30))
+    with running_server(app) as slow_url:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{slow_url}/v1/chat/completions", json=chat(), timeout=0.2)
+        deadline = time.monotonic() + 2
+        while slow.closed_at is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert slow.closed_at is not None and slow.finished_normally == 0
+
+
+def test_ndjson_streams_are_not_resumable(url: str, backend: ScriptedBackend) -> None:
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/chat/completions",
+        json=chat(),
+        headers={"accept": "application/x-ndjson", "x-request-id": "nd"},
+    ) as r:
+        next(r.iter_lines())
+    assert httpx.get(f"{url}/v1/streams/nd").status_code == 404
+
+
+def test_bad_last_event_id_is_a_400_in_dialect_shape(url: str) -> None:
+    reply = httpx.post(
+        f"{url}/v1/chat/completions", json=chat(), headers={"last-event-id": "garbage"}
+    )
+    assert reply.status_code == 400
+    assert "Last-Event-ID" in reply.json()["error"]["message"]
+    unknown = httpx.post(
+        f"{url}/v1/chat/completions", json=chat(), headers={"last-event-id": "nope:3"}
+    )
+    assert unknown.status_code == 404

@@ -1,4 +1,7 @@
+import io
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,3 +20,19 @@ def echo_url() -> Iterator[str]:
     """A real uvicorn serving the echo backend on 127.0.0.1."""
     with running_server(create_app(EchoBackend())) as url:
         yield url
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The real SmolLM2-135M-Instruct, prepared as builder int8 once and cached between runs."""
+    from tokenwire.backends.onnx.manifest import DEFAULT_MODEL_NAME
+    from tokenwire.prepare import PrepareOptions, prepare_model
+
+    directory = Path(
+        os.environ.get("TOKENWIRE_TEST_MODEL_DIR")
+        or REPO / ".cache" / "models" / DEFAULT_MODEL_NAME
+    )
+    return prepare_model(PrepareOptions(output=directory), stream=io.StringIO()).directory

@@ -1,0 +1,166 @@
+"""The two export paths, each from a source to a staging dir holding model and assets.
+
+Both start from the same Hugging Face dir (converted from GGUF, or a working copy of the
+user's dir) with a repaired tokenizer; they differ in the graph they emit: `builder` (shared
+KV buffer, no position ids) or `optimum` (concat KV, position ids).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from tokenwire.backends.onnx.manifest import KVContract
+from tokenwire.prepare._extras import installed_versions
+from tokenwire.prepare.builder import run_builder
+from tokenwire.prepare.gguf_to_hf import convert_gguf_to_hf
+from tokenwire.prepare.optimum_export import (
+    ensure_optimum_env,
+    env_versions,
+    make_config_compatible,
+    optimum_env_dir,
+    quantize_matmul_nbits,
+    read_concat_kv_contract,
+    run_optimum_export,
+)
+from tokenwire.prepare.progress import ProgressReporter
+from tokenwire.prepare.source import ModelSource
+from tokenwire.prepare.tokenizer_repair import (
+    SpecialTokenIds,
+    TokenizerRepair,
+    copy_assets,
+    repair_for_gguf_pre_tokenizer,
+    repair_tokenizer,
+)
+
+# Weight files are linked into the working copy of a user's dir, not copied: they are large
+# and never edited.
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+_BITS = {"int8": 8, "int4": 4}
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedModel:
+    """What an export left in the staging dir, and what the manifest needs to know of it."""
+
+    kv: KVContract
+    special_ids: SpecialTokenIds
+    reference_model: Path | None
+    """The fp32 model file the quality gate compares against; None for an fp32 build."""
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+class ExportFn(Protocol):
+    def __call__(
+        self,
+        source: ModelSource,
+        out_dir: Path,
+        work_dir: Path,
+        precision: str,
+        progress: ProgressReporter,
+        log_file: Path,
+    ) -> ExportedModel: ...
+
+
+def prepare_hf_dir(
+    source: ModelSource, work_dir: Path, progress: ProgressReporter, log_file: Path
+) -> tuple[Path, SpecialTokenIds]:
+    """A Hugging Face dir under `work_dir` with a repaired tokenizer; the source stays untouched."""
+    hf_dir = work_dir / "hf"
+    if source.kind == "gguf":
+        with progress.stage("convert GGUF to a Hugging Face fp32 dir (transformers)"):
+            info = convert_gguf_to_hf(source.path, hf_dir, log_file)
+        repair = repair_for_gguf_pre_tokenizer(info.pre_tokenizer)
+    else:
+        with progress.stage("copy the Hugging Face dir (weights linked)"):
+            _working_copy(source.path, hf_dir)
+        repair = TokenizerRepair(from_gguf=False)
+    with progress.stage("repair the tokenizer"):
+        special = repair_tokenizer(hf_dir, repair)
+    return hf_dir, special
+
+
+def _working_copy(source: Path, target: Path) -> None:
+    for item in source.rglob("*"):
+        relative = item.relative_to(source)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        destination = target / relative
+        if item.is_dir():
+            destination.mkdir(parents=True, exist_ok=True)
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if item.suffix in _WEIGHT_SUFFIXES:
+            os.symlink(item.resolve(), destination)
+        else:
+            shutil.copyfile(item, destination)
+
+
+def export_with_builder(
+    source: ModelSource,
+    out_dir: Path,
+    work_dir: Path,
+    precision: str,
+    progress: ProgressReporter,
+    log_file: Path,
+) -> ExportedModel:
+    """The default path: the onnxruntime-genai model builder, plus an fp32 reference build."""
+    hf_dir, special = prepare_hf_dir(source, work_dir, progress, log_file)
+    cache = work_dir / "builder-cache"
+    log = log_file
+    with progress.stage(f"build the ONNX graph with the onnxruntime-genai builder ({precision})"):
+        kv = run_builder(hf_dir, out_dir, precision, cache, log)
+    reference = None
+    if precision != "fp32":
+        with progress.stage("build the fp32 reference for the quality gate"):
+            run_builder(hf_dir, work_dir / "fp32", "fp32", cache, log)
+        reference = work_dir / "fp32" / "model.onnx"
+    copy_assets(hf_dir, out_dir)
+    return ExportedModel(kv, special, reference, installed_versions())
+
+
+def export_with_optimum(
+    source: ModelSource,
+    out_dir: Path,
+    work_dir: Path,
+    precision: str,
+    progress: ProgressReporter,
+    log_file: Path,
+) -> ExportedModel:
+    """optimum's `text-generation-with-past` export in its own environment; MatMulNBits quantization."""
+    hf_dir, special = prepare_hf_dir(source, work_dir, progress, log_file)
+    make_config_compatible(hf_dir)
+    with progress.stage("set up the optimum toolchain environment"):
+        python = ensure_optimum_env(optimum_env_dir(), progress)
+    log = log_file
+    fp32_dir = out_dir if precision == "fp32" else work_dir / "fp32"
+    with progress.stage("export the ONNX graph with optimum (fp32)"):
+        run_optimum_export(python, hf_dir, fp32_dir, log)
+    reference = None
+    if precision != "fp32":
+        bits = _BITS[precision]
+        with progress.stage(f"quantize MatMul weights to {bits}-bit blocks (MatMulNBits)"):
+            quantize_matmul_nbits(
+                python, fp32_dir / "model.onnx", out_dir / "model.onnx", bits, log
+            )
+        reference = fp32_dir / "model.onnx"
+    copy_assets(hf_dir, out_dir)
+    config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
+    kv = read_concat_kv_contract(
+        out_dir / "model.onnx", int(config.get("max_position_embeddings", 2048))
+    )
+    versions = installed_versions(("tokenwire", "tokenizers", "onnxruntime"))
+    if source.kind == "gguf":
+        versions.update(installed_versions(("torch", "transformers", "gguf", "accelerate")))
+    versions.update({f"optimum-env/{k}": v for k, v in env_versions(python).items()})
+    return ExportedModel(kv, special, reference, versions)
+
+
+EXPORTERS: dict[str, ExportFn] = {"builder": export_with_builder, "optimum": export_with_optimum}
+# Bump an exporter's recipe when what it builds changes (flags, repair, quantization): builds
+# recorded with an older recipe are then no longer up to date and get rebuilt.
+RECIPES: dict[str, str] = {"builder": "1", "optimum": "2"}

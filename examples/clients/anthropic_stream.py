@@ -8,7 +8,7 @@ client = Anthropic(
     base_url=os.environ.get("TOKENWIRE_URL", "http://127.0.0.1:8000"), api_key="none"
 )
 with client.messages.stream(
-    model=os.environ.get("TOKENWIRE_MODEL", "SmolLM2-135M-Instruct"),
+    model=os.environ.get("TOKENWIRE_MODEL", "smollm2-135m-instruct-int8"),
     max_tokens=128,
     system="You are concise.",
     messages=[{"role": "user", "content": "What is the capital of Japan?"}],

@@ -1,7 +1,7 @@
 // Stream a chat completion with fetch(), as a browser page would (also runs in Node >= 18).
 // Browsers: paste into a module script served from the same origin as tokenwire.
 const url = (globalThis.process?.env.TOKENWIRE_URL ?? "http://127.0.0.1:8000") + "/v1/chat/completions";
-const model = globalThis.process?.env.TOKENWIRE_MODEL ?? "SmolLM2-135M-Instruct";
+const model = globalThis.process?.env.TOKENWIRE_MODEL ?? "smollm2-135m-instruct-int8";
 
 const response = await fetch(url, {
   method: "POST",

@@ -8,7 +8,7 @@ client = OpenAI(
     base_url=os.environ.get("TOKENWIRE_URL", "http://127.0.0.1:8000") + "/v1", api_key="none"
 )
 stream = client.chat.completions.create(
-    model=os.environ.get("TOKENWIRE_MODEL", "SmolLM2-135M-Instruct"),
+    model=os.environ.get("TOKENWIRE_MODEL", "smollm2-135m-instruct-int8"),
     messages=[{"role": "user", "content": "Name the capital city of France."}],
     stream=True,
     stream_options={"include_usage": True},

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-from tokenwire import Event, GenerationRequest, Generate, TokenDelta
+from tokenwire import Event, Generate, GenerationRequest, TokenDelta
 
 
 class RedactMiddleware:
@@ -30,7 +30,9 @@ class RedactMiddleware:
                     yield event
                     continue
                 text = (held + event.text).replace(self.word, self.mask)
-                keep = next((n for n in range(len(self.word) - 1, 0, -1) if text.endswith(self.word[:n])), 0)
+                keep = next(
+                    (n for n in range(len(self.word) - 1, 0, -1) if text.endswith(self.word[:n])), 0
+                )
                 text, held = text[: len(text) - keep], text[len(text) - keep :]
                 if text:
                     yield TokenDelta(text, event.token_ids, event.logprobs)

@@ -86,13 +86,15 @@ def test_custom_middleware_masks_a_word_even_split_across_deltas() -> None:
     from functools import partial
 
     from examples.custom_middleware import RedactMiddleware
+
     from tokenwire.backends.echo import EchoBackend
 
     app = create_app(EchoBackend(), middlewares=[partial(RedactMiddleware, word="Paris")])
     with running_server(app) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
         stream = client.chat.completions.create(
-            model="echo", stream=True,
+            model="echo",
+            stream=True,
             messages=[{"role": "user", "content": "The capital is Paris, and Par is not Paris."}],
         )
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
@@ -103,6 +105,7 @@ def test_custom_middleware_masks_a_word_even_split_across_deltas() -> None:
 @pytest.mark.anyio
 async def test_custom_middleware_catches_a_word_split_between_tokens() -> None:
     from examples.custom_middleware import RedactMiddleware
+
     from tests._support.backends import ScriptedBackend
     from tokenwire import GenerationRequest, TokenDelta
 

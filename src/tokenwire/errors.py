@@ -33,6 +33,8 @@ class ContextLengthExceededError(InvalidRequestError):
 
 
 class AuthenticationError(TokenwireError):
+    """No valid API key was presented."""
+
     status_code = 401
     kind = "authentication"
 
@@ -45,6 +47,8 @@ class NotFoundError(TokenwireError):
 
 
 class RequestTooLargeError(TokenwireError):
+    """The request body is larger than the server accepts."""
+
     status_code = 413
     kind = "request_too_large"
 

@@ -16,6 +16,7 @@ from tokenwire.backends.onnx.chat_template import ChatTemplate
 from tokenwire.backends.onnx.detokenizer import IncrementalDetokenizer, StopMatcher
 from tokenwire.backends.onnx.engine import DecodeLoop
 from tokenwire.backends.onnx.generation import Generation
+from tokenwire.backends.onnx.kv_cache import token_bytes
 from tokenwire.backends.onnx.manifest import ModelManifest, default_model_dir
 from tokenwire.backends.onnx.runner import ModelRunner, create_runner
 from tokenwire.backends.onnx.sampling import Sampler, SamplingParams
@@ -29,6 +30,7 @@ from tokenwire.errors import (
     TokenwireError,
 )
 from tokenwire.events import Event, Finish
+from tokenwire.prefix_cache import current_prefix_cache
 from tokenwire.requests import GenerationRequest
 
 logger = logging.getLogger("tokenwire.onnx")
@@ -36,6 +38,9 @@ logger = logging.getLogger("tokenwire.onnx")
 
 class OnnxBackend:
     """Serves a model prepared by `tokenwire prepare` with continuous batching.
+
+    Reuses cached prompt prefixes when the `prompt_cache` middleware offers a cache (on the
+    host: CPU, or the concat layout on any device).
 
     Args:
         model: the prepared model directory; None serves the default model.
@@ -88,10 +93,20 @@ class OnnxBackend:
             )
         self.context_length = int(max_context) if max_context is not None else limit
         self.intra_op_threads = int(intra_op_threads) if intra_op_threads is not None else None
+        # Seeds this model's keys in a prefix cache: cached KV is only valid for the weights
+        # that made it.
+        self.prefix_namespace = (
+            f"{self.model_id}\0{self.model_dir.resolve()}\0{self.manifest.kv.layout}"
+        )
         self.tokenizer: Tokenizer | None = None
         self.chat_template: ChatTemplate | None = None
         self._loop: DecodeLoop | None = None
         self._task_group: Any = None
+
+    @property
+    def healthy(self) -> bool:
+        """False while model runs keep failing; the host's readiness check reads it."""
+        return self._loop is None or self._loop.healthy
 
     @property
     def stats(self) -> BackendStats:
@@ -108,6 +123,8 @@ class OnnxBackend:
             runner,
             Scheduler(max_batch=self.max_batch, max_queue=self.max_queue),
             prefill_chunk=self.prefill_chunk,
+            prefix_namespace=self.prefix_namespace,
+            kv_token_bytes=token_bytes(self.manifest.kv),
         )
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
@@ -225,6 +242,8 @@ class OnnxBackend:
             params = SamplingParams(request.temperature, request.top_p, request.top_k)
         except ValueError as exc:
             raise InvalidRequestError(str(exc)) from None
+        cache = current_prefix_cache()
+        assert self._loop is not None
         return Generation(
             request.request_id,
             prompt,
@@ -233,4 +252,5 @@ class OnnxBackend:
             detokenizer=IncrementalDetokenizer(tokenizer),
             stops=StopMatcher(request.stop),
             eos_token_ids=frozenset(self.manifest.eos_token_ids),
+            prefix_cache=cache if self._loop.runner.prefix_reuse else None,
         )

@@ -7,6 +7,7 @@ one `Finish`, and hands them to the consumer without ever blocking the loop.
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
 
 import anyio
 import numpy as np
@@ -16,6 +17,9 @@ from tokenwire.backends.onnx.detokenizer import IncrementalDetokenizer, StopMatc
 from tokenwire.backends.onnx.sampling import Sampler
 from tokenwire.errors import TokenwireError
 from tokenwire.events import Event, Finish, FinishReason, PhaseName, Progress, TokenDelta, Usage
+
+if TYPE_CHECKING:
+    from tokenwire.prefix_cache import PrefixCache, PrefixMatch
 
 StreamItem = Event | TokenwireError
 
@@ -41,6 +45,7 @@ class Generation:
         "_pending_ids",
         "_pending_text",
         "_send",
+        "cached_tokens",
         "cancelled",
         "completion_tokens",
         "detokenizer",
@@ -50,9 +55,11 @@ class Generation:
         "max_new_tokens",
         "phase",
         "prefilled",
+        "prefix_cache",
         "prompt_ids",
         "receive",
         "request_id",
+        "reuse",
         "sampled",
         "sampler",
         "slot",
@@ -69,6 +76,7 @@ class Generation:
         detokenizer: IncrementalDetokenizer,
         stops: StopMatcher,
         eos_token_ids: frozenset[int],
+        prefix_cache: PrefixCache | None = None,
     ) -> None:
         self.request_id = request_id
         self.prompt_ids = prompt_ids
@@ -85,6 +93,11 @@ class Generation:
         self.exhausted = False
         self.completion_tokens = 0
         self.cancelled = False
+        # Prefix reuse: the cache to look up and offer blocks to, the match still to be
+        # copied into the slot (before its first prefill chunk), and the tokens it covered.
+        self.prefix_cache = prefix_cache
+        self.reuse: PrefixMatch | None = None
+        self.cached_tokens = 0
         self._ids: list[int] = []  # ids whose text is still held back
         self._pending_text = ""  # text not yet delivered (the consumer's buffer was full)
         self._pending_ids: list[int] = []
@@ -150,7 +163,7 @@ class Generation:
             self._close(error)
 
     def _usage(self) -> Usage:
-        return Usage(self.prompt_tokens, self.completion_tokens)
+        return Usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens)
 
     def _emit(self, text: str) -> None:
         if not text:

@@ -9,6 +9,7 @@ Rows are bound by pointer, which lets a step see any contiguous run of slots.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +31,17 @@ def kv_dtype(contract: KVContract) -> type[np.generic]:
         raise ValueError(
             f"KV dtype {contract.dtype!r} is not supported; expected one of {', '.join(_DTYPES)}"
         ) from None
+
+
+def _host_memory(pointer: int, size: int) -> memoryview:
+    """The `size` bytes at `pointer`, unowned: the OrtValue that holds them must outlive it."""
+    return memoryview((ctypes.c_byte * size).from_address(pointer)).cast("B")
+
+
+def token_bytes(contract: KVContract) -> int:
+    """KV bytes of one token: every layer's key and value."""
+    itemsize = np.dtype(kv_dtype(contract)).itemsize
+    return 2 * contract.num_layers * contract.num_kv_heads * contract.head_size * itemsize
 
 
 def tensor_names(contract: KVContract) -> list[tuple[str, str]]:
@@ -71,6 +83,16 @@ class SharedKVCache:
             for _ in self.names
         ]
         self._pointers = [buffer.data_ptr() for buffer in self.buffers]
+        # On the host, numpy views of the same memory let the prefix cache copy a slot's
+        # rows in and out without a round trip through ORT. (On a GPU there are none.)
+        self.host_views: list[np.ndarray] | None = None
+        if device == "cpu":
+            shape = (max_batch, *self.row_shape)
+            size = self.row_bytes * max_batch
+            self.host_views = [
+                np.frombuffer(_host_memory(pointer, size), dtype=self.dtype).reshape(shape)
+                for pointer in self._pointers
+            ]
 
     def bind(self, binding: ort.IOBinding, start: int, count: int) -> None:
         """Bind rows `[start, start + count)` of every buffer as both past and present."""

@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
+from tokenwire.backends.onnx.kv_blocks import join_blocks, read_blocks, write_blocks
 from tokenwire.backends.onnx.kv_cache import SharedKVCache, gather_rows, kv_dtype, tensor_names
 from tokenwire.backends.onnx.manifest import KVContract
 from tokenwire.backends.onnx.session import Placement
@@ -27,9 +28,19 @@ class ModelRunner(Protocol):
     """Runs the graph for one slot's prompt chunk or one token per running slot."""
 
     vocab_size: int
+    prefix_reuse: bool
+    """Whether `restore` and `snapshot` work here; the prefix cache is ignored otherwise."""
 
     def length(self, slot: int) -> int:
         """Tokens held in `slot`'s KV cache."""
+        ...
+
+    def restore(self, slot: int, blocks: Sequence[np.ndarray], length: int) -> None:
+        """Make the empty `slot` hold the first `length` tokens whose KV is `blocks` (copied)."""
+        ...
+
+    def snapshot(self, slot: int, start: int, count: int, block_tokens: int) -> list[np.ndarray]:
+        """Copies of `count` blocks of `slot`'s KV from position `start` (see `kv_blocks`)."""
         ...
 
     def prefill(self, slot: int, token_ids: np.ndarray) -> np.ndarray:
@@ -130,9 +141,27 @@ class SharedKVRunner:
         self._prefill = session.io_binding()
         self._decode_rows: tuple[int, int] | None = None
         self._positions = np.arange(max_context, dtype=np.int64)
+        self.prefix_reuse = self.cache.host_views is not None
 
     def length(self, slot: int) -> int:
         return int(self.lengths[slot])
+
+    def _rows(self, slot: int) -> list[np.ndarray]:
+        views = self.cache.host_views
+        if views is None:
+            raise RuntimeError("prefix reuse needs the KV cache in host memory")
+        return [view[slot] for view in views]
+
+    def restore(self, slot: int, blocks: Sequence[np.ndarray], length: int) -> None:
+        if not blocks or length > len(blocks) * blocks[0].shape[2] or length > self.max_context:
+            raise ValueError(f"cannot restore {length} tokens from {len(blocks)} blocks")
+        write_blocks(self._rows(slot), blocks)
+        self.lengths[slot] = length
+
+    def snapshot(self, slot: int, start: int, count: int, block_tokens: int) -> list[np.ndarray]:
+        if start + count * block_tokens > self.lengths[slot]:
+            raise ValueError(f"slot {slot} holds {self.lengths[slot]} tokens, fewer than asked")
+        return read_blocks(self._rows(slot), start, count, block_tokens)
 
     def prefill(self, slot: int, token_ids: np.ndarray) -> np.ndarray:
         start, count = int(self.lengths[slot]), len(token_ids)
@@ -230,6 +259,7 @@ class ConcatKVRunner:
         self._mask = np.zeros((0, 0), dtype=np.int64)
         shape = (1, contract.num_kv_heads, 0, contract.head_size)
         self._empty = [self._ortvalue(np.zeros(shape, dtype=self.dtype)) for _ in self.names]
+        self.prefix_reuse = True
 
     def _ortvalue(self, array: np.ndarray) -> ort.OrtValue:
         return ort.OrtValue.ortvalue_from_numpy(
@@ -259,6 +289,20 @@ class ConcatKVRunner:
             binding.bind_output(present_name, self.placement.ort_device, self.placement.device_id)
         self.session.run_with_iobinding(binding)
         return list(binding.get_outputs()[1:])
+
+    def restore(self, slot: int, blocks: Sequence[np.ndarray], length: int) -> None:
+        if not blocks or length > len(blocks) * blocks[0].shape[2] or length > self.max_context:
+            raise ValueError(f"cannot restore {length} tokens from {len(blocks)} blocks")
+        # A prefilling slot's past is its own OrtValues, joined from copies of the blocks.
+        self._pending[slot] = [self._ortvalue(tensor) for tensor in join_blocks(blocks, length)]
+        self.lengths[slot] = length
+
+    def snapshot(self, slot: int, start: int, count: int, block_tokens: int) -> list[np.ndarray]:
+        # Only a slot whose prompt just finished (before it joins the batch) is asked for.
+        pending = self._pending.get(slot)
+        if pending is None or start + count * block_tokens > self.lengths[slot]:
+            raise ValueError(f"slot {slot} holds no prefilled prompt of that length")
+        return read_blocks([value.numpy()[0] for value in pending], start, count, block_tokens)
 
     def prefill(self, slot: int, token_ids: np.ndarray) -> np.ndarray:
         start, count = int(self.lengths[slot]), len(token_ids)

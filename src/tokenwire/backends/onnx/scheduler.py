@@ -84,14 +84,17 @@ class Scheduler:
                 self.waiting.remove(generation)
             generation.retire()
 
-    def admit(self) -> None:
-        """Give free slots to waiting requests, in arrival order."""
+    def admit(self) -> list[Generation]:
+        """Give free slots to waiting requests, in arrival order; returns those admitted."""
+        admitted = []
         while self.waiting and self._free:
             generation = self.waiting.popleft()
             generation.slot = heapq.heappop(self._free)
             generation.phase = Phase.PREFILLING
             self.prefilling.append(generation)
             generation.note("prefill")
+            admitted.append(generation)
+        return admitted
 
     def start_decoding(self, generation: Generation) -> None:
         self.prefilling.remove(generation)

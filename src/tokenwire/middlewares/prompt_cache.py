@@ -1,0 +1,91 @@
+"""`prompt_cache`: reuse the KV of prompt prefixes seen before (prefix caching).
+
+The middleware owns a `PrefixCache` (bounded in bytes, LRU) and offers it to the backend
+below while that backend's stream starts. Why a context and not a reference to the
+backend: a middleware sees only the next `Generate`, which may be another middleware, and
+a cache object does not belong on the request (a frozen value that dialects build and
+compare). The offer is scoped to the one step that starts the inner stream, so it never
+leaks to another request. A backend that can reuse KV (the ONNX backend on the host) takes
+it, skips prefilling the matched blocks and reports them as `Usage.cached_prompt_tokens`;
+any other backend never asks, and the middleware changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from tokenwire.endpoint import closing
+from tokenwire.events import Event, Finish
+from tokenwire.interfaces import Generate
+from tokenwire.prefix_cache import PrefixCache, PrefixCacheStats, offer_prefix_cache
+from tokenwire.requests import GenerationRequest
+
+__all__ = ["DEFAULT_MAX_BYTES", "PromptCacheMiddleware", "PromptCacheStats"]
+
+DEFAULT_MAX_BYTES = 1 << 30
+"""1 GiB: about 23,000 tokens of SmolLM2-135M's KV (46 KiB per token in fp32)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PromptCacheStats:
+    """Finished requests that passed, those that reused a prefix, the tokens reused, and
+    the cache's own counts."""
+
+    requests: int
+    hits: int
+    cached_tokens: int
+    cache: PrefixCacheStats
+
+
+class PromptCacheMiddleware:
+    """Offers a prefix cache to the backend; counts the hits its requests report.
+
+    Args:
+        app: the next `Generate`.
+        max_bytes: the most KV bytes the cache holds (least recently used blocks leave first).
+        block_tokens: tokens per cached block; a prompt reuses whole blocks only.
+        cache: a cache to use instead of a new one (e.g. shared by two pipelines of one
+            backend, or inspected by tests).
+    """
+
+    def __init__(
+        self,
+        app: Generate,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        block_tokens: int = 16,
+        cache: PrefixCache | None = None,
+    ) -> None:
+        self.app = app
+        self.cache = cache if cache is not None else PrefixCache(max_bytes, block_tokens)
+        self._requests = self._hits = self._cached_tokens = 0
+
+    @property
+    def stats(self) -> PromptCacheStats:
+        return PromptCacheStats(self._requests, self._hits, self._cached_tokens, self.cache.stats)
+
+    async def __call__(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        async with closing(self.app(request)) as events:
+            # The backend takes the cache when its stream starts: in the first step only.
+            with offer_prefix_cache(self.cache):
+                try:
+                    event = await events.__anext__()
+                except StopAsyncIteration:
+                    return
+            while True:
+                if isinstance(event, Finish):
+                    self._count(event)
+                yield event
+                if isinstance(event, Finish):
+                    return
+                try:
+                    event = await events.__anext__()
+                except StopAsyncIteration:
+                    return
+
+    def _count(self, finish: Finish) -> None:
+        self._requests += 1
+        if finish.usage.cached_prompt_tokens > 0:
+            self._hits += 1
+            self._cached_tokens += finish.usage.cached_prompt_tokens

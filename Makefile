@@ -43,7 +43,7 @@ unit: install
 test: lint unit
 
 bench: model
-	$(BIN)/python -m benchmarks --update-docs
+	$(BIN)/python -m benchmarks --update-docs --only transport --only onnx_backend --only prompt_cache --only upstream
 
 soak: model
 	$(BIN)/python -m benchmarks --only soak

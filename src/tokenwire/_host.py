@@ -49,7 +49,18 @@ class BackendHost:
 
     @property
     def ready(self) -> bool:
-        return self.state == "ready"
+        return self.state == "ready" and self.healthy
+
+    @property
+    def healthy(self) -> bool:
+        """What the backend says of itself: an optional `healthy` attribute (a backend
+        without one is always healthy), e.g. False while its model runs keep failing."""
+        return bool(getattr(self.backend, "healthy", True))
+
+    @property
+    def readiness(self) -> str:
+        """The state the readiness probe reports: "unhealthy" when started but failing."""
+        return "unhealthy" if self.state == "ready" and not self.healthy else self.state
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

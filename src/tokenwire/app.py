@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from starlette._utils import get_route_path
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -22,14 +23,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tokenwire._host import BackendHost
 from tokenwire.auth import ApiKeys, ConcurrencyLimit
 from tokenwire.endpoint import Endpoint
-from tokenwire.errors import AuthenticationError, InvalidRequestError, TokenwireError
+from tokenwire.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    TokenwireError,
+)
 from tokenwire.interfaces import Backend, Dialect, Generate, MiddlewareFactory, Transport
 from tokenwire.limits import Limits
 from tokenwire.logs import request_id_var
 from tokenwire.plugins import load_plugin
-from tokenwire.requests import new_request_id
+from tokenwire.requests import GenerationRequest, new_request_id
 from tokenwire.resume import ResumeConfig, ResumeService, parse_last_event_id
-from tokenwire.transports._http import send_error, send_json
+from tokenwire.transports._backpressure import SendBuffers
+from tokenwire.transports._http import response_headers, send_error, send_json
 from tokenwire.transports.sse import SSETransport
 
 DEFAULT_DIALECTS = ("openai-chat", "openai-completions", "anthropic", "gemini")
@@ -59,8 +66,19 @@ class DialectRoute:
         self.concurrency = concurrency
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] != "POST":
+            # Answered here, not by the router, so the 405 comes in the dialect's shape.
+            scope.setdefault("state", {})["request_id"] = _request_id(scope)
+            error = MethodNotAllowedError(
+                f"{scope['method']} is not allowed here; send the request with POST."
+            )
+            rendered = self.endpoint.render_error(error)
+            headers = response_headers(scope, self.endpoint, {**rendered.headers, "allow": "POST"})
+            await send_json(send, 405, rendered.content, headers)
+            return
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
+        scope["state"]["received_at"] = time.perf_counter()
         request_id_var.set(request_id)
         transport = next((t for t in self.transports if t.accepts(scope)), None)
         if transport is None:
@@ -137,6 +155,15 @@ class StreamResumeRoute:
             await JSONResponse(body, status_code=error.status_code)(scope, receive, send)
             return
         await SSETransport().stream(payloads, scope, receive, send, record.endpoint)
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008, "reason": "no such path"})
+        return
+    path = scope["path"][:200]
+    error = {"message": f"No route for {scope['method']} {path}.", "type": "not_found_error"}
+    await JSONResponse({"error": error}, status_code=404)(scope, receive, send)
 
 
 def _request_id(scope: Scope) -> str:
@@ -231,10 +258,20 @@ def build_router(
     backend = host.backend
     pipeline: Generate = backend.generate
     middleware_routes: list[BaseRoute] = []
+    first_byte_observers: list[Callable[[GenerationRequest, float], None]] = []
+    send_buffers = SendBuffers()
     for middleware_item in reversed(middlewares):
         pipeline = _middleware(middleware_item)(pipeline)
-        # A middleware may serve HTTP routes of its own (/metrics, DELETE /v1/requests/{id}).
+        # A middleware may serve HTTP routes of its own (/metrics, DELETE /v1/requests/{id})
+        # and time the first response byte, which only the transport sees.
         middleware_routes.extend(getattr(pipeline, "routes", ()))
+        observer = getattr(pipeline, "observe_first_byte", None)
+        if observer is not None:
+            first_byte_observers.append(observer)
+        # The metrics middleware's registry also exports the transports' buffered bytes.
+        registry = getattr(pipeline, "registry", None)
+        if isinstance(registry, CollectorRegistry):
+            send_buffers.register(registry)
     pipeline = host.guard(pipeline)
     transport_list: list[Transport] = [_load("transports", t) for t in transports]
     concurrency = ConcurrencyLimit(limits.max_concurrent_per_key)
@@ -247,7 +284,7 @@ def build_router(
         host.kick()  # mounted apps have no lifespan: a probe is a fine first caller
         if host.ready:
             return JSONResponse({"status": "ready", "model": backend.model_id})
-        return JSONResponse({"status": host.state, "model": backend.model_id}, status_code=503)
+        return JSONResponse({"status": host.readiness, "model": backend.model_id}, status_code=503)
 
     def model_card() -> dict[str, Any]:
         return {"id": backend.model_id, "object": "model", "created": 0, "owned_by": "tokenwire"}
@@ -288,11 +325,13 @@ def build_router(
             limits=limits,
             keepalive_seconds=keepalive_seconds,
             resume=resume_service,
+            first_byte_observers=tuple(first_byte_observers),
+            send_buffers=send_buffers,
         )
         route_app = DialectRoute(endpoint, transport_list, host, concurrency)
         for path in dialect.routes:
             for route in (
-                Route(path, route_app, methods=["POST"]),
+                Route(path, route_app),
                 WebSocketRoute(path, route_app),
             ):
                 routes.append(route)
@@ -302,7 +341,7 @@ def build_router(
         routes.append(
             Route("/v1/streams/{request_id}", StreamResumeRoute(resume_service), methods=["GET"])
         )
-    router = Router(routes=routes, default=default)
+    router = Router(routes=routes, default=default or _not_found)
     keys = ApiKeys(api_keys)
     if not keys.enabled or fallback is None:
         return router

@@ -57,6 +57,9 @@ def load_config(args: argparse.Namespace) -> ServeConfig:
         metrics_public=False if args.private_metrics else None,
         playground=False if args.no_playground else None,
         resume_grace=args.resume_grace,
+        slow_client_policy=args.slow_client_policy,
+        send_timeout_seconds=args.send_timeout,
+        send_buffer_bytes=args.send_buffer_bytes,
     )
 
 
@@ -77,6 +80,9 @@ def _serve(args: argparse.Namespace) -> int:
             max_body_bytes=config.max_body_bytes,
             max_tokens=config.max_tokens,
             max_concurrent_per_key=config.max_concurrent_per_key,
+            send_buffer_bytes=config.send_buffer_bytes,
+            slow_client_policy=config.slow_client_policy,
+            send_timeout_seconds=config.send_timeout_seconds,
         ),
         api_keys=config.api_keys,
         public_paths=public_paths,
@@ -167,6 +173,24 @@ def make_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="SECONDS",
         help="make SSE streams resumable; a dropped stream lives this long (default: off)",
+    )
+    serve.add_argument(
+        "--slow-client-policy",
+        choices=["coalesce", "disconnect"],
+        help="a client reading slower than tokens arrive: merge its deltas (default) or end "
+        "its stream after --send-timeout",
+    )
+    serve.add_argument(
+        "--send-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --slow-client-policy disconnect: how long one write may wait (default: 30)",
+    )
+    serve.add_argument(
+        "--send-buffer-bytes",
+        type=int,
+        metavar="N",
+        help="bytes a stream may hold for a slow client (default: 65536)",
     )
     serve.add_argument("--no-playground", action="store_true", help="do not serve the page at /")
     serve.set_defaults(handler=_serve)

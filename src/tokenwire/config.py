@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from tokenwire.limits import DEFAULT_MAX_BODY_BYTES
+from tokenwire.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_SEND_BUFFER_BYTES, SlowClientPolicy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,6 +29,9 @@ class ServeConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_tokens: int | None = None
     max_concurrent_per_key: int | None = None
+    send_buffer_bytes: int = DEFAULT_SEND_BUFFER_BYTES
+    slow_client_policy: SlowClientPolicy = "coalesce"
+    send_timeout_seconds: float = 30.0
     api_keys: tuple[str, ...] = ()
     metrics_public: bool = True
     cors_origins: tuple[str, ...] = ()

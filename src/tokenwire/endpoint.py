@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,6 +26,7 @@ from tokenwire.limits import Limits
 
 if TYPE_CHECKING:
     from tokenwire.resume import ResumeService
+    from tokenwire.transports._backpressure import SendBuffers
 from tokenwire.requests import GenerationRequest
 
 logger = logging.getLogger("tokenwire")
@@ -148,7 +149,11 @@ class Endpoint:
     limits: Limits = Limits()
     keepalive_seconds: float = 15.0
     resume: ResumeService | None = None
+    # Middlewares that time the first response byte (see `observe_first_byte`).
+    first_byte_observers: tuple[Callable[[GenerationRequest, float], None], ...] = ()
     extra_headers: Mapping[str, str] = field(default_factory=dict)
+    # Bytes held for slow clients, shared by an app's endpoints (the buffered-bytes gauge).
+    send_buffers: SendBuffers | None = None
 
     def start(
         self,

@@ -46,6 +46,13 @@ class NotFoundError(TokenwireError):
     kind = "not_found"
 
 
+class MethodNotAllowedError(TokenwireError):
+    """The path exists but does not answer this HTTP method."""
+
+    status_code = 405
+    kind = "method_not_allowed"
+
+
 class RequestTooLargeError(TokenwireError):
     """The request body is larger than the server accepts."""
 

@@ -3,21 +3,48 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+DEFAULT_SEND_BUFFER_BYTES = 64 * 1024
+
+SlowClientPolicy = Literal["coalesce", "disconnect"]
+SLOW_CLIENT_POLICIES: tuple[SlowClientPolicy, ...] = ("coalesce", "disconnect")
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """What one request may ask for.
+    """What one request may ask for, and what one stream may hold.
 
     Attributes:
         max_body_bytes: larger request bodies get 413.
         max_tokens: the most tokens a request may ask to generate (more gets 400); also the
             budget of requests that name none. None: the backend's context decides.
         max_concurrent_per_key: running requests per API key (more get 429). None: no cap.
+        send_buffer_bytes: framed bytes an HTTP stream may hold for a client that reads
+            slower than tokens arrive (a frame that arrives while it is below the bound is
+            taken whole).
+        slow_client_policy: what happens once that buffer is full. "coalesce": the stream's
+            token deltas merge into fewer, larger ones until the client catches up.
+            "disconnect": a write that waits longer than `send_timeout_seconds` ends the
+            stream as if the client had left.
+        send_timeout_seconds: how long one write may wait for a slow client ("disconnect").
     """
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_tokens: int | None = None
     max_concurrent_per_key: int | None = None
+    send_buffer_bytes: int = DEFAULT_SEND_BUFFER_BYTES
+    slow_client_policy: SlowClientPolicy = "coalesce"
+    send_timeout_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.send_buffer_bytes < 1:
+            raise ValueError(f"send_buffer_bytes must be >= 1, got {self.send_buffer_bytes}")
+        if self.slow_client_policy not in SLOW_CLIENT_POLICIES:
+            raise ValueError(
+                f"slow_client_policy must be one of {', '.join(SLOW_CLIENT_POLICIES)}, "
+                f"got {self.slow_client_policy!r}"
+            )
+        if not self.send_timeout_seconds > 0:
+            raise ValueError(f"send_timeout_seconds must be > 0, got {self.send_timeout_seconds}")

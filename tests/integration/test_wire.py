@@ -183,3 +183,24 @@ def test_health_endpoints(echo_url: str) -> None:
     assert httpx.get(f"{echo_url}/health/live").status_code == 200
     ready = httpx.get(f"{echo_url}/health/ready")
     assert ready.status_code == 200 and ready.json()["model"] == "echo"
+
+
+@pytest.mark.parametrize(
+    ("path", "shape"),
+    [
+        ("/v1/chat/completions", lambda body: body["error"]["type"]),
+        ("/v1/messages", lambda body: body["error"]["type"] and body["type"] == "error"),
+        ("/v1beta/models/echo:generateContent", lambda body: body["error"]["status"]),
+    ],
+)
+def test_wrong_method_is_a_405_in_dialect_shape(echo_url: str, path: str, shape) -> None:  # type: ignore[no-untyped-def]
+    reply = httpx.get(f"{echo_url}{path}")
+    assert reply.status_code == 405
+    assert reply.headers["allow"] == "POST"
+    assert shape(reply.json())
+
+
+def test_unknown_path_is_a_json_404(echo_url: str) -> None:
+    reply = httpx.get(f"{echo_url}/v2/nothing")
+    assert reply.status_code == 404
+    assert reply.json()["error"]["type"] == "not_found_error"

@@ -417,3 +417,29 @@ def test_multiprocess_mode_aggregates_every_worker(tmp_path: Path) -> None:
     # livesum gauges: every worker's requests ended, so nothing is running anywhere.
     assert values["tokenwire_requests_running"] == 0
     assert any(p.name.startswith("gauge_livesum") for p in tmp_path.iterdir())
+
+
+def test_time_to_first_byte_is_measured_at_the_transport() -> None:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests._support.server import running_server
+    from tokenwire import create_app
+    from tokenwire.backends.echo import EchoBackend
+    from tokenwire.middlewares.metrics import MetricsMiddleware
+
+    registry = CollectorRegistry()
+    app = create_app(EchoBackend(), middlewares=[partial(MetricsMiddleware, registry=registry)])
+    body = {"model": "echo", "stream": True, "messages": [{"role": "user", "content": "a b c"}]}
+    with running_server(app) as url:
+        for accept in ("text/event-stream", "application/x-ndjson"):
+            httpx.post(f"{url}/v1/chat/completions", json=body, headers={"accept": accept})
+        text = httpx.get(f"{url}/metrics").text
+    counts = {
+        sample.labels["transport"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "tokenwire_time_to_first_byte_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_count")
+    }
+    assert counts == {"sse": 1.0, "ndjson": 1.0}

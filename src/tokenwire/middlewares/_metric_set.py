@@ -106,6 +106,13 @@ class MetricSet:
             buckets=REQUEST_BUCKETS,
             registry=registry,
         )
+        self.time_to_first_byte = Histogram(
+            f"{prefix}_time_to_first_byte_seconds",
+            "Time from the request arriving to its first response byte, at the transport.",
+            base,
+            buckets=FIRST_TOKEN_BUCKETS,
+            registry=registry,
+        )
         self.queue_time = Histogram(
             f"{prefix}_queue_time_seconds",
             "Time from the request reaching the pipeline to the backend starting its prefill.",

@@ -68,6 +68,13 @@ class MetricsMiddleware:
         body = await anyio.to_thread.run_sync(encode, registry)
         return Response(body, media_type=content_type)
 
+    def observe_first_byte(self, request: GenerationRequest, seconds: float) -> None:
+        """Called by the transport once the response's first byte is written."""
+        labels = self.metrics._bounds
+        self.metrics.time_to_first_byte.labels(
+            labels[0](request.model), labels[1](request.dialect), labels[2](request.transport)
+        ).observe(seconds)
+
     async def __call__(self, request: GenerationRequest) -> AsyncIterator[Event]:
         m = self.metrics.for_request(request.model, request.dialect, request.transport)
         started = perf_counter()

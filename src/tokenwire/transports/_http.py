@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 
 import anyio
+from anyio.abc import TaskGroup
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
 from tokenwire.endpoint import Call, Endpoint, closing, parse_timeout
 from tokenwire.errors import RequestTooLargeError, TokenwireError
 from tokenwire.interfaces import Payload
+from tokenwire.transports._backpressure import EventFeed, FrameBuffer, SendBuffers
 
 Frame = Callable[[Payload, int], bytes]
 """Encode one payload, given its 0-based sequence number; b"" leaves it out."""
 
-_PUMP_BUFFER = 32
+logger = logging.getLogger("tokenwire")
 
 
 def request_id_of(scope: Scope) -> str:
@@ -103,6 +107,7 @@ async def open_call(
         call = endpoint.start(
             body, scope.get("path_params", {}), request_id_of(scope), transport, timeout
         )
+        scope["state"]["request"] = call.request
     except TokenwireError as error:
         await send_error(scope, send, endpoint, error)
         return None
@@ -120,8 +125,47 @@ async def open_call(
     return None
 
 
-async def numbered(call: Call) -> AsyncIterator[tuple[int, Payload]]:
+class NumberedPayloads:
+    """A call's payloads with their 0-based sequence numbers (the SSE ids).
+
+    Keeps the call, so that `stream_payloads` can put an `EventFeed` under it.
+    """
+
+    __slots__ = ("_payloads", "call")
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self._payloads: AsyncGenerator[tuple[int, Payload], None] | None = None
+
+    def __aiter__(self) -> NumberedPayloads:
+        return self
+
+    async def __anext__(self) -> tuple[int, Payload]:
+        if self._payloads is None:
+            self._payloads = _numbered(self.call)
+        return await self._payloads.__anext__()
+
+    async def aclose(self) -> None:
+        if self._payloads is not None:
+            await self._payloads.aclose()
+
+
+def _observe_first_byte(scope: Scope, endpoint: Endpoint) -> None:
+    state = scope.get("state", {})
+    request, received_at = state.get("request"), state.get("received_at")
+    if request is None or received_at is None:
+        return
+    elapsed = time.perf_counter() - received_at
+    for observe in endpoint.first_byte_observers:
+        observe(request, elapsed)
+
+
+def numbered(call: Call) -> NumberedPayloads:
     """A call's payloads with their 0-based sequence numbers (the SSE ids)."""
+    return NumberedPayloads(call)
+
+
+async def _numbered(call: Call) -> AsyncGenerator[tuple[int, Payload], None]:
     sequence = 0
     async with aclosing(call.payloads()) as payloads:
         async for payload in payloads:
@@ -144,6 +188,9 @@ async def stream_payloads(
 
     Headers wait for the first payload, so a failure before the first token is a real
     HTTP error. A client disconnect cancels the task group, and with it everything below.
+    A client that reads too slowly is met with the endpoint's slow-client policy (see
+    `_backpressure`): its deltas coalesce, or a write that waits past the send timeout
+    ends the stream as a disconnect would.
     """
     headers = [
         (b"content-type", media_type.encode()),
@@ -151,57 +198,88 @@ async def stream_payloads(
         (b"x-accel-buffering", b"no"),
         *response_headers(scope, endpoint),
     ]
-    async with closing(payloads), anyio.create_task_group() as tg:
-        tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+    limits = endpoint.limits
+    frames = FrameBuffer(limits.send_buffer_bytes, endpoint.send_buffers or SendBuffers())
+    feed: EventFeed | None = None
+    if limits.slow_client_policy == "coalesce" and isinstance(payloads, NumberedPayloads):
+        # Merging happens on events, under the dialect: the call reads them from the feed,
+        # which reads the pipeline (and is closed below, after the tasks that pull it).
+        call = payloads.call
+        feed = EventFeed(frames, call.generate(call.request))
+        call.generate = feed.events
+    timeout = limits.send_timeout_seconds if limits.slow_client_policy == "disconnect" else None
+    last_write = anyio.current_time()
+
+    async def write(body: bytes, tg: TaskGroup) -> bool:
+        """Send one chunk; False when the client took too long and the stream was ended."""
+        nonlocal last_write
+        frames.sending_started()
         try:
-            first = await payloads.__anext__()
-        except TokenwireError as error:
-            await send_error(scope, send, endpoint, error)
-            tg.cancel_scope.cancel()
-            return
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send(
-            {"type": "http.response.body", "body": frame(first[1], first[0]), "more_body": True}
-        )
-
-        sender, receiver = anyio.create_memory_object_stream[tuple[int, Payload]](_PUMP_BUFFER)
+            if timeout is None:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            else:
+                with anyio.move_on_after(timeout) as waited:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                if waited.cancelled_caught:
+                    logger.warning(
+                        "client read nothing for %.1f s; ending the stream (slow client policy "
+                        "'disconnect')",
+                        timeout,
+                    )
+                    tg.cancel_scope.cancel()
+                    return False
+        finally:
+            frames.sending = False
         last_write = anyio.current_time()
+        return True
 
-        async def pump() -> None:
-            # A separate task reads the payloads, so the writer below can batch whatever
-            # is waiting; send_nowait doesn't yield, so a fast producer fills the buffer.
-            async with sender:
-                async for item in payloads:
-                    try:
-                        sender.send_nowait(item)
-                    except anyio.WouldBlock:
-                        await sender.send(item)
+    try:
+        async with closing(payloads), anyio.create_task_group() as tg:
+            tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+            if feed is not None:
+                feed.task_group = tg
+            try:
+                first = await payloads.__anext__()
+            except TokenwireError as error:
+                await send_error(scope, send, endpoint, error)
+                tg.cancel_scope.cancel()
+                return
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            if not await write(frame(first[1], first[0]), tg):
+                return
+            _observe_first_byte(scope, endpoint)
 
-        async def keep_alive(chunk: bytes, interval: float) -> None:
-            nonlocal last_write
-            while True:
-                await anyio.sleep(max(0.0, last_write + interval - anyio.current_time()))
-                if anyio.current_time() - last_write >= interval:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    last_write = anyio.current_time()
+            async def pump() -> None:
+                # A separate task renders the payloads, so the writer below can send
+                # whatever is waiting in one write while the client is slow.
+                try:
+                    async for item in payloads:
+                        chunk = frame(item[1], item[0])
+                        if chunk:
+                            await frames.put(chunk)
+                finally:
+                    frames.close()
 
-        tg.start_soon(pump)
-        if keepalive:
-            tg.start_soon(keep_alive, keepalive, endpoint.keepalive_seconds)
-        async with receiver:
-            async for item in receiver:
-                # Frames already waiting go out in one write: a slow reader gets fewer,
-                # larger writes instead of a backlog of tiny ones.
-                chunks = [frame(item[1], item[0])]
+            async def keep_alive(chunk: bytes, interval: float) -> None:
                 while True:
-                    try:
-                        item = receiver.receive_nowait()
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                    chunks.append(frame(item[1], item[0]))
-                await send(
-                    {"type": "http.response.body", "body": b"".join(chunks), "more_body": True}
-                )
-                last_write = anyio.current_time()
-        await send({"type": "http.response.body", "body": b""})
-        tg.cancel_scope.cancel()
+                    await anyio.sleep(max(0.0, last_write + interval - anyio.current_time()))
+                    # A write in flight means the client is slow, not that the stream is idle.
+                    if not frames.sending and anyio.current_time() - last_write >= interval:
+                        await write(chunk, tg)
+
+            tg.start_soon(pump)
+            if keepalive:
+                tg.start_soon(keep_alive, keepalive, endpoint.keepalive_seconds)
+            while (body := await frames.take()) is not None:
+                sent = await write(body, tg)
+                frames.sent(len(body))
+                if not sent:
+                    return
+            await send({"type": "http.response.body", "body": b""})
+            tg.cancel_scope.cancel()
+    finally:
+        frames.discard()
+        if feed is not None:
+            feed.discard()
+            async with closing(feed.source):
+                pass

@@ -1,0 +1,264 @@
+"""Slow clients against a real uvicorn server: bounded buffers, coalescing, disconnecting.
+
+Loopback hides backpressure (the kernel buffers megabytes per connection), so a stalled
+reader here shrinks its receive buffer before connecting and then reads nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, contextmanager
+
+import anyio
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from starlette.types import Receive, Scope, Send
+
+from tests._support.backends import ScriptedBackend
+from tests._support.server import running_server
+from tokenwire import Event, Finish, GenerationRequest, TokenDelta, Usage
+from tokenwire.dialects.openai_chat import OpenAIChatDialect
+from tokenwire.endpoint import Endpoint
+from tokenwire.interfaces import Generate
+from tokenwire.limits import Limits
+from tokenwire.middlewares.metrics import MetricsMiddleware
+from tokenwire.requests import new_request_id
+from tokenwire.transports._backpressure import SendBuffers
+from tokenwire.transports.ndjson import NDJSONTransport
+from tokenwire.transports.sse import SSETransport
+
+pytestmark = pytest.mark.anyio
+
+PATH = "/v1/chat/completions"
+BUFFER = 16 * 1024
+SNDBUF = 16 * 1024  # the kernel then holds ~32 KiB per connection (see running_server)
+
+
+def transport_app(endpoint: Endpoint):  # type: ignore[no-untyped-def]
+    """The transports alone over one endpoint, as the app routes a request to them."""
+    transports = [NDJSONTransport(), SSETransport()]
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        scope.setdefault("state", {})["request_id"] = new_request_id()
+        transport = next(t for t in transports if t.accepts(scope))
+        await transport(scope, receive, send, endpoint)
+
+    return app
+
+
+def endpoint_for(generate: Generate, limits: Limits, buffers: SendBuffers) -> Endpoint:
+    return Endpoint(OpenAIChatDialect(), generate, "m", limits=limits, send_buffers=buffers)
+
+
+def body(words: int = 0) -> bytes:
+    return json.dumps(
+        {"model": "m", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+    ).encode()
+
+
+@contextmanager
+def stalled_reader(url: str) -> Iterator[socket.socket]:
+    """A client that sends a streamed request, then reads nothing with a ~4 KiB window."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window
+    sock.connect((host, int(port)))
+    payload = body()
+    sock.sendall(
+        f"POST {PATH} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(payload)}\r\n\r\n".encode()
+        + payload
+    )
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def read_all(sock: socket.socket, timeout: float = 30.0) -> bytes:
+    sock.settimeout(timeout)
+    chunks = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        if b"0\r\n\r\n" in chunks[-1][-16:]:
+            return b"".join(chunks)
+
+
+def deltas_of(raw: bytes) -> list[str]:
+    texts = []
+    for line in raw.split(b"\n"):
+        if line.startswith(b"data: {"):
+            choices = json.loads(line[6:]).get("choices")
+            content = choices[0]["delta"].get("content") if choices else None
+            if content:
+                texts.append(content)
+    return texts
+
+
+class Peak:
+    """Samples `buffers.bytes` from a thread (the server runs in another)."""
+
+    def __init__(self, buffers: SendBuffers) -> None:
+        self.buffers, self.peak = buffers, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self.buffers.bytes)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+async def healthy_stream(client: httpx.AsyncClient) -> tuple[str, float]:
+    """Read one stream as it comes; returns its text and the largest gap between deltas."""
+    text, gaps, last = [], [0.0], None
+    async with client.stream("POST", PATH, content=body()) as response:
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line.startswith("data: {"):
+                now = time.perf_counter()
+                if last is not None:
+                    gaps.append(now - last)
+                last = now
+                text.extend(deltas_of(line.encode()))
+    return "".join(text), max(gaps)
+
+
+def words(n: int) -> list[str]:
+    return [f" w{i}" for i in range(n)]
+
+
+async def test_coalesce_bounds_a_stalled_readers_buffer_and_merges_its_deltas() -> None:
+    tokens = words(2000)
+    backend = ScriptedBackend(tokens, delay=0.0005)
+    buffers = SendBuffers()
+    endpoint = endpoint_for(backend.generate, Limits(send_buffer_bytes=BUFFER), buffers)
+    with (
+        running_server(transport_app(endpoint), send_buffer=SNDBUF) as url,
+        stalled_reader(url) as sock,
+    ):
+        peak = Peak(buffers)
+        # The backend runs to its end although the client reads nothing: the feed pulls it.
+        with anyio.fail_after(20):
+            while backend.finished_normally == 0:  # noqa: ASYNC110 - another thread's state
+                await anyio.sleep(0.05)
+        high = peak.stop()
+        raw = await anyio.to_thread.run_sync(read_all, sock)
+    # The stall reached the server's own buffer (else this test proves nothing) ...
+    assert high >= BUFFER
+    # ... which stayed bounded: framed bytes plus merged text, each about one buffer.
+    assert high <= 2 * BUFFER + 1024
+    texts = deltas_of(raw)
+    assert "".join(texts) == "".join(tokens)
+    assert len(texts) < len(tokens) // 2  # fewer, larger deltas
+    assert buffers.bytes == 0
+
+
+async def test_a_client_that_keeps_up_gets_one_delta_per_token() -> None:
+    tokens = words(300)
+    backend = ScriptedBackend(tokens)
+    endpoint = endpoint_for(backend.generate, Limits(send_buffer_bytes=BUFFER), SendBuffers())
+    with running_server(transport_app(endpoint), send_buffer=SNDBUF) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            response = await client.post(PATH, content=body())
+    assert deltas_of(response.content) == tokens
+
+
+async def test_stalled_readers_do_not_slow_other_streams() -> None:
+    backend = ScriptedBackend(words(400), delay=0.005)
+    endpoint = endpoint_for(backend.generate, Limits(send_buffer_bytes=BUFFER), SendBuffers())
+    results: list[tuple[str, float]] = []
+    with (
+        running_server(transport_app(endpoint), send_buffer=SNDBUF) as url,
+        ExitStack() as stack,
+    ):
+        for _ in range(10):
+            stack.enter_context(stalled_reader(url))
+        await anyio.sleep(0.5)  # let the stalled streams fill their buffers
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+
+            async def run() -> None:
+                results.append(await healthy_stream(client))
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(run)
+    assert len(results) == 4
+    for text, max_gap in results:
+        assert text == "".join(words(400))
+        assert max_gap < 1.0
+
+
+async def test_disconnect_policy_ends_a_stalled_stream_after_the_send_timeout() -> None:
+    backend = ScriptedBackend(words(20000), delay=0.0002)
+    registry = CollectorRegistry()
+    metrics = MetricsMiddleware(backend.generate, registry=registry)
+    buffers = SendBuffers(registry)
+    limits = Limits(
+        send_buffer_bytes=BUFFER, slow_client_policy="disconnect", send_timeout_seconds=0.5
+    )
+    endpoint = endpoint_for(metrics, limits, buffers)
+    with running_server(transport_app(endpoint), send_buffer=SNDBUF) as url, stalled_reader(url):
+        with anyio.fail_after(20):
+            while backend.closed_at is None:  # noqa: ASYNC110 - another thread's state
+                await anyio.sleep(0.05)
+        await anyio.sleep(0.1)
+    assert backend.finished_normally == 0  # the backend generator was closed mid-stream
+    disconnects = registry.get_sample_value(
+        "tokenwire_cancellations_total",
+        {"model": "m", "dialect": "openai-chat", "transport": "sse", "phase": "decode",
+         "reason": "disconnect"},
+    )  # fmt: skip
+    assert disconnects == 1
+    assert buffers.bytes == 0
+    assert registry.get_sample_value("tokenwire_stream_buffered_bytes") == 0
+
+
+async def test_disconnect_policy_leaves_a_reading_client_alone() -> None:
+    backend = ScriptedBackend(words(500), delay=0.001)
+    limits = Limits(
+        send_buffer_bytes=BUFFER, slow_client_policy="disconnect", send_timeout_seconds=0.5
+    )
+    endpoint = endpoint_for(backend.generate, limits, SendBuffers())
+    with running_server(transport_app(endpoint), send_buffer=SNDBUF) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            text, _ = await healthy_stream(client)
+    assert text == "".join(words(500))
+    assert backend.finished_normally == 1
+
+
+async def test_coalescing_keeps_an_error_after_the_first_token_in_band() -> None:
+    async def failing(request: GenerationRequest) -> AsyncIterator[Event]:
+        for word in words(2000):
+            yield TokenDelta(word)
+        raise RuntimeError("boom: secret internals")
+        yield Finish("stop", Usage())  # pragma: no cover
+
+    endpoint = endpoint_for(failing, Limits(send_buffer_bytes=BUFFER), SendBuffers())
+    with (
+        running_server(transport_app(endpoint), send_buffer=SNDBUF) as url,
+        stalled_reader(url) as sock,
+    ):
+        await anyio.sleep(0.5)
+        raw = await anyio.to_thread.run_sync(read_all, sock)
+    assert b'"error"' in raw
+    assert b"secret" not in raw
+    assert "".join(deltas_of(raw)) == "".join(words(2000))

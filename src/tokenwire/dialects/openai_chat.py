@@ -14,7 +14,7 @@ from tokenwire.dialects._openai_common import (
     render_error,
     usage_object,
 )
-from tokenwire.dialects._wire import id_tail
+from tokenwire.dialects._wire import TextTemplate, id_tail
 from tokenwire.errors import GenerationError, TokenwireError
 from tokenwire.events import Event, Finish, TokenDelta
 from tokenwire.interfaces import ErrorBody, Payload
@@ -121,6 +121,7 @@ class OpenAIChatExchange:
     request: GenerationRequest
     stream: bool
     envelope: ChunkEnvelope
+    _delta: TextTemplate | None = None
 
     def open(self) -> Sequence[Payload]:
         # OpenAI's first chunk announces the role with empty content.
@@ -128,7 +129,12 @@ class OpenAIChatExchange:
 
     def render(self, event: Event) -> Sequence[Payload]:
         if isinstance(event, TokenDelta):
-            return [self.envelope.chunk(_choice({"content": event.text}))] if event.text else []
+            if not event.text:
+                return []
+            if self._delta is None:
+                envelope = self.envelope
+                self._delta = TextTemplate(lambda text: envelope.chunk(_choice({"content": text})))
+            return [self._delta.render(event.text)]
         if not isinstance(event, Finish):
             return []  # Progress notes are for middlewares; they have no wire form.
         if event.reason == "error":

@@ -70,9 +70,12 @@ def build_soak_app(backend: Backend, limits: Limits = Limits()) -> SoakApp:
         limits=limits,
     )
     # The app registered its buffered-bytes gauge in the metrics registry; read it directly.
+    router: Any = app.router
+    while not hasattr(router, "routes"):  # unwrap the auth gate / exception middleware
+        router = router.app
     buffers = next(
         route.app.endpoint.send_buffers
-        for route in getattr(app.router, "routes", ())
+        for route in router.routes
         if isinstance(getattr(route, "app", None), DialectRoute)
         and route.app.endpoint.send_buffers is not None
     )

@@ -13,8 +13,10 @@ from prometheus_client import CollectorRegistry
 from starlette._utils import get_route_path
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route, Router, WebSocketRoute
@@ -32,6 +34,7 @@ from tokenwire.errors import (
 from tokenwire.interfaces import Backend, Dialect, Generate, MiddlewareFactory, Transport
 from tokenwire.limits import Limits
 from tokenwire.logs import request_id_var
+from tokenwire.openapi import openapi_routes
 from tokenwire.plugins import load_plugin
 from tokenwire.requests import GenerationRequest, new_request_id
 from tokenwire.resume import ResumeConfig, ResumeService, parse_last_event_id
@@ -43,7 +46,7 @@ DEFAULT_DIALECTS = ("openai-chat", "openai-completions", "anthropic", "gemini")
 # First match wins: SSE takes any HTTP request, so it goes last.
 DEFAULT_TRANSPORTS = ("websocket", "ndjson", "sse")
 # Open even when API keys are on: probes, scrapers and the playground page.
-DEFAULT_PUBLIC_PATHS = ("/health/live", "/health/ready", "/metrics", "/")
+DEFAULT_PUBLIC_PATHS = ("/health/live", "/health/ready", "/metrics", "/", "/openapi.json")
 
 logger = logging.getLogger("tokenwire.access")
 
@@ -166,6 +169,13 @@ async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     await JSONResponse({"error": error}, status_code=404)(scope, receive, send)
 
 
+async def _routing_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 (a method a route does not take) as JSON, not plain text."""
+    assert isinstance(exc, HTTPException)
+    error = {"message": exc.detail, "type": "invalid_request_error"}
+    return JSONResponse({"error": error}, exc.status_code, headers=exc.headers)
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
@@ -256,6 +266,7 @@ def build_router(
     `default` answers paths that are not tokenwire's (404 when None).
     """
     backend = host.backend
+    api_keys = tuple(api_keys)
     pipeline: Generate = backend.generate
     middleware_routes: list[BaseRoute] = []
     first_byte_observers: list[Callable[[GenerationRequest, float], None]] = []
@@ -316,8 +327,10 @@ def build_router(
 
         routes.extend(playground_routes())
     dialect_routes: list[tuple[BaseRoute, Endpoint]] = []
+    loaded_dialects: list[str] = []
     for dialect_item in dialects:
         dialect: Dialect = _load("dialects", dialect_item)
+        loaded_dialects.append(dialect.name)
         endpoint = Endpoint(
             dialect,
             pipeline,
@@ -336,12 +349,28 @@ def build_router(
             ):
                 routes.append(route)
                 dialect_routes.append((route, endpoint))
+    paths = {route.path for route in middleware_routes if isinstance(route, Route)}
+    routes.extend(
+        openapi_routes(
+            backend.model_id,
+            dialects=loaded_dialects,
+            limits=limits,
+            cancellation="/v1/requests/{request_id}" in paths,
+            metrics="/metrics" in paths,
+            playground=playground,
+            resume=resume is not None,
+            api_keys=bool(api_keys),
+        )
+    )
     fallback = dialect_routes[0][1] if dialect_routes else None
     if resume_service is not None:
         routes.append(
             Route("/v1/streams/{request_id}", StreamResumeRoute(resume_service), methods=["GET"])
         )
-    router = Router(routes=routes, default=default or _not_found)
+    router: ASGIApp = ExceptionMiddleware(
+        Router(routes=routes, default=default or _not_found),
+        handlers={HTTPException: _routing_error},
+    )
     keys = ApiKeys(api_keys)
     if not keys.enabled or fallback is None:
         return router

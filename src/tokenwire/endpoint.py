@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
@@ -122,6 +123,31 @@ def parse_timeout(value: object, field: str) -> float:
     return float(value)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_lone_surrogate(body: bytes | str, document: object) -> bool:
+    """Whether a decoded body holds a lone surrogate, which json.loads lets through (from a
+    `\\udXXX` escape, or raw bytes it decodes with "surrogatepass") and UTF-8 cannot encode."""
+    if isinstance(body, bytes):
+        if b"\\u" not in body and b"\xed" not in body:
+            return False
+    elif "\\u" not in body:
+        return False
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _no_finish(request: GenerationRequest) -> TokenwireError:
     logger.error("stream ended without a Finish event", extra={"request_id": request.request_id})
     return GenerationError("The generation stream ended unexpectedly.")
@@ -184,6 +210,11 @@ class Endpoint:
             raise InvalidRequestError(f"Request body is not valid JSON: {exc}") from None
         if not isinstance(document, dict):
             raise InvalidRequestError("Request body must be a JSON object.")
+        if has_lone_surrogate(body, document):
+            raise InvalidRequestError(
+                "Request body is not valid JSON text: it holds an unpaired UTF-16 surrogate "
+                "(a \\ud800-\\udfff escape), which no UTF-8 text can carry."
+            )
         try:
             exchange = self.dialect.parse(document, path_params, request_id, self.model_id)
         except RecursionError:

@@ -87,7 +87,9 @@ def parse_options(
 def require_one(body: Mapping[str, Any], key: str) -> None:
     """Reject `n`/`best_of` other than 1: this server generates one choice per request."""
     value = body.get(key)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value != 1):
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or value != 1
+    ):
         raise v.invalid(key, "only 1 is supported (one choice per request)")
 
 

@@ -77,10 +77,10 @@ def optional_int(
     minimum: int,
     maximum: int,
     prefix: str = "",
-    integral_floats: bool = False,
+    integral_floats: bool = True,
 ) -> int | None:
-    """An integer in `[minimum, maximum]`; with `integral_floats`, 40.0 reads as 40 (protobuf
-    JSON clients such as google-genai send some integer fields as floats)."""
+    """An integer in `[minimum, maximum]`; 40.0 reads as 40, as JSON Schema's `integer` says
+    (and protobuf JSON clients such as google-genai send some integer fields as floats)."""
     value = body.get(key)
     if value is None:
         return None

@@ -54,14 +54,16 @@ class StopMatcher:
         if not self.stops:
             return text, None
         buffer = self._held + text
-        found: tuple[int, str] | None = None
+        # The stop that completes first wins (of two ending together, the longer): generation
+        # stops there, whatever the split of the text into deltas.
+        found: tuple[int, int, str] | None = None
         for stop in self.stops:
             index = buffer.find(stop)
-            if index != -1 and (found is None or index < found[0]):
-                found = (index, stop)
+            if index != -1 and (found is None or (index + len(stop), index) < found[:2]):
+                found = (index + len(stop), index, stop)
         if found is not None:
             self._held = ""
-            return buffer[: found[0]], found[1]
+            return buffer[: found[1]], found[2]
         keep = self._possible_start(buffer)
         self._held = buffer[len(buffer) - keep :]
         return buffer[: len(buffer) - keep], None

@@ -36,15 +36,10 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time `pid` has used, all threads: schedstat's nanoseconds where the kernel keeps
-    them, else user + system clock ticks. On a shared machine this, not wall time, is
-    what a system's work per token costs."""
-    proc = Path(f"/proc/{pid}")
-    try:
-        return int((proc / "schedstat").read_text().split()[0]) / 1e9
-    except (OSError, ValueError, IndexError):
-        fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    """CPU time `pid` has used, every thread (user + system, exited threads included). On a
+    shared machine this, not wall time, is what a system's work per token costs."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 def rss_bytes(pid: int, field: str = "VmRSS") -> int:

@@ -1,0 +1,450 @@
+"""The ONNX backend end to end: `tokenwire serve` against the runtimes a CPU user would run.
+
+SmolLM2-135M-Instruct, 128 new tokens, greedy, streamed over SSE to a real HTTP client.
+Every system runs in its own process and all are up at once; rounds are interleaved (each
+round visits every system, in a rotated order), so machine noise hits all alike, and
+medians are reported. Phases: single stream (tokenwire at each precision, the bare ORT
+loop, onnxruntime-genai's Generator, optimum, llama-cpp-python's server), concurrent
+streams, TTFT alone and under load, inter-token gaps while long prompts arrive (for several
+`prefill_chunk` values), the memory-bandwidth bound, and memory.
+
+Models come from `$TOKENWIRE_HOME/models` (prepared when missing); `TOKENWIRE_BENCH_MODEL`
+names one model directory to run alone (the tests use a tiny fixture model). Baselines that
+are not set up (`python -m benchmarks._baselines setup`) are skipped and named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import anyio
+from tokenizers import Tokenizer
+
+from benchmarks import _baselines, _onnx_report, _report
+from benchmarks._bandwidth import read_bandwidth, weight_bytes
+from benchmarks._onnx_results import (
+    BandwidthBound,
+    ConcurrencySummary,
+    Environment,
+    GapSummary,
+    OnnxResults,
+    PrecisionSummary,
+    SingleSample,
+    SpinSummary,
+    TtftSummary,
+    summarize_single,
+)
+from benchmarks._onnx_scenarios import (
+    DECODE_PROMPT,
+    SHORT_PROMPT,
+    System,
+    bare_batch,
+    concurrent,
+    gaps_under_arrivals,
+    percentile,
+    ttfts,
+    ttfts_under_load,
+)
+from benchmarks._processes import (
+    HttpServer,
+    RssSampler,
+    Worker,
+    cpu_seconds,
+    free_port,
+    managed,
+    rss_bytes,
+    tokenwire_command,
+)
+
+SECTION = "onnx-backend"
+REPO = Path(__file__).resolve().parents[1]
+BASE_NAME = "smollm2-135m-instruct"
+LOGS = REPO / "benchmarks" / "results" / "logs"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How much work one run does, and how tokenwire is configured."""
+
+    new_tokens: int = 128
+    rounds: int = 5
+    streams: tuple[int, ...] = (1, 4, 8, 16)
+    scaling_rounds: int = 3
+    ttft_samples: int = 20
+    long_prompt_tokens: int = 540
+    load_streams: int = 8
+    gap_running: int = 4
+    gap_quiet: float = 3.0
+    gap_busy: float = 10.0
+    prefill_chunk: int = 16
+    """The main server's chunk; the gap phase also tries `chunk_sweep`."""
+    chunk_sweep: tuple[int, ...] = (64, 32, 16, 8)
+    threads: int = 2
+    """intra-op threads for every runtime (ORT, genai, optimum, llama.cpp)."""
+    max_batch: int = 16
+    precisions: tuple[str, ...] = ("int8", "int4", "fp32")
+    baselines: bool = True
+    background_tokens: int = 4000
+    spin_experiment: bool = True
+    """Also serve the main model with ORT spin-waiting off (`benchmarks._nospin_serve`)."""
+
+    @classmethod
+    def quick(cls) -> Settings:
+        """A smoke run, well under a minute: its numbers are not worth comparing."""
+        return cls(
+            new_tokens=16, rounds=1, streams=(1, 4), scaling_rounds=1, ttft_samples=2,
+            long_prompt_tokens=200,
+            load_streams=2, gap_running=2, gap_quiet=0.3, gap_busy=1.0, chunk_sweep=(16,),
+            precisions=("int8",), baselines=False, background_tokens=200,
+            spin_experiment=False,
+        )  # fmt: skip
+
+
+def model_dirs(settings: Settings) -> dict[str, Path]:
+    """Precision → prepared model dir; `TOKENWIRE_BENCH_MODEL` names a single one."""
+    override = os.environ.get("TOKENWIRE_BENCH_MODEL")
+    if override:
+        manifest = json.loads((Path(override) / "manifest.json").read_text())
+        return {str(manifest["precision"]): Path(override)}
+    from tokenwire.backends.onnx.manifest import models_dir
+
+    found = {}
+    for precision in settings.precisions:
+        directory = models_dir() / f"{BASE_NAME}-{precision}"
+        if not (directory / "manifest.json").is_file():
+            print(f"preparing {directory.name} (one-time) ...", flush=True)
+            tokenwire = Path(sys.executable).parent / "tokenwire"
+            subprocess.run([str(tokenwire), "prepare", "--precision", precision], check=True)
+        found[precision] = directory
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    user: str
+    rendered: str
+    tokens: int
+
+
+def render(model_dir: Path, user: str) -> Prompt:
+    """The prompt as tokenwire renders it: the model's own chat template, then its tokenizer."""
+    from tokenwire.backends.onnx.chat_template import ChatTemplate
+    from tokenwire.requests import ChatMessage
+
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    tokenizer = Tokenizer.from_file(str(model_dir / manifest["tokenizer_file"]))
+    eos = tokenizer.id_to_token(manifest["eos_token_ids"][0])
+    bos = manifest.get("bos_token_id")
+    template = ChatTemplate(
+        (model_dir / manifest["chat_template_file"]).read_text(),
+        bos_token=tokenizer.id_to_token(bos) if bos is not None else None,
+        eos_token=eos,
+    )
+    text = template.render([ChatMessage("user", user)])
+    return Prompt(user, text, len(tokenizer.encode(text, add_special_tokens=False).ids))
+
+
+_PASSAGE = (
+    "The river town kept its old stone bridge long after the railway came. Every spring the "
+    "water rose to the second arch, and the children counted the days until it fell again. "
+    "Merchants crossed at dawn with carts of apples, wool and salted fish, and the toll "
+    "keeper wrote each one into a ledger that is still kept in the town hall. "
+)
+
+
+def long_prompt(model_dir: Path, target: int) -> Prompt:
+    """A summarization request of about `target` tokens once rendered."""
+    user = "Summarize the following text in one sentence.\n\n"
+    sentences = [s.strip() + "." for s in _PASSAGE.split(".") if s.strip()]
+    prompt = render(model_dir, user)
+    i = 0
+    while prompt.tokens < target:
+        user += sentences[i % len(sentences)] + " "
+        i += 1
+        prompt = render(model_dir, user)
+    return prompt
+
+
+@dataclass(slots=True)
+class Fleet:
+    """Every process under test, and the systems the single-stream phase visits."""
+
+    stack: contextlib.ExitStack
+    systems: list[System] = field(default_factory=list)
+    servers: dict[str, HttpServer] = field(default_factory=dict)
+    workers: dict[str, Worker] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def pids(self) -> dict[str, int]:
+        found = {name: s.pid for name, s in self.servers.items()}
+        found.update({name: w.pid for name, w in self.workers.items()})
+        return found
+
+
+def start_tokenwire(stack: contextlib.ExitStack, name: str, model: Path, settings: Settings,
+                    chunk: int, *, spinning: bool = True) -> HttpServer:  # fmt: skip
+    port = free_port()
+    options = {
+        "max_batch": settings.max_batch,
+        "intra_op_threads": settings.threads,
+        "prefill_chunk": chunk,
+    }
+    LOGS.mkdir(parents=True, exist_ok=True)
+    command = tokenwire_command(model, port, options)
+    if not spinning:
+        command = [sys.executable, "-m", "benchmarks._nospin_serve", *command[1:]]
+    return managed(stack, HttpServer(name, command, port, log=LOGS / f"{name}.log"))
+
+
+def start_fleet(stack: contextlib.ExitStack, settings: Settings, models: dict[str, Path],
+                prompts: list[Prompt]) -> Fleet:  # fmt: skip
+    fleet = Fleet(stack)
+    rendered = {p.user: p.rendered for p in prompts}
+    threads = str(settings.threads)
+    for precision, model in models.items():
+        server = start_tokenwire(stack, f"tokenwire-{precision}", model, settings,
+                                 settings.prefill_chunk)  # fmt: skip
+        fleet.servers[server.name] = server
+        fleet.systems.append(System(server.name, f"tokenwire {precision}", precision, server.port,
+                                    server.model_id, pid=server.pid))  # fmt: skip
+        worker = managed(stack,
+            Worker(f"bare-{precision}", [sys.executable, "-m", "benchmarks._bare_loop",
+                   "--model", str(model), "--threads", threads], log=LOGS / f"bare-{precision}.log")
+        )  # fmt: skip
+        fleet.workers[worker.name] = worker
+        fleet.systems.append(
+            System(worker.name, f"bare ORT loop {precision}", precision, worker=worker,
+                   rendered=rendered, pid=worker.pid)
+        )  # fmt: skip
+    if settings.spin_experiment and "int8" in models:
+        server = start_tokenwire(stack, "tokenwire-int8-nospin", models["int8"], settings,
+                                 settings.prefill_chunk, spinning=False)  # fmt: skip
+        fleet.servers[server.name] = server
+        fleet.systems.append(System(server.name, "tokenwire int8, ORT spinning off (experiment)",
+                                    "int8", server.port, server.model_id, pid=server.pid))  # fmt: skip
+    if not settings.baselines or os.environ.get("TOKENWIRE_BENCH_MODEL"):
+        return fleet
+    int8 = models.get("int8")
+    genai = _baselines.genai_available()
+    if int8 is not None and genai.ready and (int8 / "genai_config.json").is_file():
+        worker = managed(stack,
+            Worker("genai-int8", [sys.executable, "-m", "benchmarks._genai_worker", "--model",
+                   str(int8), "--threads", threads], log=LOGS / "genai.log")
+        )  # fmt: skip
+        fleet.workers[worker.name] = worker
+        fleet.systems.append(
+            System(worker.name, "onnxruntime-genai Generator int8", "int8", worker=worker,
+                   rendered=rendered, pid=worker.pid)
+        )  # fmt: skip
+    else:
+        fleet.skipped["genai-int8"] = genai.reason or "no genai_config.json beside the model"
+    optimum_python = str(_baselines.env_python(_baselines.OPTIMUM_ENV))
+    for name, label, precision, directory in (
+        ("optimum-fp32", "optimum generate fp32", "fp32", _baselines.OPTIMUM_MODEL),
+        ("optimum-int8", "optimum generate int8 (MatMulNBits)", "int8",
+         _baselines.OPTIMUM_INT8_MODEL),
+    ):  # fmt: skip
+        availability = _baselines.optimum_available(directory)
+        if not availability.ready:
+            fleet.skipped[name] = availability.reason
+            continue
+        worker = managed(stack,
+            Worker(name, [optimum_python, "-m", "benchmarks._optimum_worker", "--model",
+                   str(directory), "--threads", threads], log=LOGS / f"{name}.log")
+        )  # fmt: skip
+        fleet.workers[name] = worker
+        fleet.systems.append(System(name, label, precision, worker=worker, rendered=rendered, pid=worker.pid))
+    llamacpp = _baselines.llamacpp_available()
+    if llamacpp.ready:
+        port = free_port()
+        server = managed(stack,
+            HttpServer("llamacpp-q4_1", _baselines.llamacpp_command(port, settings.threads),
+                       port, log=LOGS / "llamacpp.log")
+        )  # fmt: skip
+        fleet.servers[server.name] = server
+        fleet.systems.append(System(server.name, "llama-cpp-python server Q4_1", "q4_1", port,
+                                    server.model_id, pid=server.pid))  # fmt: skip
+    else:
+        fleet.skipped["llamacpp-q4_1"] = llamacpp.reason
+    return fleet
+
+
+async def run_benchmark(settings: Settings, command: str) -> OnnxResults:
+    load_before = os.getloadavg()
+    bandwidth = [read_bandwidth(settings.threads)]
+    models = model_dirs(settings)
+    main_precision = "int8" if "int8" in models else next(iter(models))
+    main_model = models[main_precision]
+    count = render(main_model, DECODE_PROMPT)
+    short = render(main_model, SHORT_PROMPT)
+    context = json.loads((main_model / "manifest.json").read_text())["kv"]["max_context"]
+    long = long_prompt(main_model, min(settings.long_prompt_tokens, context // 2))
+    with contextlib.ExitStack() as stack:
+        print("starting servers and workers ...", flush=True)
+        fleet = start_fleet(stack, settings, models, [count, short, long])
+        main = fleet.servers[f"tokenwire-{main_precision}"]
+        sampler = RssSampler(main.pid)
+        stack.callback(sampler.stop)
+        for system in fleet.systems:  # warm-up: first runs pay for allocations
+            await system.run(DECODE_PROMPT, min(16, settings.new_tokens))
+
+        print("single stream ...", flush=True)
+        samples: list[SingleSample] = []
+        for r in range(settings.rounds):
+            order = fleet.systems[r % len(fleet.systems):] + fleet.systems[: r % len(fleet.systems)]
+            for system in order:
+                run = await system.run(DECODE_PROMPT, settings.new_tokens)
+                samples.append(SingleSample.of(system, r, run))
+            rates = ", ".join(f"{s.system} {s.decode_tokens_per_second:.0f}"
+                              for s in samples if s.round == r)  # fmt: skip
+            print(f"  round {r + 1}/{settings.rounds}: {rates} tok/s", flush=True)
+
+        print("concurrent streams ...", flush=True)
+        scaling = await _scaling(settings, main, fleet.workers[f"bare-{main_precision}"],
+                                 count.rendered, sampler)  # fmt: skip
+
+        spin: list[SpinSummary] = []
+        if "tokenwire-int8-nospin" in fleet.servers:
+            print("ORT spinning on/off ...", flush=True)
+            spin = await _spin(settings, main, fleet.servers["tokenwire-int8-nospin"])
+
+        print("time to first token ...", flush=True)
+        ttft = await _ttft(settings, main, short, long)
+
+        print("inter-token gaps while long prompts arrive ...", flush=True)
+        gaps = []
+        for chunk in settings.chunk_sweep:
+            with contextlib.ExitStack() as local:
+                server = main
+                if chunk != settings.prefill_chunk:
+                    server = start_tokenwire(local, f"tokenwire-chunk{chunk}", main_model,
+                                             settings, chunk)  # fmt: skip
+                gap_run = await gaps_under_arrivals(
+                    server.port, server.model_id, long.user, settings.gap_running, settings.gap_quiet,
+                    settings.gap_busy, settings.background_tokens,
+                )  # fmt: skip
+                gaps.append(GapSummary.of(chunk, settings.gap_running, gap_run))
+        peaks = {name: rss_bytes(pid, "VmHWM") for name, pid in fleet.pids().items()}
+        skipped = dict(fleet.skipped)
+        systems = [(s.name, s.label, s.precision) for s in fleet.systems]
+    bandwidth.append(read_bandwidth(settings.threads))
+    singles = summarize_single(samples, systems, peaks)
+    precision_rows = []
+    for precision, directory in models.items():
+        manifest = json.loads((directory / "manifest.json").read_text())
+        weights = weight_bytes(directory / manifest["model_file"])
+        precision_rows.append(PrecisionSummary.of(precision, manifest.get("quality"), weights,
+                                                  singles))  # fmt: skip
+    environment = Environment(
+        intra_op_threads=settings.threads,
+        max_batch=settings.max_batch,
+        prefill_chunk=settings.prefill_chunk,
+        load_before=load_before,
+        load_after=os.getloadavg(),
+        skipped=skipped,
+        prompt_tokens={"decode": count.tokens, "short": short.tokens, "long": long.tokens},
+    )
+    return OnnxResults(
+        settings=settings,
+        machine=_report.Machine.current(),
+        command=command,
+        environment=environment,
+        samples=samples,
+        single=singles,
+        scaling=scaling,
+        ttft=ttft,
+        gaps=gaps,
+        bandwidth=BandwidthBound.of(max(bandwidth), bandwidth, precision_rows, singles),
+        precisions=precision_rows,
+        peak_rss=peaks,
+        spin=spin,
+    )
+
+
+async def _scaling(settings: Settings, main: HttpServer, bare: Worker, rendered: str,
+                   sampler: RssSampler) -> list[ConcurrencySummary]:  # fmt: skip
+    runs: dict[int, list[tuple[float, float, float, int]]] = {n: [] for n in settings.streams}
+    levels = list(settings.streams)
+    for r in range(settings.scaling_rounds):
+        for n in levels[r % len(levels):] + levels[: r % len(levels)]:
+            sampler.reset()
+            served = await concurrent(main.port, main.model_id, n, settings.new_tokens)
+            peak = sampler.peak()
+            ceiling = await anyio.to_thread.run_sync(bare_batch, bare, rendered, n,
+                                                     settings.new_tokens)  # fmt: skip
+            runs[n].append((served.aggregate_tokens_per_second, served.per_stream_decode,
+                            ceiling.aggregate_tokens_per_second, peak))  # fmt: skip
+    return [ConcurrencySummary.of(n, runs[n]) for n in settings.streams]
+
+
+async def _spin(settings: Settings, spinning: HttpServer, quiet: HttpServer
+                ) -> list[SpinSummary]:  # fmt: skip
+    """The same model served with ORT spin-waiting on and off, interleaved, at 1 and 8 streams."""
+    runs: dict[tuple[int, bool], list[tuple[float, float]]] = {}
+    for r in range(settings.scaling_rounds):
+        for streams in (1, settings.load_streams):
+            pair = [(spinning, True), (quiet, False)]
+            for server, spins in pair if r % 2 == 0 else pair[::-1]:
+                cpu = cpu_seconds(server.pid)
+                run = await concurrent(server.port, server.model_id, streams, settings.new_tokens)
+                used = (cpu_seconds(server.pid) - cpu) * 1e3 / run.tokens
+                runs.setdefault((streams, spins), []).append((run.aggregate_tokens_per_second, used))
+    return [
+        SpinSummary.of(streams, runs[(streams, True)], runs[(streams, False)])
+        for streams in (1, settings.load_streams)
+    ]
+
+
+async def _ttft(settings: Settings, main: HttpServer, short: Prompt, long: Prompt
+                ) -> list[TtftSummary]:  # fmt: skip
+    port, model = main.port, main.model_id
+    alone: dict[str, list[float]] = {short.user: [], long.user: []}
+    for _ in range(settings.ttft_samples):
+        for prompt in (short, long):
+            alone[prompt.user].extend(await ttfts(port, model, prompt.user, 1))
+    loaded = await ttfts_under_load(port, model, [short.user, long.user], settings.ttft_samples,
+                                    settings.load_streams, settings.background_tokens)  # fmt: skip
+    rows = []
+    for name, prompt in (("short", short), ("long", long)):
+        for load, values in ((0, alone[prompt.user]), (settings.load_streams, loaded[prompt.user])):
+            rows.append(TtftSummary(name, prompt.tokens, load, len(values),
+                                    percentile(values, 50) * 1e3, percentile(values, 99) * 1e3))  # fmt: skip
+    return rows
+
+
+def main(*, quick: bool, results_dir: Path, docs: Path | None, command: str) -> OnnxResults:
+    settings = Settings.quick() if quick else Settings()
+    started = time.perf_counter()
+    results = anyio.run(run_benchmark, settings, command)
+    results = replace(results, wall_seconds=time.perf_counter() - started)
+    print(_onnx_report.table(results))
+    path = _report.write_json(results_dir / "onnx_backend.json", results.to_json())
+    print(f"results: {path}")
+    if docs is not None:
+        images = _onnx_report.plots(results, docs.parent / "img")
+        _report.update_docs(docs, SECTION, _onnx_report.markdown(results, images, docs.parent))
+        print(f"docs: {docs} (plots: {', '.join(str(i) for i in images)})")
+    return results
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--results-dir", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--update-docs", action="store_true")
+    args = parser.parse_args()
+    main(
+        quick=args.quick,
+        results_dir=args.results_dir,
+        docs=REPO / "docs" / "benchmarks.md" if args.update_docs else None,
+        command="python -m benchmarks.onnx_backend" + (" --quick" if args.quick else ""),
+    )

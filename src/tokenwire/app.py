@@ -10,9 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from starlette._utils import get_route_path
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -22,12 +20,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route, Router, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tokenwire._auth_gate import AuthGate
 from tokenwire._host import BackendHost
 from tokenwire.auth import ApiKeys, ConcurrencyLimit
 from tokenwire.endpoint import Endpoint
 from tokenwire.errors import (
-    AuthenticationError,
-    InvalidRequestError,
     MethodNotAllowedError,
     TokenwireError,
 )
@@ -37,10 +34,9 @@ from tokenwire.logs import request_id_var
 from tokenwire.openapi import openapi_routes
 from tokenwire.plugins import load_plugin
 from tokenwire.requests import GenerationRequest, new_request_id
-from tokenwire.resume import ResumeConfig, ResumeService, parse_last_event_id
+from tokenwire.resume import ResumeConfig, ResumeService, StreamResumeRoute
 from tokenwire.transports._backpressure import SendBuffers
 from tokenwire.transports._http import response_headers, send_error, send_json
-from tokenwire.transports.sse import SSETransport
 
 DEFAULT_DIALECTS = ("openai-chat", "openai-completions", "anthropic", "gemini")
 # First match wins: SSE takes any HTTP request, so it goes last.
@@ -131,35 +127,6 @@ class DialectRoute:
             await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
 
 
-class StreamResumeRoute:
-    """`GET /v1/streams/{request_id}`: continue a resumable stream after `Last-Event-ID`."""
-
-    def __init__(self, service: ResumeService) -> None:
-        self.service = service
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = scope["path_params"]["request_id"]
-        scope.setdefault("state", {})["request_id"] = request_id
-        request_id_var.set(request_id)
-        header = Headers(scope=scope).get("last-event-id")
-        try:
-            start = 0
-            if header is not None:
-                stream_id, seq = parse_last_event_id(header)
-                if stream_id != request_id:
-                    raise InvalidRequestError(
-                        "Last-Event-ID names another stream than the path.",
-                        param="last-event-id",
-                    )
-                start = seq + 1
-            record, payloads = self.service.open(request_id, start)
-        except TokenwireError as error:
-            body = {"error": {"message": error.message, "type": error.kind}}
-            await JSONResponse(body, status_code=error.status_code)(scope, receive, send)
-            return
-        await SSETransport().stream(payloads, scope, receive, send, record.endpoint)
-
-
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008, "reason": "no such path"})
@@ -183,54 +150,6 @@ def _request_id(scope: Scope) -> str:
             if _CLIENT_REQUEST_ID.fullmatch(candidate):
                 return candidate
     return new_request_id()
-
-
-class AuthGate:
-    """Checks API keys before any non-public tokenwire route; other paths pass through.
-
-    A refusal is a 401 in the shape of the dialect that owns the path (OpenAI's otherwise).
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        keys: ApiKeys,
-        routes: Sequence[BaseRoute],
-        dialect_routes: Sequence[tuple[BaseRoute, Endpoint]],
-        public_paths: Iterable[str],
-        fallback: Endpoint,
-    ) -> None:
-        self.app, self.keys, self.routes = app, keys, routes
-        self.dialect_routes, self.fallback = dialect_routes, fallback
-        self.public_paths = frozenset(public_paths)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not self.keys.enabled:
-            await self.app(scope, receive, send)
-            return
-        path = get_route_path(scope)
-        owned = any(route.matches(scope)[0] != Match.NONE for route in self.routes)
-        if not owned or path in self.public_paths:
-            await self.app(scope, receive, send)
-            return
-        try:
-            scope.setdefault("state", {})["api_key"] = self.keys.authenticate(scope)
-        except AuthenticationError as error:
-            await self._refuse(scope, send, error)
-            return
-        await self.app(scope, receive, send)
-
-    async def _refuse(self, scope: Scope, send: Send, error: AuthenticationError) -> None:
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
-            return
-        endpoint = next(
-            (e for route, e in self.dialect_routes if route.matches(scope)[0] != Match.NONE),
-            self.fallback,
-        )
-        body = endpoint.render_error(error)
-        headers = [(b"www-authenticate", b"Bearer")]
-        await send_json(send, body.status_code, body.content, headers)
 
 
 def _load(kind: str, item: Any) -> Any:

@@ -20,11 +20,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from tokenwire._host import BackendHost
 from tokenwire.endpoint import Call, Endpoint
 from tokenwire.errors import InvalidRequestError, NotFoundError, TokenwireError
 from tokenwire.interfaces import Payload
+from tokenwire.logs import request_id_var
+from tokenwire.transports.sse import SSETransport
 
 _LAST_EVENT_ID = re.compile(r"(?P<request_id>[A-Za-z0-9._:-]{1,128}):(?P<seq>\d{1,9})")
 
@@ -241,3 +246,33 @@ class ResumeService:
     def _cancel(self, record: StreamRecord) -> None:
         record.producer.cancel()
         self.store.remove(record)
+
+
+class StreamResumeRoute:
+    """`GET /v1/streams/{request_id}`: continue a resumable stream after `Last-Event-ID`."""
+
+    def __init__(self, service: ResumeService) -> None:
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = scope["path_params"]["request_id"]
+        scope.setdefault("state", {})["request_id"] = request_id
+        request_id_var.set(request_id)
+        header = Headers(scope=scope).get("last-event-id")
+        try:
+            start = 0
+            if header is not None:
+                stream_id, seq = parse_last_event_id(header)
+                if stream_id != request_id:
+                    raise InvalidRequestError(
+                        "Last-Event-ID names another stream than the path.",
+                        param="last-event-id",
+                    )
+                start = seq + 1
+            record, payloads = self.service.open(request_id, start)
+        except TokenwireError as error:
+            body = {"error": {"message": error.message, "type": error.kind}}
+            await JSONResponse(body, status_code=error.status_code)(scope, receive, send)
+            return
+
+        await SSETransport().stream(payloads, scope, receive, send, record.endpoint)

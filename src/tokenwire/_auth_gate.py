@@ -1,0 +1,62 @@
+"""The API-key gate in front of tokenwire's routes, refusing in the owning dialect's shape."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from starlette._utils import get_route_path
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tokenwire.auth import ApiKeys
+from tokenwire.endpoint import Endpoint
+from tokenwire.errors import AuthenticationError
+from tokenwire.transports._http import send_json
+
+
+class AuthGate:
+    """Checks API keys before any non-public tokenwire route; other paths pass through.
+
+    A refusal is a 401 in the shape of the dialect that owns the path (OpenAI's otherwise).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: ApiKeys,
+        routes: Sequence[BaseRoute],
+        dialect_routes: Sequence[tuple[BaseRoute, Endpoint]],
+        public_paths: Iterable[str],
+        fallback: Endpoint,
+    ) -> None:
+        self.app, self.keys, self.routes = app, keys, routes
+        self.dialect_routes, self.fallback = dialect_routes, fallback
+        self.public_paths = frozenset(public_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or not self.keys.enabled:
+            await self.app(scope, receive, send)
+            return
+        path = get_route_path(scope)
+        owned = any(route.matches(scope)[0] != Match.NONE for route in self.routes)
+        if not owned or path in self.public_paths:
+            await self.app(scope, receive, send)
+            return
+        try:
+            scope.setdefault("state", {})["api_key"] = self.keys.authenticate(scope)
+        except AuthenticationError as error:
+            await self._refuse(scope, send, error)
+            return
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, send: Send, error: AuthenticationError) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
+            return
+        endpoint = next(
+            (e for route, e in self.dialect_routes if route.matches(scope)[0] != Match.NONE),
+            self.fallback,
+        )
+        body = endpoint.render_error(error)
+        headers = [(b"www-authenticate", b"Bearer")]
+        await send_json(send, body.status_code, body.content, headers)

@@ -18,17 +18,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
-from tokenizers import Tokenizer
 
 from benchmarks import _baselines, _onnx_report, _report
 from benchmarks._bandwidth import read_bandwidth, weight_bytes
+from benchmarks._onnx_models import Prompt, long_prompt, model_dirs, render
 from benchmarks._onnx_results import (
     BandwidthBound,
     ConcurrencySummary,
@@ -65,7 +64,6 @@ from benchmarks._processes import (
 
 SECTION = "onnx-backend"
 REPO = Path(__file__).resolve().parents[1]
-BASE_NAME = "smollm2-135m-instruct"
 LOGS = REPO / "benchmarks" / "results" / "logs"
 
 
@@ -105,71 +103,6 @@ class Settings:
             precisions=("int8",), baselines=False, background_tokens=200,
             spin_experiment=False,
         )  # fmt: skip
-
-
-def model_dirs(settings: Settings) -> dict[str, Path]:
-    """Precision → prepared model dir; `TOKENWIRE_BENCH_MODEL` names a single one."""
-    override = os.environ.get("TOKENWIRE_BENCH_MODEL")
-    if override:
-        manifest = json.loads((Path(override) / "manifest.json").read_text())
-        return {str(manifest["precision"]): Path(override)}
-    from tokenwire.backends.onnx.manifest import models_dir
-
-    found = {}
-    for precision in settings.precisions:
-        directory = models_dir() / f"{BASE_NAME}-{precision}"
-        if not (directory / "manifest.json").is_file():
-            print(f"preparing {directory.name} (one-time) ...", flush=True)
-            tokenwire = Path(sys.executable).parent / "tokenwire"
-            subprocess.run([str(tokenwire), "prepare", "--precision", precision], check=True)
-        found[precision] = directory
-    return found
-
-
-@dataclass(frozen=True, slots=True)
-class Prompt:
-    user: str
-    rendered: str
-    tokens: int
-
-
-def render(model_dir: Path, user: str) -> Prompt:
-    """The prompt as tokenwire renders it: the model's own chat template, then its tokenizer."""
-    from tokenwire.backends.onnx.chat_template import ChatTemplate
-    from tokenwire.requests import ChatMessage
-
-    manifest = json.loads((model_dir / "manifest.json").read_text())
-    tokenizer = Tokenizer.from_file(str(model_dir / manifest["tokenizer_file"]))
-    eos = tokenizer.id_to_token(manifest["eos_token_ids"][0])
-    bos = manifest.get("bos_token_id")
-    template = ChatTemplate(
-        (model_dir / manifest["chat_template_file"]).read_text(),
-        bos_token=tokenizer.id_to_token(bos) if bos is not None else None,
-        eos_token=eos,
-    )
-    text = template.render([ChatMessage("user", user)])
-    return Prompt(user, text, len(tokenizer.encode(text, add_special_tokens=False).ids))
-
-
-_PASSAGE = (
-    "The river town kept its old stone bridge long after the railway came. Every spring the "
-    "water rose to the second arch, and the children counted the days until it fell again. "
-    "Merchants crossed at dawn with carts of apples, wool and salted fish, and the toll "
-    "keeper wrote each one into a ledger that is still kept in the town hall. "
-)
-
-
-def long_prompt(model_dir: Path, target: int) -> Prompt:
-    """A summarization request of about `target` tokens once rendered."""
-    user = "Summarize the following text in one sentence.\n\n"
-    sentences = [s.strip() + "." for s in _PASSAGE.split(".") if s.strip()]
-    prompt = render(model_dir, user)
-    i = 0
-    while prompt.tokens < target:
-        user += sentences[i % len(sentences)] + " "
-        i += 1
-        prompt = render(model_dir, user)
-    return prompt
 
 
 @dataclass(slots=True)
@@ -279,7 +212,7 @@ def start_fleet(stack: contextlib.ExitStack, settings: Settings, models: dict[st
 async def run_benchmark(settings: Settings, command: str) -> OnnxResults:
     load_before = os.getloadavg()
     bandwidth = [read_bandwidth(settings.threads)]
-    models = model_dirs(settings)
+    models = model_dirs(settings.precisions)
     main_precision = "int8" if "int8" in models else next(iter(models))
     main_model = models[main_precision]
     count = render(main_model, DECODE_PROMPT)

@@ -14,6 +14,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from tokenwire._openapi_operations import (
+    cancel_operation,
+    health_operation,
+    json_response,
+    model_get_operation,
+    models_list_operation,
+    resume_operation,
+    text_get_operation,
+)
 from tokenwire._openapi_schemas import (
     Schema,
     anthropic_schemas,
@@ -116,10 +125,12 @@ def build_openapi(
         **openai_schemas(model_id, cap),
     }
     paths: dict[str, Any] = {
-        "/health/live": {"get": _health("liveness", "Always 200 while the process serves.")},
-        "/health/ready": {"get": _health("readiness", "200 once the backend is ready.")},
-        "/v1/models": {"get": _models_list()},
-        "/v1/models/{model_id}": {"get": _model_get()},
+        "/health/live": {
+            "get": health_operation("liveness", "Always 200 while the process serves.")
+        },
+        "/health/ready": {"get": health_operation("readiness", "200 once the backend is ready.")},
+        "/v1/models": {"get": models_list_operation()},
+        "/v1/models/{model_id}": {"get": model_get_operation()},
     }
     if "openai-chat" in names:
         paths["/v1/chat/completions"] = {
@@ -166,13 +177,13 @@ def build_openapi(
                     "post": _gemini(model_id, version, action, streamed)
                 }
     if cancellation:
-        paths["/v1/requests/{request_id}"] = {"delete": _cancel()}
+        paths["/v1/requests/{request_id}"] = {"delete": cancel_operation()}
     if resume:
-        paths["/v1/streams/{request_id}"] = {"get": _resume()}
+        paths["/v1/streams/{request_id}"] = {"get": resume_operation()}
     if metrics:
-        paths["/metrics"] = {"get": _text_get("Prometheus metrics.", "text/plain")}
+        paths["/metrics"] = {"get": text_get_operation("Prometheus metrics.", "text/plain")}
     if playground:
-        paths["/"] = {"get": _text_get("The playground page.", "text/html")}
+        paths["/"] = {"get": text_get_operation("The playground page.", "text/html")}
     document: dict[str, Any] = {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -227,16 +238,9 @@ def _version() -> str:
         return "0"
 
 
-def _json(schema: Schema, description: str, headers: Schema | None = None) -> Schema:
-    response: Schema = {"description": description, "content": {_JSON: {"schema": schema}}}
-    if headers:
-        response["headers"] = headers
-    return response
-
-
 def _error_responses(error_schema: str) -> dict[str, Schema]:
     responses = {
-        status: _json(ref(error_schema), text, _REQUEST_ID_HEADER)
+        status: json_response(ref(error_schema), text, _REQUEST_ID_HEADER)
         for status, text in _ERRORS.items()
     }
     responses["429"]["headers"] = {
@@ -328,114 +332,5 @@ def _gemini(model_id: str, version: str, action: str, streamed: bool) -> Schema:
                 "content": content,
             },
             **_error_responses("GeminiError"),
-        },
-    }
-
-
-def _health(kind: str, description: str) -> Schema:
-    body = {
-        "type": "object",
-        "properties": {"status": {"type": "string"}, "model": {"type": "string"}},
-        "required": ["status"],
-    }
-    responses = {"200": _json(body, description)}
-    if kind == "readiness":
-        responses["503"] = _json(body, "The backend is starting, draining or unhealthy.")
-    return {"operationId": kind, "tags": ["health"], "responses": responses}
-
-
-def _models_list() -> Schema:
-    body = {
-        "type": "object",
-        "properties": {
-            "object": {"const": "list"},
-            "data": {"type": "array", "items": ref("Model")},
-        },
-        "required": ["object", "data"],
-    }
-    return {
-        "operationId": "listModels",
-        "tags": ["openai"],
-        "responses": {"200": _json(body, "The served model.")},
-    }
-
-
-def _model_get() -> Schema:
-    return {
-        "operationId": "retrieveModel",
-        "tags": ["openai"],
-        "parameters": [
-            {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}
-        ],
-        "responses": {
-            "200": _json(ref("Model"), "The model."),
-            "404": _json(ref("OpenAIError"), "No such model."),
-        },
-    }
-
-
-def _cancel() -> Schema:
-    done = {
-        "type": "object",
-        "properties": {"id": {"type": "string"}, "cancelled": {"const": True}},
-        "required": ["id", "cancelled"],
-    }
-    return {
-        "operationId": "cancelRequest",
-        "summary": "Cancel running requests by id (for proxies that hide disconnects).",
-        "tags": ["tokenwire"],
-        "parameters": [
-            {"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}}
-        ],
-        "responses": {
-            "200": _json(done, "Every running request with this id was cancelled."),
-            "404": _json(ref("OpenAIError"), "No running request has this id."),
-        },
-    }
-
-
-def _resume() -> Schema:
-    event = {
-        "type": "object",
-        "properties": {
-            "data": {"type": "string"},
-            "event": {"type": "string"},
-            "id": {"type": "string"},
-        },
-        "required": ["data"],
-    }
-    return {
-        "operationId": "resumeStream",
-        "summary": "Continue a dropped OpenAI or Anthropic SSE stream after `Last-Event-ID`.",
-        "tags": ["tokenwire"],
-        "parameters": [
-            {"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}},
-            {
-                "name": "last-event-id",
-                "in": "header",
-                "required": False,
-                "description": "The last `id:` received, `<request id>:<event number>`.",
-                "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}:[0-9]{1,9}$"},
-            },
-        ],
-        "responses": {
-            "200": {"description": "The rest of the stream.", "content": {_SSE: {"schema": event}}},
-            "400": _json(
-                ref("OpenAIError"), "`Last-Event-ID` is malformed or names another stream."
-            ),
-            "404": _json(ref("OpenAIError"), "No such stream, or the event is no longer kept."),
-        },
-    }
-
-
-def _text_get(summary: str, media_type: str) -> Schema:
-    return {
-        "summary": summary,
-        "tags": ["tokenwire"],
-        "responses": {
-            "200": {
-                "description": summary,
-                "content": {media_type: {"schema": {"type": "string"}}},
-            }
         },
     }

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from tokenwire.backends.onnx import OnnxBackend
 from tokenwire.events import Event, Finish, Progress, TokenDelta
 from tokenwire.requests import GenerationRequest
@@ -50,3 +52,13 @@ async def collect(backend: OnnxBackend, req: GenerationRequest) -> Result:
     deltas = tuple(e for e in events if isinstance(e, TokenDelta))
     assert all(isinstance(e, (TokenDelta, Finish, Progress)) for e in events)
     return Result(deltas, finishes[0], tuple(events))
+
+
+async def all_slots_free(backend: OnnxBackend) -> bool:
+    """Whether every slot is free within a few seconds: a finished stream's slot is freed at
+    the loop's next boundary, which may come just after its consumer saw the `Finish`."""
+    for _ in range(1000):
+        if backend.stats.free_slots == backend.max_batch:
+            return True
+        await anyio.sleep(0.005)
+    return False

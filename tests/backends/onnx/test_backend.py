@@ -11,7 +11,7 @@ import anyio
 import onnxruntime as ort
 import pytest
 
-from tests.backends.onnx._helpers import Result, collect, request, running
+from tests.backends.onnx._helpers import Result, all_slots_free, collect, request, running
 from tests.backends.onnx.tiny_models import EOS_ID, ReferenceModel
 from tokenwire.backends.onnx import OnnxBackend
 from tokenwire.errors import (
@@ -51,7 +51,9 @@ async def test_output_alone_equals_output_while_three_others_join_and_leave(
 ) -> None:
     async with running(model_dir, max_batch=4) as backend:
         alone = await collect(backend, request(PROMPT, 60))
-        others_alone = [await collect(backend, request(p, n)) for p, n in zip(OTHERS, LENGTHS, strict=True)]
+        others_alone = [
+            await collect(backend, request(p, n)) for p, n in zip(OTHERS, LENGTHS, strict=True)
+        ]
         joins = [anyio.Event() for _ in OTHERS]
         results: dict[int, Result] = {}
         batches: list[int] = []
@@ -151,8 +153,10 @@ async def test_without_max_tokens_generation_runs_until_the_context_is_full(
 async def test_chat_messages_render_through_the_models_template(model_dir: Path) -> None:
     messages = (ChatMessage("system", "Be brief."), ChatMessage("user", "Hello there"))
     async with running(model_dir) as backend:
-        chat = await collect(backend, GenerationRequest(
-            model="tiny", messages=messages, max_tokens=12, temperature=0.0))
+        chat = await collect(
+            backend,
+            GenerationRequest(model="tiny", messages=messages, max_tokens=12, temperature=0.0),
+        )
         assert backend.chat_template is not None
         rendered = backend.chat_template.render(messages)
         raw = await collect(backend, request(rendered, 12))
@@ -245,12 +249,12 @@ async def test_a_failing_decode_step_fails_its_requests_and_the_loop_goes_on(
         real = loop.runner.decode
         calls = 0
 
-        def flaky(slots: list[int], tokens: list[int]):  # type: ignore[no-untyped-def]
+        def flaky(slots: list[int], tokens: list[int], *rest):  # type: ignore[no-untyped-def]
             nonlocal calls
             calls += 1
             if calls == 3:
                 raise RuntimeError("simulated ORT failure")
-            return real(slots, tokens)
+            return real(slots, tokens, *rest)
 
         loop.runner.decode = flaky  # type: ignore[method-assign]
         with pytest.raises(GenerationError):
@@ -258,7 +262,7 @@ async def test_a_failing_decode_step_fails_its_requests_and_the_loop_goes_on(
         loop.runner.decode = real  # type: ignore[method-assign]
         fine = await collect(backend, request(PROMPT, 10))
         assert fine.finish.usage.completion_tokens == 10
-        assert backend.stats.free_slots == backend.max_batch
+        assert await all_slots_free(backend)
 
 
 async def test_one_requests_detokenizer_failure_spares_the_others(model_dir: Path) -> None:
@@ -319,7 +323,8 @@ async def test_close_ends_streams_still_open(model_dir: Path) -> None:
 
 
 def test_missing_default_model_tells_the_user_to_run_prepare(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TOKENWIRE_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="tokenwire prepare"):
@@ -333,11 +338,22 @@ def test_model_id_comes_from_the_manifest(model_dir: Path) -> None:
         OnnxBackend(model_dir, max_context=10_000)
 
 
+@pytest.mark.parametrize(
+    ("option", "value"), [("prefill_budget_ms", -1), ("allow_spinning", "no")]
+)
+def test_bad_scheduling_options_are_refused_by_name(
+    model_dir: Path, option: str, value: object
+) -> None:
+    with pytest.raises(ValueError, match=option):
+        OnnxBackend(model_dir, **{option: value})  # type: ignore[arg-type]
+
+
 @pytest.mark.skipif(
     "CUDAExecutionProvider" in ort.get_available_providers(), reason="a CUDA build is installed"
 )
 async def test_cuda_device_falls_back_to_cpu_with_a_warning(
-    model_dir: Path, caplog: pytest.LogCaptureFixture,
+    model_dir: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="tokenwire.onnx")
     with warnings.catch_warnings():
@@ -347,3 +363,42 @@ async def test_cuda_device_falls_back_to_cpu_with_a_warning(
     assert backend.placement.device == "cpu"
     assert "fell back" in caplog.text
     assert result.finish.usage.completion_tokens == 5
+
+
+async def test_requests_that_arrive_together_decode_as_one_batch(model_dir: Path) -> None:
+    # Small chunks: the prompts take several boundaries to prefill, and the first one to
+    # finish must not run on alone while the others wait for the loop.
+    async with running(model_dir, max_batch=4, prefill_chunk=4) as backend:
+        batches: list[int] = []
+
+        async def stream(prompt: str) -> None:
+            async for _ in backend.generate(request(prompt, 40)):
+                batches.append(backend.stats.last_batch)
+
+        async with anyio.create_task_group() as tg:
+            for prompt in (PROMPT, *OTHERS):
+                tg.start_soon(stream, prompt)
+        assert max(batches) == 4
+
+
+@pytest.mark.parametrize(("budget_ms", "cut"), [(1e-6, True), (0, False)])
+async def test_prompt_chunks_beside_running_streams_fit_the_prefill_budget(
+    model_dir: Path, budget_ms: float, cut: bool
+) -> None:
+    long_prompt = " ".join([PROMPT] * 4)
+    options = {"max_batch": 2, "prefill_chunk": 128, "prefill_budget_ms": budget_ms}
+    async with (
+        running(model_dir, **options) as backend,
+        aclosing(backend.generate(request(PROMPT, None))) as running_stream,
+    ):
+        async for event in running_stream:
+            if isinstance(event, TokenDelta):
+                break
+        chunks = backend.stats.prefill_chunks
+        result = await collect(backend, request(long_prompt, 2))
+        prompt_tokens = result.finish.usage.prompt_tokens
+        assert 16 < prompt_tokens <= 128
+        used = backend.stats.prefill_chunks - chunks
+        # A budget far below one token's time runs a token per boundary (the first prompt
+        # was timed already); no budget runs the whole prompt in one chunk.
+        assert used == (prompt_tokens if cut else 1)

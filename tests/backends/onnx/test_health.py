@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.backends.onnx._helpers import Result, collect, request, running
+from tests.backends.onnx._helpers import Result, all_slots_free, collect, request, running
 from tokenwire.backends.onnx import engine
 from tokenwire.errors import GenerationError
 
@@ -57,13 +57,13 @@ async def test_a_failing_decode_step_fails_only_the_requests_in_it(model_dir: Pa
         real = loop.runner.decode
         failed_batches: list[int] = []
 
-        def faulty(slots: Any, tokens: Any) -> Any:
+        def faulty(slots: Any, tokens: Any, *rest: Any) -> Any:
             # Fail the first step that runs both slots; the third request is still queued.
             if len(slots) == 2 and not failed_batches:
                 failed_batches.append(len(slots))
                 in_step.set()
                 raise RuntimeError("simulated ORT failure")
-            return real(slots, tokens)
+            return real(slots, tokens, *rest)
 
         loop.runner.decode = faulty  # type: ignore[method-assign]
         async with anyio.create_task_group() as tg:
@@ -77,7 +77,7 @@ async def test_a_failing_decode_step_fails_only_the_requests_in_it(model_dir: Pa
         queued = outcomes["queued"]
         assert isinstance(queued, Result) and queued.ids == alone.ids
         # The loop went on: slots are free, and the next request runs normally.
-        assert backend.stats.free_slots == backend.max_batch
+        assert await all_slots_free(backend)
         assert (await collect(backend, request(PROMPT, 12))).ids == alone.ids
         assert backend.healthy
 

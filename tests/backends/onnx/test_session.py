@@ -95,3 +95,21 @@ def test_tiny_models_build_quickly(tmp_path: Path) -> None:
     start = time.perf_counter()
     write_model_dir(tmp_path / "m", "shared")
     assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize("spinning", [True, False])
+def test_spin_waiting_is_on_unless_turned_off(tmp_path: Path, spinning: bool) -> None:
+    from tests.backends.onnx.tiny_models import write_model_dir
+    from tokenwire.backends.onnx.session import create_session
+
+    directory = write_model_dir(tmp_path / "shared", "shared")
+    session, _ = create_session(
+        directory / "model.onnx", resolve_device("cpu"), allow_spinning=spinning
+    )
+    options = session.get_session_options()
+    key = "session.intra_op.allow_spinning"
+    if spinning:  # ORT's default, which spins: no entry
+        with pytest.raises(RuntimeError, match=key):
+            options.get_session_config_entry(key)
+    else:
+        assert options.get_session_config_entry(key) == "0"

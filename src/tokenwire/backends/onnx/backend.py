@@ -35,6 +35,10 @@ from tokenwire.requests import GenerationRequest
 
 logger = logging.getLogger("tokenwire.onnx")
 
+# A prompt chunk beside running streams costs them this much extra gap at most (about): with
+# a decode step of a few tens of ms, their largest gap stays near 100 ms on a 2-core CPU.
+DEFAULT_PREFILL_BUDGET_MS = 50.0
+
 
 class OnnxBackend:
     """Serves a model prepared by `tokenwire prepare` with continuous batching.
@@ -47,9 +51,16 @@ class OnnxBackend:
         device: "cpu", or "cuda" (the KV cache then stays on the GPU).
         max_batch: sequences decoded together (KV slots).
         max_queue: requests that may wait for a slot; more are refused with 429.
-        prefill_chunk: prompt tokens run between two decode steps.
+        prefill_chunk: the most prompt tokens run between two decode steps.
+        prefill_budget_ms: while other sequences decode, prompt chunks are cut to about
+            this much model time (measured as prompts run), which bounds how much a long
+            prompt stretches their inter-token gaps; 0 or None always runs whole
+            `prefill_chunk`s.
         max_context: tokens per sequence (prompt and completion); at most the model's.
         intra_op_threads: ONNX Runtime threads per step; None lets ORT choose.
+        allow_spinning: whether ORT's idle intra-op threads spin-wait for work (its
+            default). Spinning makes steps faster on cores the server has to itself and
+            costs CPU time; turn it off where cores are shared or CPU is metered.
 
     Raises:
         FileNotFoundError: no prepared model is there (run `tokenwire prepare`).
@@ -63,8 +74,10 @@ class OnnxBackend:
         max_batch: int = 8,
         max_queue: int = 64,
         prefill_chunk: int = 256,
+        prefill_budget_ms: float | None = DEFAULT_PREFILL_BUDGET_MS,
         max_context: int | None = None,
         intra_op_threads: int | None = None,
+        allow_spinning: bool = True,
     ) -> None:
         self.model_dir = Path(model).expanduser() if model is not None else default_model_dir()
         if not (self.model_dir / "manifest.json").is_file():
@@ -86,6 +99,12 @@ class OnnxBackend:
         self.max_batch = int(max_batch)
         self.max_queue = int(max_queue)
         self.prefill_chunk = int(prefill_chunk)
+        if prefill_budget_ms is not None and float(prefill_budget_ms) < 0:
+            raise ValueError(f"prefill_budget_ms must be >= 0, got {prefill_budget_ms}")
+        self.prefill_budget_ms = float(prefill_budget_ms or 0) or None
+        if not isinstance(allow_spinning, bool):
+            raise ValueError(f"allow_spinning must be true or false, got {allow_spinning!r}")
+        self.allow_spinning = allow_spinning
         limit = self.manifest.kv.max_context
         if max_context is not None and not 2 <= int(max_context) <= limit:
             raise ValueError(
@@ -123,6 +142,7 @@ class OnnxBackend:
             runner,
             Scheduler(max_batch=self.max_batch, max_queue=self.max_queue),
             prefill_chunk=self.prefill_chunk,
+            prefill_budget=None if self.prefill_budget_ms is None else self.prefill_budget_ms / 1e3,
             prefix_namespace=self.prefix_namespace,
             kv_token_bytes=token_bytes(self.manifest.kv),
         )
@@ -140,7 +160,10 @@ class OnnxBackend:
         self.tokenizer = tokenizer
         self.chat_template = self._load_template(tokenizer)
         session, self.placement = create_session(
-            directory / manifest.model_file, self.placement, intra_op_threads=self.intra_op_threads
+            directory / manifest.model_file,
+            self.placement,
+            intra_op_threads=self.intra_op_threads,
+            allow_spinning=self.allow_spinning,
         )
         return create_runner(
             session,
@@ -173,6 +196,8 @@ class OnnxBackend:
         """Stop the loop (after the step in flight) and end every stream still open."""
         loop, task_group = self._loop, self._task_group
         self._loop = self._task_group = None
+        if loop is not None:
+            loop.stop()
         if task_group is not None:
             task_group.cancel_scope.cancel()
             await task_group.__aexit__(None, None, None)

@@ -1,13 +1,19 @@
 """The decode loop: one task owns the model and runs the whole batch once per step.
 
 Each iteration frees the slots of finished or cancelled requests, admits waiting ones,
-runs up to `prefill_chunk` prompt tokens, then one decode step for every running sequence:
-a long prompt arrives in chunks between decode steps, so running streams never freeze.
-Model runs (and sampling) go to a worker thread, as ORT releases the GIL. Sampled tokens
-go to a second task, the emitter, which detokenizes and streams them while the worker
-already runs the next step: the per-token Python work overlaps the model instead of
-adding to it. Everything but the model run stays on the event loop, so the scheduler
-needs no locks.
+runs a prompt chunk, then decode steps for every running sequence: a long prompt arrives
+in chunks between decode steps, so running streams never freeze. While sequences are
+decoding, a chunk is cut to the `prefill_budget` of model time (measured as prompts run),
+which bounds the gap a long prompt adds between two tokens of a running stream.
+
+Model runs (and sampling) go to a worker thread, as ORT releases the GIL. While the batch
+stays the same, the worker runs decode steps back to back, publishing each step's tokens
+as it goes, and returns to the loop only when the loop has work for it (a request
+arrived, left or finished, or the emitter lags): a step never waits for the event loop.
+A second task, the emitter, detokenizes and streams the published tokens while the
+worker already runs the next step: the per-token Python work overlaps the model instead
+of adding to it. The scheduler is touched only on the event loop, so it needs no locks;
+the worker reads a generation's flags, each one a single attribute.
 
 With a prefix cache, an admitted request's longest cached prefix is found on the loop; its
 blocks are copied into the slot in the worker, just before the first chunk, so only the
@@ -18,12 +24,15 @@ the cache, once the first token is on its way.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 
 import anyio
 import numpy as np
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.lowlevel import EventLoopToken, current_token
 
 from tokenwire.backends.onnx.generation import Generation
 from tokenwire.backends.onnx.runner import ModelRunner
@@ -33,12 +42,22 @@ from tokenwire.errors import GenerationError, TokenwireError
 logger = logging.getLogger("tokenwire.onnx")
 
 Sampled = tuple[Sequence[Generation], Sequence[int]]
+"""One step's sequences and the token sampled for each."""
 
 # Health: this many model runs of one kind (prefill, decode) failing in a row mark the
 # backend unhealthy, and readiness turns 503. It reports healthy again after a success,
 # or once no run has failed for RECOVERY_SECONDS, so that some traffic may probe it.
 UNHEALTHY_AFTER = 3
 RECOVERY_SECONDS = 30.0
+
+# Published steps the emitter may trail the model by before the worker stops running ahead.
+EMITTER_LAG = 4
+
+# A prompt chunk run beside decoding streams when no prefill has been timed yet.
+FIRST_CHUNK = 16
+
+# Weight of the newest prompt chunk in the running estimate of prefill seconds per token.
+_ESTIMATE_WEIGHT = 0.3
 
 
 class DecodeLoop:
@@ -54,12 +73,16 @@ class DecodeLoop:
         scheduler: Scheduler,
         *,
         prefill_chunk: int,
+        prefill_budget: float | None = None,
         prefix_namespace: str = "",
         kv_token_bytes: int = 0,
     ) -> None:
         self.runner = runner
         self.scheduler = scheduler
         self.prefill_chunk = prefill_chunk
+        self.prefill_budget = prefill_budget
+        self.prefill_token_seconds: float | None = None
+        """Running estimate of the model time one prompt token takes (None until timed)."""
         self.prefix_namespace = prefix_namespace
         self.kv_token_bytes = kv_token_bytes
         self.steps = 0
@@ -70,10 +93,26 @@ class DecodeLoop:
         self.last_failure = -RECOVERY_SECONDS
         self._wake = anyio.Event()
         self._limiter = anyio.CapacityLimiter(1)
-        self._sampled_send: MemoryObjectSendStream[Sampled]
+        # Set (on the loop) when the loop has work: a worker running ahead returns for it.
+        self._attention = threading.Event()
+        self._stopping = False
+        # Steps sampled but not yet streamed, appended by the worker, taken by the emitter.
+        self._published: deque[Sampled] = deque()
+        self._published_event = anyio.Event()
+        self._caught_up = anyio.Event()
+        self._token: EventLoopToken
+        # The worker's "published" notices, passed on to the loop by the notifier thread.
+        self._notices: queue.SimpleQueue[bool] = queue.SimpleQueue()
 
     def wake(self) -> None:
+        """Tell the loop it has work (a request arrived, left or finished): call on the loop."""
         self._wake.set()
+        self._attention.set()
+
+    def stop(self) -> None:
+        """Make a worker running ahead return after its step (before cancelling the loop)."""
+        self._stopping = True
+        self._attention.set()
 
     @property
     def healthy(self) -> bool:
@@ -94,16 +133,40 @@ class DecodeLoop:
         )
 
     async def run(self) -> None:
-        # A few steps of slack: the emitter normally trails the model by one step.
-        send, receive = anyio.create_memory_object_stream[Sampled](4)
-        self._sampled_send = send
-        with send, receive:
-            async with anyio.create_task_group() as task_group:
-                task_group.start_soon(self._emit, receive, name="tokenwire-onnx-emitter")
+        self._token = current_token()
+        async with anyio.create_task_group() as task_group:
+            notifier = threading.Thread(
+                target=self._notify, name="tokenwire-onnx-notifier", daemon=True
+            )
+            notifier.start()
+            try:
+                task_group.start_soon(self._emit, name="tokenwire-onnx-emitter")
                 await self._loop()
+            finally:
+                self._notices.put(False)
+
+    def _notify(self) -> None:
+        """Wake the emitter for each step the worker published (in its own thread).
+
+        Waking the event loop writes to its self-pipe, which releases the GIL; from the
+        worker, that would hand the GIL to the loop for its whole turn of streaming, and the
+        next step would start only after it. From here the wake-up happens while the worker
+        is already inside the next step's run, which needs no GIL.
+        """
+        while self._notices.get():
+            while not self._notices.empty():  # coalesce: one wake-up streams every step
+                if not self._notices.get():
+                    return
+            try:
+                anyio.from_thread.run_sync(self._notify_emitter, token=self._token)
+            except (RuntimeError, anyio.RunFinishedError):  # the loop has stopped
+                return
 
     async def _loop(self) -> None:
         while True:
+            # Cleared before the boundary's work: a wake from here on makes the worker
+            # come back after one step.
+            self._attention.clear()
             try:
                 self._housekeep()
                 busy = await self._prefill()
@@ -141,8 +204,22 @@ class DecodeLoop:
             generation.reuse = match
             generation.prefilled = generation.cached_tokens = match.tokens
 
+    def prefill_tokens(self) -> int:
+        """Prompt tokens to run before the next decode step.
+
+        `prefill_chunk` when nothing is decoding (the prompt's TTFT is all that waits);
+        beside decoding streams, what fits `prefill_budget` at the measured speed, so a long
+        prompt stretches their inter-token gaps by at most that much.
+        """
+        if self.prefill_budget is None or not any(g.decoding for g in self.scheduler.running):
+            return self.prefill_chunk
+        per_token = self.prefill_token_seconds
+        if per_token is None:
+            return min(self.prefill_chunk, FIRST_CHUNK)
+        return max(1, min(self.prefill_chunk, int(self.prefill_budget / per_token)))
+
     async def _prefill(self) -> bool:
-        plan = self.scheduler.prefill_plan(self.prefill_chunk)
+        plan = self.scheduler.prefill_plan(self.prefill_tokens())
         for chunk in plan:
             generation = chunk.generation
             try:
@@ -161,7 +238,8 @@ class DecodeLoop:
             if token is not None:
                 self.scheduler.start_decoding(generation)
                 generation.schedule(token)
-                await self._sampled_send.send(([generation], [token]))
+                self._published.append(([generation], [token]))
+                self._published_event.set()
                 if generation.prefix_cache is not None:
                     # Before the next decode step: the concat layout's prompt KV is still
                     # the slot's own then (the step regroups it into the batch).
@@ -195,44 +273,93 @@ class DecodeLoop:
         match, generation.reuse = generation.reuse, None
         if match is not None:
             self.runner.restore(generation.slot, [b.kv for b in match.blocks], match.tokens)
+        started = time.perf_counter()
         logits = self.runner.prefill(
             generation.slot, generation.prompt_ids[chunk.start : chunk.end]
         )
+        self._time_prefill(time.perf_counter() - started, chunk.end - chunk.start)
         return _sample(generation, logits) if chunk.last else None
+
+    def _time_prefill(self, seconds: float, tokens: int) -> None:
+        per_token = seconds / tokens
+        estimate = self.prefill_token_seconds
+        if estimate is not None:
+            per_token = _ESTIMATE_WEIGHT * per_token + (1 - _ESTIMATE_WEIGHT) * estimate
+        self.prefill_token_seconds = per_token
 
     async def _decode(self) -> bool:
         batch = [g for g in self.scheduler.running if g.decoding]
         if not batch:
             return False
+        while len(self._published) >= EMITTER_LAG:
+            self._caught_up = anyio.Event()
+            await self._caught_up.wait()
+        # With prompts to prefill, one step; else run ahead until the loop has work.
+        ahead = not self.scheduler.prefilling
         try:
-            tokens = await anyio.to_thread.run_sync(self._decode_step, batch, limiter=self._limiter)
+            await anyio.to_thread.run_sync(self._decode_steps, batch, ahead, limiter=self._limiter)
         except Exception as exc:
             logger.exception("decode step failed for %d requests", len(batch))
             for generation in batch:
                 generation.fail(_wrap(exc))
             self.failed_decodes += 1
             self.last_failure = time.monotonic()
-            return True
-        self.steps += 1
-        self.failed_decodes = 0
-        self.last_batch = len(batch)
-        for generation, token in zip(batch, tokens, strict=True):
-            generation.schedule(token)
-        await self._sampled_send.send((batch, tokens))
         return True
 
-    def _decode_step(self, batch: Sequence[Generation]) -> list[int]:
-        slots = [g.slot for g in batch]
-        logits = self.runner.decode(slots, [g.last_token for g in batch])  # type: ignore[arg-type]
-        return [_sample(g, row) for g, row in zip(batch, logits, strict=True)]
+    def _decode_steps(self, batch: Sequence[Generation], ahead: bool) -> None:
+        """Run decode steps for `batch` (in the worker): one, or while `ahead` as many as
+        come before the loop needs a boundary.
 
-    async def _emit(self, sampled: MemoryObjectReceiveStream[Sampled]) -> None:
+        Each step's tokens are announced to the emitter just as the next step's run
+        starts (see `_notify`), or on return.
+        """
+        slots: list[int] = [g.slot for g in batch]  # type: ignore[misc]
+        announce = self._announce
+        try:
+            while True:
+                logits = self.runner.decode(slots, [g.last_token for g in batch], announce)
+                tokens = [_sample(g, row) for g, row in zip(batch, logits, strict=True)]
+                self.steps += 1
+                self.failed_decodes = 0
+                self.last_batch = len(batch)
+                for generation, token in zip(batch, tokens, strict=True):
+                    generation.schedule(token)
+                self._published.append((batch, tokens))
+                if (
+                    not ahead
+                    or self._attention.is_set()
+                    or self._stopping
+                    or len(self._published) >= EMITTER_LAG
+                    or not all(g.decoding for g in batch)
+                ):
+                    return
+        finally:
+            announce()
+
+    def _announce(self) -> None:
+        """Hand whatever was published to the notifier thread (from the worker)."""
+        if self._published:
+            self._notices.put(True)
+
+    def _notify_emitter(self) -> None:
+        self._published_event.set()
+
+    async def _emit(self) -> None:
         """Turn sampled tokens into events, in step order, while the next step runs."""
-        async for batch, tokens in sampled:
-            for generation, token in zip(batch, tokens, strict=True):
-                if generation.active:
-                    _accept(generation, token)
-            self.wake()  # a finished sequence frees its slot at the next boundary
+        while True:
+            while self._published:
+                batch, tokens = self._published.popleft()
+                ended = False
+                for generation, token in zip(batch, tokens, strict=True):
+                    if generation.active:
+                        _accept(generation, token)
+                        ended = ended or not generation.active
+                if ended:
+                    self.wake()  # a finished sequence frees its slot at the next boundary
+            self._caught_up.set()
+            self._published_event = anyio.Event()
+            if not self._published:
+                await self._published_event.wait()
 
 
 def _sample(generation: Generation, logits: np.ndarray) -> int:

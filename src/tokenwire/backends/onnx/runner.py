@@ -7,7 +7,7 @@ thread at a time. The logits they return are views of a buffer the next call ove
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -22,6 +22,10 @@ _ELEMENT_TYPES: dict[str, type[np.generic]] = {
     "tensor(float)": np.float32,
     "tensor(float16)": np.float16,
 }
+
+
+def _nothing() -> None:
+    pass
 
 
 class ModelRunner(Protocol):
@@ -47,8 +51,16 @@ class ModelRunner(Protocol):
         """Feed `token_ids` after what `slot` holds; the last position's logits `[vocab]`."""
         ...
 
-    def decode(self, slots: Sequence[int], tokens: Sequence[int]) -> np.ndarray:
-        """Feed one token to each slot in one run; logits `[len(slots), vocab]`."""
+    def decode(
+        self,
+        slots: Sequence[int],
+        tokens: Sequence[int],
+        before_run: Callable[[], object] = _nothing,
+    ) -> np.ndarray:
+        """Feed one token to each slot in one run; logits `[len(slots), vocab]`.
+
+        `before_run` is called just before the graph runs, when nothing but the run is left.
+        """
         ...
 
     def release(self, slot: int) -> None:
@@ -184,7 +196,12 @@ class SharedKVRunner:
         row: np.ndarray = self.logits.view(1, count)[0, count - 1]
         return row
 
-    def decode(self, slots: Sequence[int], tokens: Sequence[int]) -> np.ndarray:
+    def decode(
+        self,
+        slots: Sequence[int],
+        tokens: Sequence[int],
+        before_run: Callable[[], object] = _nothing,
+    ) -> np.ndarray:
         rows = np.asarray(slots, dtype=np.int64)
         low, high = int(rows.min()), int(rows.max()) + 1
         count = high - low
@@ -206,6 +223,7 @@ class SharedKVRunner:
         if self._decode_rows != (low, count):
             self.cache.bind(binding, low, count)
             self._decode_rows = (low, count)
+        before_run()
         self.session.run_with_iobinding(binding)
         self.lengths[rows] += 1
         logits = self.logits.view(count, 1)[:, 0]
@@ -275,6 +293,7 @@ class ConcatKVRunner:
         mask: np.ndarray,
         positions: np.ndarray,
         past: list[ort.OrtValue],
+        before_run: Callable[[], object] = _nothing,
     ) -> list[ort.OrtValue]:
         binding = self._binding
         # Presents change shape every step: outputs bound by device only must be rebound.
@@ -287,6 +306,7 @@ class ConcatKVRunner:
         for (past_name, present_name), value in zip(self.names, past, strict=True):
             binding.bind_ortvalue_input(past_name, value)
             binding.bind_output(present_name, self.placement.ort_device, self.placement.device_id)
+        before_run()
         self.session.run_with_iobinding(binding)
         return list(binding.get_outputs()[1:])
 
@@ -322,7 +342,12 @@ class ConcatKVRunner:
         row: np.ndarray = self.logits.view(1, count)[0, count - 1]
         return row
 
-    def decode(self, slots: Sequence[int], tokens: Sequence[int]) -> np.ndarray:
+    def decode(
+        self,
+        slots: Sequence[int],
+        tokens: Sequence[int],
+        before_run: Callable[[], object] = _nothing,
+    ) -> np.ndarray:
         if tuple(slots) != self._members:
             self._regroup(tuple(slots))
         rows = np.asarray(slots, dtype=np.int64)
@@ -335,6 +360,7 @@ class ConcatKVRunner:
             mask,
             self.lengths[rows][:, None],
             self._past,
+            before_run,
         )
         self._mask = mask
         self.lengths[rows] += 1

@@ -12,6 +12,10 @@ def _verdict(met: bool) -> str:
     return "met" if met else "**missed**"
 
 
+def _budget(ms: float) -> str:
+    return "off (whole chunks)" if ms == 0 else f"{ms:g}"
+
+
 def _single_rows(results: OnnxResults) -> list[str]:
     rows = [
         "| system | decode tok/s | end-to-end tok/s | TTFT ms | CPU ms per token | peak RSS MB |",
@@ -60,8 +64,8 @@ def _spin_rows(results: OnnxResults) -> list[str]:
     if not results.spin:
         return []
     rows = [
-        "**ORT spin-waiting** (the same int8 model, `session.intra_op.allow_spinning` on as "
-        "shipped / off via `benchmarks._nospin_serve`, interleaved):",
+        "**ORT spin-waiting** (the same int8 model, `allow_spinning` on (the default) / off, "
+        "interleaved):",
         "",
         "| streams | tok/s spinning | tok/s not spinning | gain | server CPU ms/token "
         "spinning | not spinning |",
@@ -90,16 +94,17 @@ def _ttft_rows(results: OnnxResults) -> list[str]:
 
 def _gap_rows(results: OnnxResults) -> list[str]:
     rows = [
-        "| prefill_chunk | long prompts | quiet max gap ms | busy p50 | busy p99 | busy max | "
-        "long-prompt TTFT p50 ms | ≤ 100 ms |",
+        "| prefill_budget_ms | long prompts | quiet max gap ms | busy p50 | busy p99 | "
+        "busy max | long-prompt TTFT p50 ms | ≤ 100 ms |",
         "|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for g in results.gaps:
-        chosen = " (served)" if g.prefill_chunk == results.environment.prefill_chunk else ""
+        served = g.prefill_budget_ms == results.environment.prefill_budget_ms
+        chosen = " (served)" if served else ""
         rows.append(
-            f"| {g.prefill_chunk}{chosen} | {g.long_prompts} | {g.quiet_max_ms:.0f} | "
-            f"{g.busy_p50_ms:.0f} | {g.busy_p99_ms:.0f} | {g.busy_max_ms:.0f} | "
-            f"{g.long_ttft_p50_ms:.0f} | {_verdict(g.met)} |"
+            f"| {_budget(g.prefill_budget_ms)}{chosen} | {g.long_prompts} | "
+            f"{g.quiet_max_ms:.0f} | {g.busy_p50_ms:.0f} | {g.busy_p99_ms:.0f} | "
+            f"{g.busy_max_ms:.0f} | {g.long_ttft_p50_ms:.0f} | {_verdict(g.met)} |"
         )
     return rows
 
@@ -136,7 +141,8 @@ def _headline(results: OnnxResults) -> list[str]:
     if gap is not None:
         lines.append(
             f"- largest inter-token gap of {gap.running_streams} running streams while "
-            f"{gap.long_prompts} long prompts arrived, `prefill_chunk={gap.prefill_chunk}`: "
+            f"{gap.long_prompts} long prompts arrived, "
+            f"`prefill_budget_ms={_budget(gap.prefill_budget_ms)}`: "
             f"{gap.busy_max_ms:.0f} ms (p99 {gap.busy_p99_ms:.0f} ms; target ≤ "
             f"{GAP_TARGET_MS:g} ms: {_verdict(gap.met)}); with no arrivals the largest was "
             f"{gap.quiet_max_ms:.0f} ms"
@@ -157,9 +163,10 @@ def markdown(results: OnnxResults, images: list[Path], docs_dir: Path | None) ->
         [
             f"Measured {m.date} on {m.cpu}, {m.cores} cores, Python {m.python}; "
             f"`intra_op_threads={env.intra_op_threads}` for every runtime, tokenwire "
-            f"`max_batch={env.max_batch}`, `prefill_chunk={env.prefill_chunk}`. Load average "
-            f"before {env.load_before[0]:.1f} / after {env.load_after[0]:.1f} (1 min): a shared "
-            f"machine, so compare ratios from one run only. Whole run {results.wall_seconds:.0f} s.",
+            f"`max_batch={env.max_batch}`, `prefill_chunk={env.prefill_chunk}`, "
+            f"`prefill_budget_ms={_budget(env.prefill_budget_ms)}`. Load average before "
+            f"{env.load_before[0]:.1f} / after {env.load_after[0]:.1f} (1 min): a shared machine, "
+            f"so compare ratios from one run only. Whole run {results.wall_seconds:.0f} s.",
             "",
             f"Command: `{results.command}` — {s.new_tokens} new tokens, greedy, prompt "
             f"“Write a detailed essay about the history of the Roman Empire.” "
@@ -186,7 +193,7 @@ def markdown(results: OnnxResults, images: list[Path], docs_dir: Path | None) ->
             "",
             f"**Inter-token gaps** of {s.gap_running} running streams: {s.gap_quiet:g} s quiet, "
             f"then {s.gap_busy:g} s of {env.prompt_tokens['long']}-token prompts sent back to "
-            "back, per `prefill_chunk`:",
+            f"back, per `prefill_budget_ms` (chunks of at most {env.prefill_chunk} tokens):",
             "",
             *_gap_rows(results),
             "",
@@ -254,7 +261,8 @@ def plots(results: OnnxResults, img_dir: Path) -> list[Path]:
         ax.axhline(GAP_TARGET_MS, color="black", ls="--", lw=0.8, label="100 ms target")
         ax.set_xlabel("seconds (0 = first long prompt)")
         ax.set_ylabel("inter-token gap ms")
-        ax.set_title(f"one of {gap.running_streams} running streams, prefill_chunk={gap.prefill_chunk}")
+        ax.set_title(f"one of {gap.running_streams} running streams, "
+                     f"prefill_budget_ms={_budget(gap.prefill_budget_ms)}")  # fmt: skip
         ax.legend(fontsize=8, loc="upper left")
         fig.tight_layout()
         written.append(_save(fig, img_dir / "onnx-gaps.png"))

@@ -167,7 +167,8 @@ class TtftSummary:
 
 @dataclass(frozen=True, slots=True)
 class GapSummary:
-    prefill_chunk: int
+    prefill_budget_ms: float
+    """The server's prefill budget; 0 is off (whole `prefill_chunk`s)."""
     running_streams: int
     long_prompts: int
     quiet_max_ms: float
@@ -180,12 +181,12 @@ class GapSummary:
     arrivals: list[float]
 
     @classmethod
-    def of(cls, chunk: int, running: int, run: GapRun) -> GapSummary:
+    def of(cls, budget_ms: float, running: int, run: GapRun) -> GapSummary:
         def ms(values: Sequence[float], q: float) -> float:
             return percentile(values, q) * 1e3
 
         return cls(
-            chunk, running, len(run.long_ttfts),
+            budget_ms, running, len(run.long_ttfts),
             ms(run.quiet_gaps, 100), ms(run.quiet_gaps, 99),
             ms(run.busy_gaps, 100), ms(run.busy_gaps, 99), ms(run.busy_gaps, 50),
             ms(run.long_ttfts, 50), run.timeline, run.arrivals,
@@ -249,7 +250,7 @@ class BandwidthBound:
 
 @dataclass(frozen=True, slots=True)
 class SpinSummary:
-    """tokenwire int8 with ORT's intra-op spin-waiting on (as shipped) and off."""
+    """tokenwire int8 with `allow_spinning` on (the default) and off."""
 
     streams: int
     spinning_tokens_per_second: float
@@ -276,6 +277,7 @@ class Environment:
     intra_op_threads: int
     max_batch: int
     prefill_chunk: int
+    prefill_budget_ms: float
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
     skipped: dict[str, str]
@@ -311,8 +313,8 @@ class OnnxResults:
         return by[streams] / by[1]
 
     def chosen_gap(self) -> GapSummary | None:
-        chunk = self.environment.prefill_chunk
-        return next((g for g in self.gaps if g.prefill_chunk == chunk), None)
+        budget = self.environment.prefill_budget_ms
+        return next((g for g in self.gaps if g.prefill_budget_ms == budget), None)
 
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)

@@ -219,5 +219,7 @@ def tokenwire_command(model: Path, port: int, options: Mapping[str, object]) -> 
         "--no-playground", "--log-level", "warning",
     ]  # fmt: skip
     for key, value in options.items():
-        command += ["--backend-option", f"{key}={value}"]
+        # The CLI reads values as JSON: `False` would arrive as the string "False".
+        raw = value if isinstance(value, str) else json.dumps(value)
+        command += ["--backend-option", f"{key}={raw}"]
     return command

@@ -5,8 +5,9 @@ Every system runs in its own process and all are up at once; rounds are interlea
 round visits every system, in a rotated order), so machine noise hits all alike, and
 medians are reported. Phases: single stream (tokenwire at each precision, the bare ORT
 loop, onnxruntime-genai's Generator, optimum, llama-cpp-python's server), concurrent
-streams, TTFT alone and under load, inter-token gaps while long prompts arrive (for several
-`prefill_chunk` values), the memory-bandwidth bound, and memory.
+streams, ORT spin-waiting on and off, TTFT alone and under load, inter-token gaps while
+long prompts arrive (for several `prefill_budget_ms` values), the memory-bandwidth bound,
+and memory.
 
 Models come from `$TOKENWIRE_HOME/models` (prepared when missing); `TOKENWIRE_BENCH_MODEL`
 names one model directory to run alone (the tests use a tiny fixture model). Baselines that
@@ -81,9 +82,12 @@ class Settings:
     gap_running: int = 4
     gap_quiet: float = 3.0
     gap_busy: float = 10.0
-    prefill_chunk: int = 16
-    """The main server's chunk; the gap phase also tries `chunk_sweep`."""
-    chunk_sweep: tuple[int, ...] = (64, 32, 16, 8)
+    prefill_chunk: int = 256
+    """The most prompt tokens in one chunk (the backend's default)."""
+    prefill_budget_ms: float = 50.0
+    """The main server's prefill budget (the backend's default); the gap phase also tries
+    `budget_sweep`, where 0 turns the budget off (whole `prefill_chunk`s)."""
+    budget_sweep: tuple[float, ...] = (100.0, 50.0, 25.0, 0.0)
     threads: int = 2
     """intra-op threads for every runtime (ORT, genai, optimum, llama.cpp)."""
     max_batch: int = 16
@@ -91,7 +95,7 @@ class Settings:
     baselines: bool = True
     background_tokens: int = 4000
     spin_experiment: bool = True
-    """Also serve the main model with ORT spin-waiting off (`benchmarks._nospin_serve`)."""
+    """Also serve the int8 model with `allow_spinning=false`."""
 
     @classmethod
     def quick(cls) -> Settings:
@@ -99,7 +103,7 @@ class Settings:
         return cls(
             new_tokens=16, rounds=1, streams=(1, 4), scaling_rounds=1, ttft_samples=2,
             long_prompt_tokens=200,
-            load_streams=2, gap_running=2, gap_quiet=0.3, gap_busy=1.0, chunk_sweep=(16,),
+            load_streams=2, gap_running=2, gap_quiet=0.3, gap_busy=1.0, budget_sweep=(50.0,),
             precisions=("int8",), baselines=False, background_tokens=200,
             spin_experiment=False,
         )  # fmt: skip
@@ -122,17 +126,18 @@ class Fleet:
 
 
 def start_tokenwire(stack: contextlib.ExitStack, name: str, model: Path, settings: Settings,
-                    chunk: int, *, spinning: bool = True) -> HttpServer:  # fmt: skip
+                    **overrides: object) -> HttpServer:  # fmt: skip
+    """`tokenwire serve` with the settings' backend options, `overrides` winning."""
     port = free_port()
     options = {
         "max_batch": settings.max_batch,
         "intra_op_threads": settings.threads,
-        "prefill_chunk": chunk,
+        "prefill_chunk": settings.prefill_chunk,
+        "prefill_budget_ms": settings.prefill_budget_ms,
+        **overrides,
     }
     LOGS.mkdir(parents=True, exist_ok=True)
     command = tokenwire_command(model, port, options)
-    if not spinning:
-        command = [sys.executable, "-m", "benchmarks._nospin_serve", *command[1:]]
     return managed(stack, HttpServer(name, command, port, log=LOGS / f"{name}.log"))
 
 
@@ -142,8 +147,7 @@ def start_fleet(stack: contextlib.ExitStack, settings: Settings, models: dict[st
     rendered = {p.user: p.rendered for p in prompts}
     threads = str(settings.threads)
     for precision, model in models.items():
-        server = start_tokenwire(stack, f"tokenwire-{precision}", model, settings,
-                                 settings.prefill_chunk)  # fmt: skip
+        server = start_tokenwire(stack, f"tokenwire-{precision}", model, settings)
         fleet.servers[server.name] = server
         fleet.systems.append(System(server.name, f"tokenwire {precision}", precision, server.port,
                                     server.model_id, pid=server.pid))  # fmt: skip
@@ -158,9 +162,9 @@ def start_fleet(stack: contextlib.ExitStack, settings: Settings, models: dict[st
         )  # fmt: skip
     if settings.spin_experiment and "int8" in models:
         server = start_tokenwire(stack, "tokenwire-int8-nospin", models["int8"], settings,
-                                 settings.prefill_chunk, spinning=False)  # fmt: skip
+                                 allow_spinning=False)  # fmt: skip
         fleet.servers[server.name] = server
-        fleet.systems.append(System(server.name, "tokenwire int8, ORT spinning off (experiment)",
+        fleet.systems.append(System(server.name, "tokenwire int8, allow_spinning=false",
                                     "int8", server.port, server.model_id, pid=server.pid))  # fmt: skip
     if not settings.baselines or os.environ.get("TOKENWIRE_BENCH_MODEL"):
         return fleet
@@ -245,7 +249,7 @@ async def run_benchmark(settings: Settings, command: str) -> OnnxResults:
 
         spin: list[SpinSummary] = []
         if "tokenwire-int8-nospin" in fleet.servers:
-            print("ORT spinning on/off ...", flush=True)
+            print("allow_spinning on/off ...", flush=True)
             spin = await _spin(settings, main, fleet.servers["tokenwire-int8-nospin"])
 
         print("time to first token ...", flush=True)
@@ -253,17 +257,17 @@ async def run_benchmark(settings: Settings, command: str) -> OnnxResults:
 
         print("inter-token gaps while long prompts arrive ...", flush=True)
         gaps = []
-        for chunk in settings.chunk_sweep:
+        for budget in settings.budget_sweep:
             with contextlib.ExitStack() as local:
                 server = main
-                if chunk != settings.prefill_chunk:
-                    server = start_tokenwire(local, f"tokenwire-chunk{chunk}", main_model,
-                                             settings, chunk)  # fmt: skip
+                if budget != settings.prefill_budget_ms:
+                    server = start_tokenwire(local, f"tokenwire-budget{budget:g}ms", main_model,
+                                             settings, prefill_budget_ms=budget)  # fmt: skip
                 gap_run = await gaps_under_arrivals(
                     server.port, server.model_id, long.user, settings.gap_running, settings.gap_quiet,
                     settings.gap_busy, settings.background_tokens,
                 )  # fmt: skip
-                gaps.append(GapSummary.of(chunk, settings.gap_running, gap_run))
+                gaps.append(GapSummary.of(budget, settings.gap_running, gap_run))
         peaks = {name: rss_bytes(pid, "VmHWM") for name, pid in fleet.pids().items()}
         skipped = dict(fleet.skipped)
         systems = [(s.name, s.label, s.precision) for s in fleet.systems]
@@ -279,6 +283,7 @@ async def run_benchmark(settings: Settings, command: str) -> OnnxResults:
         intra_op_threads=settings.threads,
         max_batch=settings.max_batch,
         prefill_chunk=settings.prefill_chunk,
+        prefill_budget_ms=settings.prefill_budget_ms,
         load_before=load_before,
         load_after=os.getloadavg(),
         skipped=skipped,
@@ -319,7 +324,7 @@ async def _scaling(settings: Settings, main: HttpServer, bare: Worker, rendered:
 
 async def _spin(settings: Settings, spinning: HttpServer, quiet: HttpServer
                 ) -> list[SpinSummary]:  # fmt: skip
-    """The same model served with ORT spin-waiting on and off, interleaved, at 1 and 8 streams."""
+    """The same model served with `allow_spinning` on and off, interleaved, at 1 and 8 streams."""
     runs: dict[tuple[int, bool], list[tuple[float, float]]] = {}
     for r in range(settings.scaling_rounds):
         for streams in (1, settings.load_streams):

@@ -14,9 +14,11 @@ import anyio
 import pytest
 from benchmarks._bandwidth import weight_bytes
 from benchmarks._onnx_scenarios import percentile
+from benchmarks._processes import tokenwire_command
 from benchmarks._timed import chat_body, stream_chat
 
 from tests.backends.onnx.tiny_models import TinyConfig, write_model_dir
+from tokenwire.config import parse_option
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,6 +80,14 @@ def test_weight_bytes_count_a_gathered_table_one_row_per_token(tmp_path: Path) -
     assert weights.per_token_bytes == weights.initializer_bytes - embedding + embedding // config.vocab
 
 
+def test_server_command_passes_backend_options_as_the_cli_reads_them() -> None:
+    options = {"allow_spinning": False, "prefill_budget_ms": 0.0, "prefill_chunk": 256}
+    command = tokenwire_command(Path("model"), 8000, options)
+    passed = [command[i + 1] for i, arg in enumerate(command) if arg == "--backend-option"]
+    assert dict(parse_option(text) for text in passed) == options
+    assert passed[0] == "allow_spinning=false"
+
+
 def test_quick_run_measures_every_phase_and_writes_results(tmp_path: Path) -> None:
     model = write_model_dir(tmp_path / "tiny", "shared")
     results = tmp_path / "results"
@@ -92,6 +102,7 @@ def test_quick_run_measures_every_phase_and_writes_results(tmp_path: Path) -> No
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Single stream" in result.stdout
+    assert "`prefill_budget_ms=50`" in result.stdout  # the served budget, named in the report
 
     document = json.loads((results / "onnx_backend.json").read_text())
     settings = document["settings"]
@@ -114,12 +125,14 @@ def test_quick_run_measures_every_phase_and_writes_results(tmp_path: Path) -> No
     }
     assert all(t["p99_ms"] >= t["p50_ms"] > 0 for t in document["ttft"])
     (gap,) = document["gaps"]
-    assert gap["prefill_chunk"] == settings["prefill_chunk"]
+    assert gap["prefill_budget_ms"] == settings["prefill_budget_ms"]  # the served server's row
     assert gap["long_prompts"] >= 1 and gap["busy_max_ms"] >= gap["busy_p50_ms"] > 0
     assert document["bandwidth"]["read_gb_per_second"] > 0
     (bound,) = document["bandwidth"]["rows"]
     assert bound["bound_tokens_per_second"] > 0
     env = document["environment"]
     assert env["intra_op_threads"] == settings["threads"]
+    assert env["prefill_chunk"] == settings["prefill_chunk"]
+    assert env["prefill_budget_ms"] == settings["prefill_budget_ms"]
     assert len(env["load_before"]) == 3 and len(env["load_after"]) == 3
     assert document["peak_rss"]["tokenwire-fp32"] > 0

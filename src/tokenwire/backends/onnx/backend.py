@@ -35,9 +35,13 @@ from tokenwire.requests import GenerationRequest
 
 logger = logging.getLogger("tokenwire.onnx")
 
-# A prompt chunk beside running streams costs them this much extra gap at most (about): with
-# a decode step of a few tens of ms, their largest gap stays near 100 ms on a 2-core CPU.
-DEFAULT_PREFILL_BUDGET_MS = 50.0
+# A prompt chunk beside running streams adds about this much to their gaps. On the 2-core
+# benchmark CPU, 4 streams' largest gap while 540-token prompts kept arriving was ~100 ms
+# at 50 (a decode step there is ~25 ms, plus the machine's noise); 40 leaves a margin.
+# Smaller budgets cost the long prompt dearly: a chunk of a few tokens costs nearly a
+# whole decode step (the weights are read either way), so its TTFT grows (3.3 s at 50,
+# 12 s at 25).
+DEFAULT_PREFILL_BUDGET_MS = 40.0
 
 
 class OnnxBackend:

@@ -8,9 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TextIO
 
-from tokenwire.backends.onnx.manifest import KVContract, ModelManifest, Quality, models_dir
+from tokenwire.backends.onnx.manifest import (
+    KVContract,
+    LogitsPositions,
+    ModelManifest,
+    Quality,
+    models_dir,
+)
 from tokenwire.prepare.errors import PrepareError, QualityGateError
 from tokenwire.prepare.exporters import EXPORTERS, RECIPES, ExportedModel, ExportFn
+from tokenwire.prepare.last_logits import keep_last_position_logits
 from tokenwire.prepare.output import (
     check_replaceable,
     is_up_to_date,
@@ -125,6 +132,11 @@ def prepare_model(
     with temp_dir_beside(output, "staging") as staging, temp_dir_beside(output, "work") as work:
         exported = run_export(source, staging, work, options.precision, progress, log_file)
         quality = _quality_gate(exported, staging, measure, options.force, progress)
+        logits: LogitsPositions = "all"
+        if exported.last_position_logits:
+            with progress.stage("compute logits for the last position only"):
+                if keep_last_position_logits(staging / "model.onnx"):
+                    logits = "last"
         manifest = ModelManifest(
             name=name,
             model_id=name,
@@ -144,6 +156,7 @@ def prepare_model(
             },
             quality=quality,
             versions=exported.versions,
+            logits=logits,
         )
         for required in (manifest.model_file, manifest.tokenizer_file):
             if not (staging / required).is_file():

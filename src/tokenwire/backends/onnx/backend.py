@@ -177,6 +177,7 @@ class OnnxBackend:
             max_context=self.context_length,
             max_run_tokens=self.prefill_chunk,
             pad_token_id=manifest.pad_token_id,
+            last_logits=manifest.logits == "last",
         )
 
     def _load_template(self, tokenizer: Tokenizer) -> ChatTemplate | None:

@@ -15,6 +15,10 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct-int8"
 
+LogitsPositions = Literal["all", "last"]
+"""`all`: `logits` is `[batch, sequence, vocab]`; `last`: `[batch, 1, vocab]`, the last
+position only (what `tokenwire prepare` builds since builder recipe 2)."""
+
 KVLayout = Literal["shared", "concat"]
 """`shared`: one preallocated buffer bound as both past and present (onnxruntime-genai
 builder, GroupQueryAttention). `concat`: present = Concat(past, new) (optimum)."""
@@ -80,6 +84,7 @@ class ModelManifest:
     source: dict[str, str] = field(default_factory=dict)
     quality: Quality | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    logits: LogitsPositions = "all"
     format: int = MANIFEST_FORMAT
 
     def to_json(self) -> str:
@@ -99,6 +104,8 @@ class ModelManifest:
         fields = dict(data)
         fields["kv"] = KVContract(**fields["kv"])
         fields["eos_token_ids"] = tuple(fields["eos_token_ids"])
+        if fields.get("logits", "all") not in ("all", "last"):
+            raise ValueError(f"manifest logits must be 'all' or 'last', got {fields['logits']!r}")
         if fields.get("quality") is not None:
             fields["quality"] = Quality(**fields["quality"])
         return cls(**fields)

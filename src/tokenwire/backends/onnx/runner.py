@@ -132,12 +132,14 @@ class SharedKVRunner:
         max_context: int,
         max_run_tokens: int,
         pad_token_id: int,
+        last_logits: bool = False,
     ) -> None:
         _check_inputs(session, contract)
         self.session = session
         self.contract = contract
         self.max_context = max_context
         self.pad_token_id = pad_token_id
+        self.last_logits = last_logits
         self.cache = SharedKVCache(
             contract,
             max_batch=max_batch,
@@ -145,7 +147,7 @@ class SharedKVRunner:
             device=placement.ort_device,
             device_id=placement.device_id,
         )
-        self.logits = LogitsBuffer(session, max(max_run_tokens, max_batch))
+        self.logits = LogitsBuffer(session, max(1 if last_logits else max_run_tokens, max_batch))
         self.vocab_size = self.logits.vocab_size
         self.lengths = np.zeros(max_batch, dtype=np.int64)
         # Two bindings, so a decode step's KV binding survives interleaved prefill chunks.
@@ -189,11 +191,12 @@ class SharedKVRunner:
         binding.bind_cpu_input("attention_mask", np.ones((1, total), dtype=np.int64))
         if self.contract.position_ids:
             binding.bind_cpu_input("position_ids", self._positions[None, start:total].copy())
-        self.logits.bind(binding, 1, count)
+        positions = 1 if self.last_logits else count
+        self.logits.bind(binding, 1, positions)
         self.cache.bind(binding, slot, 1)
         self.session.run_with_iobinding(binding)
         self.lengths[slot] = total
-        row: np.ndarray = self.logits.view(1, count)[0, count - 1]
+        row: np.ndarray = self.logits.view(1, positions)[0, positions - 1]
         return row
 
     def decode(
@@ -258,16 +261,18 @@ class ConcatKVRunner:
         max_context: int,
         max_run_tokens: int,
         pad_token_id: int,
+        last_logits: bool = False,
     ) -> None:
         _check_inputs(session, contract)
         self.session = session
         self.contract = contract
         self.placement = placement
+        self.last_logits = last_logits
         self.max_context = max_context
         self.pad_token_id = pad_token_id
         self.dtype = kv_dtype(contract)
         self.names = tensor_names(contract)
-        self.logits = LogitsBuffer(session, max(max_run_tokens, max_batch))
+        self.logits = LogitsBuffer(session, max(1 if last_logits else max_run_tokens, max_batch))
         self.vocab_size = self.logits.vocab_size
         self.lengths = np.zeros(max_batch, dtype=np.int64)
         self._binding = session.io_binding()
@@ -302,7 +307,8 @@ class ConcatKVRunner:
         binding.bind_cpu_input("attention_mask", mask)
         if self.contract.position_ids:
             binding.bind_cpu_input("position_ids", positions)
-        self.logits.bind(binding, *input_ids.shape)
+        rows, seq = input_ids.shape
+        self.logits.bind(binding, rows, 1 if self.last_logits else seq)
         for (past_name, present_name), value in zip(self.names, past, strict=True):
             binding.bind_ortvalue_input(past_name, value)
             binding.bind_output(present_name, self.placement.ort_device, self.placement.device_id)
@@ -339,7 +345,8 @@ class ConcatKVRunner:
             past,
         )
         self.lengths[slot] = total
-        row: np.ndarray = self.logits.view(1, count)[0, count - 1]
+        positions = 1 if self.last_logits else count
+        row: np.ndarray = self.logits.view(1, positions)[0, positions - 1]
         return row
 
     def decode(
@@ -404,8 +411,10 @@ def create_runner(
     max_context: int,
     max_run_tokens: int,
     pad_token_id: int,
+    last_logits: bool = False,
 ) -> ModelRunner:
-    """The runner for the manifest's KV layout."""
+    """The runner for the manifest's KV layout; `last_logits` when the graph's `logits` hold
+    the last position only (the manifest's `logits: last`)."""
     cls = SharedKVRunner if contract.layout == "shared" else ConcatKVRunner
     return cls(
         session,
@@ -415,4 +424,5 @@ def create_runner(
         max_context=max_context,
         max_run_tokens=max_run_tokens,
         pad_token_id=pad_token_id,
+        last_logits=last_logits,
     )

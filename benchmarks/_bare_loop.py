@@ -43,6 +43,8 @@ class BareLoop:
             for i in range(self.layers)
             for kind in ("key", "value")
         ]
+        # `logits: last` graphs compute the last position only (tokenwire prepare's pass).
+        self.last_only = manifest.get("logits", "all") == "last"
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -93,10 +95,11 @@ class BareLoop:
         while True:
             binding.bind_cpu_input("input_ids", input_ids)
             binding.bind_cpu_input("attention_mask", np.ones((batch, total), dtype=np.int64))
-            pointer = self._logits_buffer(batch * seq * self.vocab)
-            binding.bind_output("logits", "cpu", 0, np.float32, [batch, seq, self.vocab], pointer)
+            rows = 1 if self.last_only else seq
+            pointer = self._logits_buffer(batch * rows * self.vocab)
+            binding.bind_output("logits", "cpu", 0, np.float32, [batch, rows, self.vocab], pointer)
             self.session.run_with_iobinding(binding)
-            last = self._logits[: batch * seq * self.vocab].reshape(batch, seq, self.vocab)[:, -1]
+            last = self._logits[: batch * rows * self.vocab].reshape(batch, rows, self.vocab)[:, -1]
             tokens = last.argmax(axis=-1)
             arrivals.append(time.perf_counter())
             generated.append(int(tokens[0]))

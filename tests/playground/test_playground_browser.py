@@ -305,6 +305,11 @@ def test_stop_halts_the_stream_and_closes_the_backend_generator(
         assert delete.url == f"{url}/v1/requests/{request_id}"
         delete_response = delete.response()
         assert delete_response is not None and delete_response.status in (200, 404)
+        if delete_response.status == 404:
+            # Chromium logs every 4xx fetch; that 404 is the race above, not a page error.
+            console.errors.remove(
+                "Failed to load resource: the server responded with a status of 404 (Not Found)"
+            )
     assert console.errors == []
 
 

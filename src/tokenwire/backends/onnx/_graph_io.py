@@ -1,0 +1,61 @@
+"""What both runners bind besides the KV cache: the logits buffer, and the check that a graph
+has the inputs and outputs its manifest's KV contract names."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from tokenwire.backends.onnx.kv_cache import tensor_names
+from tokenwire.backends.onnx.manifest import KVContract
+
+_ELEMENT_TYPES: dict[str, type[np.generic]] = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+}
+
+
+class LogitsBuffer:
+    """A host buffer the `logits` output is bound to by pointer: no per-step allocation.
+
+    Bound to host memory on every device: the loop samples on the host, and only the
+    rows it needs are read.
+    """
+
+    def __init__(self, session: ort.InferenceSession, capacity: int, name: str = "logits") -> None:
+        meta = next((o for o in session.get_outputs() if o.name == name), None)
+        if meta is None:
+            raise ValueError(f"the model has no {name!r} output")
+        vocab = meta.shape[-1]
+        if not isinstance(vocab, int):
+            raise ValueError(f"the model's {name!r} output has no fixed vocabulary size")
+        self.name = name
+        self.vocab_size = vocab
+        self.dtype = _ELEMENT_TYPES.get(meta.type, np.float32)
+        self.capacity = capacity
+        self._buffer = np.empty(capacity * vocab, dtype=self.dtype)
+        self._pointer = self._buffer.ctypes.data
+
+    def bind(self, binding: ort.IOBinding, rows: int, seq: int) -> None:
+        if rows * seq > self.capacity:
+            raise ValueError(f"{rows * seq} positions exceed the logits buffer ({self.capacity})")
+        binding.bind_output(
+            self.name, "cpu", 0, self.dtype, [rows, seq, self.vocab_size], self._pointer
+        )
+
+    def view(self, rows: int, seq: int) -> np.ndarray:
+        return self._buffer[: rows * seq * self.vocab_size].reshape(rows, seq, self.vocab_size)
+
+
+def check_inputs(session: ort.InferenceSession, contract: KVContract) -> None:
+    """Raise ValueError naming what the graph lacks of `contract`'s inputs and outputs."""
+    inputs = {i.name for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    wanted = {"input_ids", "attention_mask"} | {p for p, _ in tensor_names(contract)}
+    if contract.position_ids:
+        wanted.add("position_ids")
+    missing = sorted(wanted - inputs) + sorted({p for _, p in tensor_names(contract)} - outputs)
+    if missing:
+        raise ValueError(
+            f"the model does not match its manifest's KV contract: missing {', '.join(missing)}"
+        )

@@ -1,0 +1,144 @@
+"""The builder contract's runner: one KV buffer per layer, written in place through IOBinding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from tokenwire.backends.onnx._graph_io import LogitsBuffer, check_inputs
+from tokenwire.backends.onnx.kv_blocks import read_blocks, write_blocks
+from tokenwire.backends.onnx.kv_cache import SharedKVCache
+from tokenwire.backends.onnx.manifest import KVContract
+from tokenwire.backends.onnx.session import Placement
+
+
+class SharedKVRunner:
+    """The builder contract: right-padded masks, no position ids, KV written in place.
+
+    A decode step runs the contiguous slots `[min, max]` of the running set. Slots inside
+    that range that are not decoding (free, or mid-prefill) ride along as dummy rows fed a
+    pad token at their current length: GroupQueryAttention writes their garbage key/value
+    at that position, which is past anything they hold and is overwritten before it is read.
+    """
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        contract: KVContract,
+        placement: Placement,
+        *,
+        max_batch: int,
+        max_context: int,
+        max_run_tokens: int,
+        pad_token_id: int,
+        last_logits: bool = False,
+    ) -> None:
+        check_inputs(session, contract)
+        self.session = session
+        self.contract = contract
+        self.max_context = max_context
+        self.pad_token_id = pad_token_id
+        self.last_logits = last_logits
+        self.cache = SharedKVCache(
+            contract,
+            max_batch=max_batch,
+            max_context=max_context,
+            device=placement.ort_device,
+            device_id=placement.device_id,
+        )
+        self.logits = LogitsBuffer(session, max(1 if last_logits else max_run_tokens, max_batch))
+        self.vocab_size = self.logits.vocab_size
+        self.lengths = np.zeros(max_batch, dtype=np.int64)
+        # Two bindings, so a decode step's KV binding survives interleaved prefill chunks.
+        self._decode = session.io_binding()
+        self._prefill = session.io_binding()
+        self._decode_rows: tuple[int, int] | None = None
+        self._positions = np.arange(max_context, dtype=np.int64)
+        self.prefix_reuse = self.cache.host_views is not None
+
+    def length(self, slot: int) -> int:
+        return int(self.lengths[slot])
+
+    def _rows(self, slot: int) -> list[np.ndarray]:
+        views = self.cache.host_views
+        if views is None:
+            raise RuntimeError("prefix reuse needs the KV cache in host memory")
+        return [view[slot] for view in views]
+
+    def restore(self, slot: int, blocks: Sequence[np.ndarray], length: int) -> None:
+        if not blocks or length > len(blocks) * blocks[0].shape[2] or length > self.max_context:
+            raise ValueError(f"cannot restore {length} tokens from {len(blocks)} blocks")
+        write_blocks(self._rows(slot), blocks)
+        self.lengths[slot] = length
+
+    def snapshot(self, slot: int, start: int, count: int, block_tokens: int) -> list[np.ndarray]:
+        if start + count * block_tokens > self.lengths[slot]:
+            raise ValueError(f"slot {slot} holds {self.lengths[slot]} tokens, fewer than asked")
+        return read_blocks(self._rows(slot), start, count, block_tokens)
+
+    def prefill(self, slot: int, token_ids: np.ndarray) -> np.ndarray:
+        start, count = int(self.lengths[slot]), len(token_ids)
+        total = start + count
+        if count == 0 or total > self.max_context:
+            raise ValueError(
+                f"cannot feed {count} tokens to a slot holding {start} of {self.max_context}"
+            )
+        binding = self._prefill
+        binding.bind_cpu_input(
+            "input_ids", np.ascontiguousarray(token_ids, dtype=np.int64)[None, :]
+        )
+        binding.bind_cpu_input("attention_mask", np.ones((1, total), dtype=np.int64))
+        if self.contract.position_ids:
+            binding.bind_cpu_input("position_ids", self._positions[None, start:total].copy())
+        positions = 1 if self.last_logits else count
+        self.logits.bind(binding, 1, positions)
+        self.cache.bind(binding, slot, 1)
+        self.session.run_with_iobinding(binding)
+        self.lengths[slot] = total
+        row: np.ndarray = self.logits.view(1, positions)[0, positions - 1]
+        return row
+
+    def decode(
+        self,
+        slots: Sequence[int],
+        tokens: Sequence[int],
+        before_run: Callable[[], object] | None = None,
+    ) -> np.ndarray:
+        rows = np.asarray(slots, dtype=np.int64)
+        low, high = int(rows.min()), int(rows.max()) + 1
+        count = high - low
+        index = rows - low
+        input_ids = np.full((count, 1), self.pad_token_id, dtype=np.int64)
+        input_ids[index, 0] = tokens
+        lengths = self.lengths[low:high]
+        width = int(lengths.max()) + 1
+        if width > self.max_context:
+            raise ValueError(f"a slot is full ({self.max_context} tokens)")
+        binding = self._decode
+        binding.bind_cpu_input("input_ids", input_ids)
+        binding.bind_cpu_input(
+            "attention_mask", (self._positions[None, :width] <= lengths[:, None]).astype(np.int64)
+        )
+        if self.contract.position_ids:
+            binding.bind_cpu_input("position_ids", lengths[:, None].copy())
+        self.logits.bind(binding, count, 1)
+        if self._decode_rows != (low, count):
+            self.cache.bind(binding, low, count)
+            self._decode_rows = (low, count)
+        if before_run is not None:
+            before_run()
+        self.session.run_with_iobinding(binding)
+        self.lengths[rows] += 1
+        logits = self.logits.view(count, 1)[:, 0]
+        return (
+            logits if count == len(rows) and index[0] == 0 and _ascending(index) else logits[index]
+        )
+
+    def release(self, slot: int) -> None:
+        self.lengths[slot] = 0
+
+
+def _ascending(index: np.ndarray) -> bool:
+    return bool(np.all(index[1:] > index[:-1]))

@@ -29,6 +29,7 @@ from tokenwire.prepare.optimum_export import (
 )
 from tokenwire.prepare.progress import ProgressReporter
 from tokenwire.prepare.source import ModelSource
+from tokenwire.prepare.source_grid import encode_on_source_grid
 from tokenwire.prepare.tokenizer_repair import (
     SpecialTokenIds,
     TokenizerRepair,
@@ -111,19 +112,46 @@ def export_with_builder(
     progress: ProgressReporter,
     log_file: Path,
 ) -> ExportedModel:
-    """The default path: the onnxruntime-genai model builder, plus an fp32 reference build."""
+    """The default path: the onnxruntime-genai model builder, plus an fp32 reference build.
+
+    int4 from a GGUF source keeps the source's own 4-bit grid (`source_grid`) instead of
+    re-quantizing; the builder's int4 stays for other sources.
+    """
     hf_dir, special = prepare_hf_dir(source, work_dir, progress, log_file)
     cache = work_dir / "builder-cache"
     log = log_file
-    with progress.stage(f"build the ONNX graph with the onnxruntime-genai builder ({precision})"):
-        kv = run_builder(hf_dir, out_dir, precision, cache, log)
+    on_source_grid = precision == "int4" and source.kind == "gguf"
     reference = None
-    if precision != "fp32":
+    if precision == "fp32":
+        with progress.stage("build the ONNX graph with the onnxruntime-genai builder (fp32)"):
+            kv = run_builder(hf_dir, out_dir, precision, cache, log)
+    elif on_source_grid:
+        fp32_dir = work_dir / "fp32"
+        with progress.stage("build the fp32 ONNX graph with the onnxruntime-genai builder"):
+            kv = run_builder(hf_dir, fp32_dir, "fp32", cache, log)
+        with progress.stage("encode MatMul weights on the GGUF's own 4-bit grid"):
+            encoding = encode_on_source_grid(fp32_dir / "model.onnx", out_dir / "model.onnx")
+        progress.note(
+            f"{encoding.bits[4]} weight matrices on their source grid (4-bit), "
+            f"{encoding.bits[8]} off it (8-bit)"
+        )
+        _copy_builder_files(fp32_dir, out_dir)
+        reference = fp32_dir / "model.onnx"
+    else:
+        with progress.stage(f"build the ONNX graph with the onnxruntime-genai builder ({precision})"):
+            kv = run_builder(hf_dir, out_dir, precision, cache, log)
         with progress.stage("build the fp32 reference for the quality gate"):
             run_builder(hf_dir, work_dir / "fp32", "fp32", cache, log)
         reference = work_dir / "fp32" / "model.onnx"
     copy_assets(hf_dir, out_dir)
     return ExportedModel(kv, special, reference, installed_versions(), last_position_logits=True)
+
+
+def _copy_builder_files(build_dir: Path, out_dir: Path) -> None:
+    """The builder's files other than the graph (genai_config.json and the like)."""
+    for item in build_dir.iterdir():
+        if item.is_file() and not item.name.startswith("model.onnx"):
+            shutil.copyfile(item, out_dir / item.name)
 
 
 def export_with_optimum(
@@ -166,4 +194,4 @@ def export_with_optimum(
 EXPORTERS: dict[str, ExportFn] = {"builder": export_with_builder, "optimum": export_with_optimum}
 # Bump an exporter's recipe when what it builds changes (flags, repair, quantization): builds
 # recorded with an older recipe are then no longer up to date and get rebuilt.
-RECIPES: dict[str, str] = {"builder": "2", "optimum": "3"}
+RECIPES: dict[str, str] = {"builder": "3", "optimum": "3"}

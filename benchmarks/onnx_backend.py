@@ -84,10 +84,10 @@ class Settings:
     gap_busy: float = 10.0
     prefill_chunk: int = 256
     """The most prompt tokens in one chunk (the backend's default)."""
-    prefill_budget_ms: float = 40.0
+    prefill_budget_ms: float = 30.0
     """The main server's prefill budget (the backend's default); the gap phase also tries
     `budget_sweep`, where 0 turns the budget off (whole `prefill_chunk`s)."""
-    budget_sweep: tuple[float, ...] = (100.0, 60.0, 40.0, 25.0, 0.0)
+    budget_sweep: tuple[float, ...] = (100.0, 60.0, 40.0, 30.0, 20.0, 0.0)
     threads: int = 2
     """intra-op threads for every runtime (ORT, genai, optimum, llama.cpp)."""
     max_batch: int = 16
@@ -103,7 +103,7 @@ class Settings:
         return cls(
             new_tokens=16, rounds=1, streams=(1, 4), scaling_rounds=1, ttft_samples=2,
             long_prompt_tokens=200,
-            load_streams=2, gap_running=2, gap_quiet=0.3, gap_busy=1.0, budget_sweep=(40.0,),
+            load_streams=2, gap_running=2, gap_quiet=0.3, gap_busy=1.0, budget_sweep=(30.0,),
             precisions=("int8",), baselines=False, background_tokens=200,
             spin_experiment=False,
         )  # fmt: skip

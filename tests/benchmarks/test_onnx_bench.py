@@ -102,7 +102,7 @@ def test_quick_run_measures_every_phase_and_writes_results(tmp_path: Path) -> No
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Single stream" in result.stdout
-    assert "`prefill_budget_ms=40`" in result.stdout  # the served budget, named in the report
+    assert "`prefill_budget_ms=30`" in result.stdout  # the served budget, named in the report
 
     document = json.loads((results / "onnx_backend.json").read_text())
     settings = document["settings"]

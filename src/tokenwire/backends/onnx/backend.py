@@ -41,7 +41,7 @@ logger = logging.getLogger("tokenwire.onnx")
 # Smaller budgets cost the long prompt dearly: a chunk of a few tokens costs nearly a
 # whole decode step (the weights are read either way), so its TTFT grows (3.3 s at 50,
 # 12 s at 25).
-DEFAULT_PREFILL_BUDGET_MS = 40.0
+DEFAULT_PREFILL_BUDGET_MS = 30.0
 
 
 class OnnxBackend:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
 import logging
 import logging.config
 import os
@@ -11,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tokenwire.config import ServeConfig, parse_option
-from tokenwire.interfaces import Backend
+from tokenwire.config import ServeConfig, parse_middleware_option, parse_option
+from tokenwire.interfaces import Backend, MiddlewareFactory
 from tokenwire.logs import logging_config
 from tokenwire.plugins import KINDS, PluginError, list_plugins, load_plugin
 
@@ -30,11 +32,41 @@ def build_backend(config: ServeConfig) -> Backend:
     return backend  # type: ignore[no-any-return]
 
 
+def build_middlewares(config: ServeConfig) -> tuple[MiddlewareFactory, ...]:
+    """The configured middleware plugins, each with its options bound.
+
+    Options are checked against the middleware's signature here, so a misspelt one fails
+    startup naming the middleware rather than deep inside app construction.
+    """
+    unknown = sorted(set(config.middleware_options) - set(config.middlewares))
+    if unknown:
+        raise PluginError(
+            f"options given for middleware(s) {', '.join(unknown)}, which are not enabled "
+            f"(enabled: {', '.join(config.middlewares) or 'none'})"
+        )
+    factories: list[MiddlewareFactory] = []
+    for name in config.middlewares:
+        factory: MiddlewareFactory = load_plugin("middlewares", name)  # type: ignore[assignment]
+        options = config.middleware_options.get(name, {})
+        if options:
+            try:
+                inspect.signature(factory).bind(None, **options)
+            except TypeError as exc:
+                raise PluginError(f"middleware {name!r} rejected its options: {exc}") from exc
+            factory = functools.partial(factory, **options)
+        factories.append(factory)
+    return tuple(factories)
+
+
 def load_config(args: argparse.Namespace) -> ServeConfig:
     """Defaults, then the config file, then `TOKENWIRE_API_KEYS`, then flags."""
     config = ServeConfig.from_file(args.config) if args.config else ServeConfig()
     options = dict(config.backend_options)
     options.update(parse_option(o) for o in args.backend_option)
+    middleware_options = {name: dict(o) for name, o in config.middleware_options.items()}
+    for text in args.middleware_option:
+        name, key, value = parse_middleware_option(text)
+        middleware_options.setdefault(name, {})[key] = value
     env_keys = tuple(
         k.strip() for k in os.environ.get("TOKENWIRE_API_KEYS", "").split(",") if k.strip()
     )
@@ -47,6 +79,7 @@ def load_config(args: argparse.Namespace) -> ServeConfig:
         log_level=args.log_level,
         log_format=args.log_format,
         backend_options=options,
+        middleware_options=middleware_options,
         drain_grace=args.drain_grace,
         shutdown_timeout=args.shutdown_timeout,
         api_keys=(config.api_keys + env_keys + tuple(args.api_key)) or None,
@@ -75,7 +108,7 @@ def _serve(args: argparse.Namespace) -> int:
     public_paths = [p for p in DEFAULT_PUBLIC_PATHS if config.metrics_public or p != "/metrics"]
     app = create_app(
         build_backend(config),
-        middlewares=config.middlewares,
+        middlewares=build_middlewares(config),
         limits=Limits(
             max_body_bytes=config.max_body_bytes,
             max_tokens=config.max_tokens,
@@ -125,6 +158,13 @@ def make_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME",
         help="stream middleware, outermost first; repeatable",
+    )
+    serve.add_argument(
+        "--middleware-option",
+        action="append",
+        default=[],
+        metavar="NAME.KEY=VALUE",
+        help="middleware constructor option, e.g. cancellation.default_timeout=60; repeatable",
     )
     serve.add_argument(
         "--backend-option",

@@ -25,6 +25,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     middlewares: tuple[str, ...] = ()
+    middleware_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     backend_options: dict[str, Any] = field(default_factory=dict)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_tokens: int | None = None
@@ -71,6 +72,16 @@ class ServeConfig:
     def override(self, **changes: Any) -> ServeConfig:
         """A copy with every change that is not None applied."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def parse_middleware_option(text: str) -> tuple[str, str, Any]:
+    """`name.key=value` → (name, key, value), the value read as `parse_option` reads it."""
+    target, sep, _ = text.partition("=")
+    name, dot, _ = target.partition(".")
+    if not sep or not dot or not name:
+        raise ValueError(f"middleware option {text!r} must look like name.key=value")
+    key, value = parse_option(text[len(name) + 1 :])
+    return name, key, value
 
 
 def parse_option(text: str) -> tuple[str, Any]:

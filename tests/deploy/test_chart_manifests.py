@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.deploy._helm import CHART, VALUES_CASES, HelmRunner, Manifests, values_args
-from tokenwire.cli import make_parser
+from tokenwire.cli import build_middlewares, make_parser
 from tokenwire.config import ServeConfig
 from tokenwire.plugins import list_plugins
 
@@ -303,6 +303,21 @@ def test_gpu_values_request_a_gpu_and_the_cuda_device(helm: HelmRunner) -> None:
     assert manifests.server_container()["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert server_toml(manifests)["backend_options"]["device"] == "cuda"
     assert manifests.server_container()["image"].endswith("-gpu")
+
+
+def test_middleware_options_reach_the_server_config(helm: HelmRunner, tmp_path: Path) -> None:
+    manifests = helm.render(
+        "--set", "server.middlewares={metrics,cancellation}",
+        "--set", "server.middlewareOptions.cancellation.default_timeout=120",
+        "--set", "server.middlewareOptions.cancellation.max_timeout=900",
+    )  # fmt: skip
+    path = tmp_path / "tokenwire.toml"
+    path.write_text(manifests.one("ConfigMap")["data"]["tokenwire.toml"])
+    config = ServeConfig.from_file(path)
+    assert config.middleware_options == {
+        "cancellation": {"default_timeout": 120, "max_timeout": 900},
+    }
+    assert len(build_middlewares(config)) == 2  # each accepts its options
 
 
 # ---- optional resources -------------------------------------------------------------------------

@@ -115,36 +115,45 @@ def export_with_builder(
     """The default path: the onnxruntime-genai model builder, plus an fp32 reference build.
 
     int4 from a GGUF source keeps the source's own 4-bit grid (`source_grid`) instead of
-    re-quantizing; the builder's int4 stays for other sources.
+    re-quantizing; the builder's int4 stays for other sources, and for a GGUF whose weights
+    are on no 4-bit grid the pass can rebuild.
     """
     hf_dir, special = prepare_hf_dir(source, work_dir, progress, log_file)
     cache = work_dir / "builder-cache"
-    log = log_file
-    on_source_grid = precision == "int4" and source.kind == "gguf"
     reference = None
     if precision == "fp32":
         with progress.stage("build the ONNX graph with the onnxruntime-genai builder (fp32)"):
-            kv = run_builder(hf_dir, out_dir, precision, cache, log)
-    elif on_source_grid:
-        fp32_dir = work_dir / "fp32"
-        with progress.stage("build the fp32 ONNX graph with the onnxruntime-genai builder"):
-            kv = run_builder(hf_dir, fp32_dir, "fp32", cache, log)
-        with progress.stage("encode MatMul weights on the GGUF's own 4-bit grid"):
-            encoding = encode_on_source_grid(fp32_dir / "model.onnx", out_dir / "model.onnx")
-        progress.note(
-            f"{encoding.bits[4]} weight matrices on their source grid (4-bit), "
-            f"{encoding.bits[8]} off it (8-bit)"
-        )
-        _copy_builder_files(fp32_dir, out_dir)
-        reference = fp32_dir / "model.onnx"
+            kv = run_builder(hf_dir, out_dir, precision, cache, log_file)
     else:
-        with progress.stage(f"build the ONNX graph with the onnxruntime-genai builder ({precision})"):
-            kv = run_builder(hf_dir, out_dir, precision, cache, log)
-        with progress.stage("build the fp32 reference for the quality gate"):
-            run_builder(hf_dir, work_dir / "fp32", "fp32", cache, log)
-        reference = work_dir / "fp32" / "model.onnx"
+        fp32_dir = work_dir / "fp32"
+        with progress.stage("build the fp32 graph (the quality gate's reference)"):
+            kv = run_builder(hf_dir, fp32_dir, "fp32", cache, log_file)
+        reference = fp32_dir / "model.onnx"
+        on_grid = precision == "int4" and source.kind == "gguf"
+        if not (on_grid and _encode_on_source_grid(fp32_dir, out_dir, progress)):
+            stage = f"build the ONNX graph with the onnxruntime-genai builder ({precision})"
+            with progress.stage(stage):
+                kv = run_builder(hf_dir, out_dir, precision, cache, log_file)
     copy_assets(hf_dir, out_dir)
     return ExportedModel(kv, special, reference, installed_versions(), last_position_logits=True)
+
+
+def _encode_on_source_grid(fp32_dir: Path, out_dir: Path, progress: ProgressReporter) -> bool:
+    """The source-grid pass from the fp32 build into `out_dir`; False (and nothing left in
+    `out_dir`) when no weight matrix is on a 4-bit grid, e.g. a GGUF of another block type."""
+    with progress.stage("encode MatMul weights on the GGUF's own 4-bit grid"):
+        encoding = encode_on_source_grid(fp32_dir / "model.onnx", out_dir / "model.onnx")
+    if encoding.on_grid == 0:
+        progress.note("no weight matrix is on a 4-bit block grid; re-quantizing instead")
+        for item in out_dir.glob("model.onnx*"):
+            item.unlink()
+        return False
+    progress.note(
+        f"{encoding.on_grid} weight matrices on their source grid (4-bit), "
+        f"{encoding.bits[8]} off it (8-bit)"
+    )
+    _copy_builder_files(fp32_dir, out_dir)
+    return True
 
 
 def _copy_builder_files(build_dir: Path, out_dir: Path) -> None:

@@ -36,7 +36,8 @@ def add_prepare_command(subparsers: Any) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="int8",
-        help="weight precision (default: int8, 8-bit block weights)",
+        help="weight precision: int8 (default), 8-bit block weights; int4, 4-bit blocks, "
+        "on a GGUF's own grid when it has one; fp32",
     )  # fmt: skip
     parser.add_argument(
         "--exporter", choices=EXPORTER_NAMES, default="builder",

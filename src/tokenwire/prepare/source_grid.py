@@ -123,6 +123,7 @@ def encode_on_source_grid(source: Path, target: Path) -> GridEncoding:
     nodes: list[Any] = []
     added: list[Any] = []
     augmented: dict[str, str] = {}  # input name -> input with block sums appended
+    indicators: dict[int, str] = {}  # K -> its 0/1 block-sum matrix, shared by every input
     encoding = GridEncoding()
 
     def add(array: npt.NDArray[Any], name: str) -> str:
@@ -131,13 +132,12 @@ def encode_on_source_grid(source: Path, target: Path) -> GridEncoding:
 
     def with_block_sums(x: str, k: int) -> str:
         if x not in augmented:
-            sums_width = _round_up(k // BLOCK)
-            indicator = f"{_PREFIX}/block_sums_{k}"
-            if all(t.name != indicator for t in added):
-                matrix = np.zeros((k, sums_width), np.float32)
+            if k not in indicators:
+                matrix = np.zeros((k, _round_up(k // BLOCK)), np.float32)
                 for b in range(k // BLOCK):
                     matrix[b * BLOCK : (b + 1) * BLOCK, b] = 1.0
-                add(matrix, indicator)
+                indicators[k] = add(matrix, f"{_PREFIX}/block_sums_{k}")
+            indicator = indicators[k]
             sums = f"{_PREFIX}{x}/block_sums"
             nodes.append(helper.make_node("MatMul", [x, indicator], [sums], name=sums))
             augmented[x] = f"{_PREFIX}{x}/with_block_sums"

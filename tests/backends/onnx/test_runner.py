@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.backends.onnx.tiny_models import ReferenceModel
+from tokenwire.backends.onnx._graph_io import RunnerSettings
 from tokenwire.backends.onnx.manifest import ModelManifest
 from tokenwire.backends.onnx.runner import ModelRunner, create_runner
 from tokenwire.backends.onnx.session import create_session, resolve_device
@@ -22,11 +23,11 @@ PROMPTS = [
 def make_runner(model_dir: Path, *, max_batch: int = 4, max_run_tokens: int = 64) -> ModelRunner:
     manifest = ModelManifest.read(model_dir)
     session, placement = create_session(model_dir / "model.onnx", resolve_device("cpu"))
-    return create_runner(
-        session, manifest.kv, placement, max_batch=max_batch,
-        max_context=manifest.kv.max_context, max_run_tokens=max_run_tokens,
-        pad_token_id=manifest.pad_token_id,
-    )
+    settings = RunnerSettings(
+        max_batch=max_batch, max_context=manifest.kv.max_context,
+        max_run_tokens=max_run_tokens, pad_token_id=manifest.pad_token_id,
+    )  # fmt: skip
+    return create_runner(session, manifest.kv, placement, settings)
 
 
 def greedy(runner: ModelRunner, slot: int, prompt: list[int], count: int, chunk: int = 64) -> list[int]:

@@ -1,7 +1,9 @@
-"""What both runners bind besides the KV cache: the logits buffer, and the check that a graph
-has the inputs and outputs its manifest's KV contract names."""
+"""What both runners share besides the KV cache: their settings, the logits buffer, and the
+check that a graph has the inputs and outputs its manifest's KV contract names."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
@@ -13,6 +15,24 @@ _ELEMENT_TYPES: dict[str, type[np.generic]] = {
     "tensor(float)": np.float32,
     "tensor(float16)": np.float16,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSettings:
+    """How a runner is sized and what it feeds: the backend's limits and the manifest's ids."""
+
+    max_batch: int
+    max_context: int
+    max_run_tokens: int
+    """The most tokens one prefill run feeds (the backend's prefill chunk)."""
+    pad_token_id: int
+    last_logits: bool = False
+    """The graph's `logits` hold the last position only (the manifest's `logits: last`)."""
+
+    @property
+    def logits_rows(self) -> int:
+        """Rows of logits one run may return: a batch's last positions, or a whole chunk's."""
+        return max(1 if self.last_logits else self.max_run_tokens, self.max_batch)
 
 
 class LogitsBuffer:

@@ -12,6 +12,7 @@ import anyio
 import numpy as np
 from tokenizers import Tokenizer
 
+from tokenwire.backends.onnx._graph_io import RunnerSettings
 from tokenwire.backends.onnx.chat_template import ChatTemplate
 from tokenwire.backends.onnx.detokenizer import IncrementalDetokenizer, StopMatcher
 from tokenwire.backends.onnx.engine import DecodeLoop
@@ -169,16 +170,14 @@ class OnnxBackend:
             intra_op_threads=self.intra_op_threads,
             allow_spinning=self.allow_spinning,
         )
-        return create_runner(
-            session,
-            manifest.kv,
-            self.placement,
+        settings = RunnerSettings(
             max_batch=self.max_batch,
             max_context=self.context_length,
             max_run_tokens=self.prefill_chunk,
             pad_token_id=manifest.pad_token_id,
             last_logits=manifest.logits == "last",
         )
+        return create_runner(session, manifest.kv, self.placement, settings)
 
     def _load_template(self, tokenizer: Tokenizer) -> ChatTemplate | None:
         manifest, source = self.manifest, None

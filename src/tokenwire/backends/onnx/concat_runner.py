@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from tokenwire.backends.onnx._graph_io import LogitsBuffer, check_inputs
+from tokenwire.backends.onnx._graph_io import LogitsBuffer, RunnerSettings, check_inputs
 from tokenwire.backends.onnx.kv_blocks import join_blocks, read_blocks
 from tokenwire.backends.onnx.kv_cache import gather_rows, kv_dtype, tensor_names
 from tokenwire.backends.onnx.manifest import KVContract
@@ -28,25 +28,18 @@ class ConcatKVRunner:
         session: ort.InferenceSession,
         contract: KVContract,
         placement: Placement,
-        *,
-        max_batch: int,
-        max_context: int,
-        max_run_tokens: int,
-        pad_token_id: int,
-        last_logits: bool = False,
+        settings: RunnerSettings,
     ) -> None:
         check_inputs(session, contract)
         self.session = session
         self.contract = contract
         self.placement = placement
-        self.last_logits = last_logits
-        self.max_context = max_context
-        self.pad_token_id = pad_token_id
+        self.settings = settings
         self.dtype = kv_dtype(contract)
         self.names = tensor_names(contract)
-        self.logits = LogitsBuffer(session, max(1 if last_logits else max_run_tokens, max_batch))
+        self.logits = LogitsBuffer(session, settings.logits_rows)
         self.vocab_size = self.logits.vocab_size
-        self.lengths = np.zeros(max_batch, dtype=np.int64)
+        self.lengths = np.zeros(settings.max_batch, dtype=np.int64)
         self._binding = session.io_binding()
         self._pending: dict[int, list[ort.OrtValue]] = {}
         self._members: tuple[int, ...] = ()
@@ -80,7 +73,7 @@ class ConcatKVRunner:
         if self.contract.position_ids:
             binding.bind_cpu_input("position_ids", positions)
         rows, seq = input_ids.shape
-        self.logits.bind(binding, rows, 1 if self.last_logits else seq)
+        self.logits.bind(binding, rows, 1 if self.settings.last_logits else seq)
         for (past_name, present_name), value in zip(self.names, past, strict=True):
             binding.bind_ortvalue_input(past_name, value)
             binding.bind_output(present_name, self.placement.ort_device, self.placement.device_id)
@@ -90,7 +83,11 @@ class ConcatKVRunner:
         return list(binding.get_outputs()[1:])
 
     def restore(self, slot: int, blocks: Sequence[np.ndarray], length: int) -> None:
-        if not blocks or length > len(blocks) * blocks[0].shape[2] or length > self.max_context:
+        if (
+            not blocks
+            or length > len(blocks) * blocks[0].shape[2]
+            or length > self.settings.max_context
+        ):
             raise ValueError(f"cannot restore {length} tokens from {len(blocks)} blocks")
         # A prefilling slot's past is its own OrtValues, joined from copies of the blocks.
         self._pending[slot] = [self._ortvalue(tensor) for tensor in join_blocks(blocks, length)]
@@ -106,9 +103,9 @@ class ConcatKVRunner:
     def prefill(self, slot: int, token_ids: np.ndarray) -> np.ndarray:
         start, count = int(self.lengths[slot]), len(token_ids)
         total = start + count
-        if count == 0 or total > self.max_context:
+        if count == 0 or total > self.settings.max_context:
             raise ValueError(
-                f"cannot feed {count} tokens to a slot holding {start} of {self.max_context}"
+                f"cannot feed {count} tokens to a slot holding {start} of {self.settings.max_context}"
             )
         past = self._pending.get(slot, self._empty)
         self._pending[slot] = self._run(
@@ -118,7 +115,7 @@ class ConcatKVRunner:
             past,
         )
         self.lengths[slot] = total
-        positions = 1 if self.last_logits else count
+        positions = 1 if self.settings.last_logits else count
         row: np.ndarray = self.logits.view(1, positions)[0, positions - 1]
         return row
 
@@ -132,8 +129,8 @@ class ConcatKVRunner:
             self._regroup(tuple(slots))
         rows = np.asarray(slots, dtype=np.int64)
         count = len(rows)
-        if int(self.lengths[rows].max()) >= self.max_context:
-            raise ValueError(f"a slot is full ({self.max_context} tokens)")
+        if int(self.lengths[rows].max()) >= self.settings.max_context:
+            raise ValueError(f"a slot is full ({self.settings.max_context} tokens)")
         mask = np.concatenate([self._mask, np.ones((count, 1), dtype=np.int64)], axis=1)
         self._past = self._run(
             np.asarray(tokens, dtype=np.int64)[:, None],

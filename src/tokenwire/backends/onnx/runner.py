@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
+from tokenwire.backends.onnx._graph_io import RunnerSettings
 from tokenwire.backends.onnx.concat_runner import ConcatKVRunner
 from tokenwire.backends.onnx.manifest import KVContract
 from tokenwire.backends.onnx.session import Placement
@@ -63,23 +64,8 @@ def create_runner(
     session: ort.InferenceSession,
     contract: KVContract,
     placement: Placement,
-    *,
-    max_batch: int,
-    max_context: int,
-    max_run_tokens: int,
-    pad_token_id: int,
-    last_logits: bool = False,
+    settings: RunnerSettings,
 ) -> ModelRunner:
-    """The runner for the manifest's KV layout; `last_logits` when the graph's `logits` hold
-    the last position only (the manifest's `logits: last`)."""
+    """The runner for the manifest's KV layout."""
     cls = SharedKVRunner if contract.layout == "shared" else ConcatKVRunner
-    return cls(
-        session,
-        contract,
-        placement,
-        max_batch=max_batch,
-        max_context=max_context,
-        max_run_tokens=max_run_tokens,
-        pad_token_id=pad_token_id,
-        last_logits=last_logits,
-    )
+    return cls(session, contract, placement, settings)

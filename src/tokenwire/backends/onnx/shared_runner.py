@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from tokenwire.backends.onnx._graph_io import LogitsBuffer, check_inputs
+from tokenwire.backends.onnx._graph_io import LogitsBuffer, RunnerSettings, check_inputs
 from tokenwire.backends.onnx.kv_blocks import read_blocks, write_blocks
 from tokenwire.backends.onnx.kv_cache import SharedKVCache
 from tokenwire.backends.onnx.manifest import KVContract
@@ -28,34 +28,27 @@ class SharedKVRunner:
         session: ort.InferenceSession,
         contract: KVContract,
         placement: Placement,
-        *,
-        max_batch: int,
-        max_context: int,
-        max_run_tokens: int,
-        pad_token_id: int,
-        last_logits: bool = False,
+        settings: RunnerSettings,
     ) -> None:
         check_inputs(session, contract)
         self.session = session
         self.contract = contract
-        self.max_context = max_context
-        self.pad_token_id = pad_token_id
-        self.last_logits = last_logits
+        self.settings = settings
         self.cache = SharedKVCache(
             contract,
-            max_batch=max_batch,
-            max_context=max_context,
+            max_batch=settings.max_batch,
+            max_context=settings.max_context,
             device=placement.ort_device,
             device_id=placement.device_id,
         )
-        self.logits = LogitsBuffer(session, max(1 if last_logits else max_run_tokens, max_batch))
+        self.logits = LogitsBuffer(session, settings.logits_rows)
         self.vocab_size = self.logits.vocab_size
-        self.lengths = np.zeros(max_batch, dtype=np.int64)
+        self.lengths = np.zeros(settings.max_batch, dtype=np.int64)
         # Two bindings, so a decode step's KV binding survives interleaved prefill chunks.
         self._decode = session.io_binding()
         self._prefill = session.io_binding()
         self._decode_rows: tuple[int, int] | None = None
-        self._positions = np.arange(max_context, dtype=np.int64)
+        self._positions = np.arange(settings.max_context, dtype=np.int64)
         self.prefix_reuse = self.cache.host_views is not None
 
     def length(self, slot: int) -> int:
@@ -68,7 +61,11 @@ class SharedKVRunner:
         return [view[slot] for view in views]
 
     def restore(self, slot: int, blocks: Sequence[np.ndarray], length: int) -> None:
-        if not blocks or length > len(blocks) * blocks[0].shape[2] or length > self.max_context:
+        if (
+            not blocks
+            or length > len(blocks) * blocks[0].shape[2]
+            or length > self.settings.max_context
+        ):
             raise ValueError(f"cannot restore {length} tokens from {len(blocks)} blocks")
         write_blocks(self._rows(slot), blocks)
         self.lengths[slot] = length
@@ -81,9 +78,9 @@ class SharedKVRunner:
     def prefill(self, slot: int, token_ids: np.ndarray) -> np.ndarray:
         start, count = int(self.lengths[slot]), len(token_ids)
         total = start + count
-        if count == 0 or total > self.max_context:
+        if count == 0 or total > self.settings.max_context:
             raise ValueError(
-                f"cannot feed {count} tokens to a slot holding {start} of {self.max_context}"
+                f"cannot feed {count} tokens to a slot holding {start} of {self.settings.max_context}"
             )
         binding = self._prefill
         binding.bind_cpu_input(
@@ -92,7 +89,7 @@ class SharedKVRunner:
         binding.bind_cpu_input("attention_mask", np.ones((1, total), dtype=np.int64))
         if self.contract.position_ids:
             binding.bind_cpu_input("position_ids", self._positions[None, start:total].copy())
-        positions = 1 if self.last_logits else count
+        positions = 1 if self.settings.last_logits else count
         self.logits.bind(binding, 1, positions)
         self.cache.bind(binding, slot, 1)
         self.session.run_with_iobinding(binding)
@@ -110,12 +107,12 @@ class SharedKVRunner:
         low, high = int(rows.min()), int(rows.max()) + 1
         count = high - low
         index = rows - low
-        input_ids = np.full((count, 1), self.pad_token_id, dtype=np.int64)
+        input_ids = np.full((count, 1), self.settings.pad_token_id, dtype=np.int64)
         input_ids[index, 0] = tokens
         lengths = self.lengths[low:high]
         width = int(lengths.max()) + 1
-        if width > self.max_context:
-            raise ValueError(f"a slot is full ({self.max_context} tokens)")
+        if width > self.settings.max_context:
+            raise ValueError(f"a slot is full ({self.settings.max_context} tokens)")
         binding = self._decode
         binding.bind_cpu_input("input_ids", input_ids)
         binding.bind_cpu_input(

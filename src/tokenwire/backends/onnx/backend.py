@@ -37,11 +37,11 @@ from tokenwire.requests import GenerationRequest
 logger = logging.getLogger("tokenwire.onnx")
 
 # A prompt chunk beside running streams adds about this much to their gaps. On the 2-core
-# benchmark CPU, 4 streams' largest gap while 540-token prompts kept arriving was ~100 ms
-# at 50 (a decode step there is ~25 ms, plus the machine's noise); 40 leaves a margin.
+# benchmark CPU, 4 streams' largest gap while 540-token prompts kept arriving was 93-107 ms
+# at 40 (a decode step there is ~25 ms, plus the machine's stalls) and 73-101 ms at 30.
 # Smaller budgets cost the long prompt dearly: a chunk of a few tokens costs nearly a
-# whole decode step (the weights are read either way), so its TTFT grows (3.3 s at 50,
-# 12 s at 25).
+# whole decode step (the weights are read either way), so its TTFT grows (3.7-4.6 s at 40,
+# 5.6-6.2 s at 30, 16-26 s at 20).
 DEFAULT_PREFILL_BUDGET_MS = 30.0
 
 

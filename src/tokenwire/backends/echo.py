@@ -43,13 +43,14 @@ class EchoBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
         if request.messages is not None:
-            users = [m.content for m in request.messages if m.role == "user"]
-            text = users[-1] if users else ""
-            prompt_tokens = sum(len(split_words(m.content)) for m in request.messages)
+            # Each message is split once: the echoed one is also counted in the prompt.
+            split = [(m.role, split_words(m.content)) for m in request.messages]
+            users = [words for role, words in split if role == "user"]
+            all_words = users[-1] if users else []
+            prompt_tokens = sum(len(words) for _, words in split)
         else:
-            text = request.prompt or ""
-            prompt_tokens = len(split_words(text))
-        all_words = split_words(text)
+            all_words = split_words(request.prompt or "")
+            prompt_tokens = len(all_words)
         limit = request.max_tokens if request.max_tokens is not None else len(all_words)
         words = all_words[:limit]
         # The whole answer is known up front, so stop strings are found in it once; a real

@@ -79,10 +79,10 @@ class FrameBuffer:
     """
 
     __slots__ = (
-        "_arrived",
         "_chunks",
         "_closed",
         "_drained",
+        "_taker",
         "accounts",
         "limit",
         "on_behind",
@@ -98,15 +98,28 @@ class FrameBuffer:
         self.on_behind: Callable[[], None] | None = None
         self._chunks: list[bytes] = []
         self._closed = False
-        self._arrived = anyio.Event()
+        self._taker: anyio.Event | None = None  # set while `take` waits for a frame
         self._drained = anyio.Event()
 
     @property
     def behind(self) -> bool:
         return self.sending and self.size >= self.limit
 
+    def offer(self, chunk: bytes) -> bool:
+        """Take `chunk` unless the buffer is full; then `put` is what waits for room.
+
+        Every token passes here, so the common case costs no coroutine.
+        """
+        if self.size >= self.limit:
+            return False
+        self._chunks.append(chunk)
+        self.size += len(chunk)
+        self.accounts.add(len(chunk))
+        self._wake_taker()
+        return True
+
     async def put(self, chunk: bytes) -> None:
-        while self.size >= self.limit:
+        while not self.offer(chunk):
             # The writer runs only when this task waits, so `sending` here means its send
             # is suspended: the socket pushes back.
             if self.sending and self.on_behind is not None:
@@ -114,24 +127,19 @@ class FrameBuffer:
             if self._drained.is_set():
                 self._drained = anyio.Event()
             await self._drained.wait()
-        self._chunks.append(chunk)
-        self.size += len(chunk)
-        self.accounts.add(len(chunk))
-        self._arrived.set()
 
     def close(self) -> None:
         """No more frames: `take` returns None once the buffer is empty."""
         self._closed = True
-        self._arrived.set()
+        self._wake_taker()
 
     async def take(self) -> bytes | None:
         """Everything waiting, as one write (None at the end); waits for a frame."""
         while not self._chunks:
             if self._closed:
                 return None
-            if self._arrived.is_set():
-                self._arrived = anyio.Event()
-            await self._arrived.wait()
+            self._taker = taker = anyio.Event()
+            await taker.wait()
         chunks, self._chunks = self._chunks, []
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
@@ -145,6 +153,11 @@ class FrameBuffer:
         self.size -= size
         self.accounts.add(-size)
         self._drained.set()
+
+    def _wake_taker(self) -> None:
+        if self._taker is not None:
+            self._taker.set()
+            self._taker = None
 
     def discard(self) -> None:
         """Forget what is still held (the stream ended early), for the accounts."""

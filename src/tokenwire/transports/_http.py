@@ -6,7 +6,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from contextlib import aclosing
 
 import anyio
 from anyio.abc import TaskGroup
@@ -128,22 +127,27 @@ async def open_call(
 class NumberedPayloads:
     """A call's payloads with their 0-based sequence numbers (the SSE ids).
 
-    Keeps the call, so that `stream_payloads` can put an `EventFeed` under it.
+    Keeps the call, so that `stream_payloads` can put an `EventFeed` under it. Counts in
+    `__anext__` rather than through another async generator: every token passes here.
     """
 
-    __slots__ = ("_payloads", "call")
+    __slots__ = ("_payloads", "_sequence", "call")
 
     def __init__(self, call: Call) -> None:
         self.call = call
-        self._payloads: AsyncGenerator[tuple[int, Payload], None] | None = None
+        self._payloads: AsyncGenerator[Payload, None] | None = None
+        self._sequence = 0
 
     def __aiter__(self) -> NumberedPayloads:
         return self
 
     async def __anext__(self) -> tuple[int, Payload]:
         if self._payloads is None:
-            self._payloads = _numbered(self.call)
-        return await self._payloads.__anext__()
+            self._payloads = self.call.payloads()
+        payload = await self._payloads.__anext__()
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        return sequence, payload
 
     async def aclose(self) -> None:
         if self._payloads is not None:
@@ -163,14 +167,6 @@ def _observe_first_byte(scope: Scope, endpoint: Endpoint) -> None:
 def numbered(call: Call) -> NumberedPayloads:
     """A call's payloads with their 0-based sequence numbers (the SSE ids)."""
     return NumberedPayloads(call)
-
-
-async def _numbered(call: Call) -> AsyncGenerator[tuple[int, Payload], None]:
-    sequence = 0
-    async with aclosing(call.payloads()) as payloads:
-        async for payload in payloads:
-            yield sequence, payload
-            sequence += 1
 
 
 async def stream_payloads(
@@ -255,7 +251,7 @@ async def stream_payloads(
                 try:
                     async for item in payloads:
                         chunk = frame(item[1], item[0])
-                        if chunk:
+                        if chunk and not frames.offer(chunk):
                             await frames.put(chunk)
                 finally:
                     frames.close()

@@ -121,7 +121,8 @@ def markdown(results: TransportResults) -> str:
             "",
             f"Command: `{results.command}` — {settings.words} tokens per request; single stream "
             f"= {settings.single_requests} sequential requests, concurrent = "
-            f"{settings.concurrency} streams × {settings.requests_per_stream} request; "
+            f"{settings.concurrency} streams × {settings.requests_per_stream} sequential "
+            f"request{'s' if settings.requests_per_stream != 1 else ''} each; "
             f"median of {settings.rounds} interleaved rounds.",
             "",
             *rows,

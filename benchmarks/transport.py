@@ -35,8 +35,8 @@ class Settings:
     words: int = 2000
     single_requests: int = 8
     concurrency: int = 32
-    requests_per_stream: int = 1
-    rounds: int = 3
+    requests_per_stream: int = 2
+    rounds: int = 7
     ceiling_repeats: int = 20
 
     @classmethod

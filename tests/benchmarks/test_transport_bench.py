@@ -96,7 +96,9 @@ def test_quick_run_measures_all_three_servers_and_writes_results(tmp_path: Path)
         assert summary["server_cpu_microseconds_per_token"] > 0
     for sample in document["samples"]:
         streams = 1 if sample["scenario"] == "single" else quick.concurrency
-        requests = quick.single_requests if sample["scenario"] == "single" else 1
+        requests = (
+            quick.single_requests if sample["scenario"] == "single" else quick.requests_per_stream
+        )
         assert sample["tokens"] == quick.words * streams * requests
         assert sample["seconds"] > 0
     for comparison in document["comparisons"]:

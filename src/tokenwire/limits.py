@@ -21,9 +21,9 @@ class Limits:
         max_tokens: the most tokens a request may ask to generate (more gets 400); also the
             budget of requests that name none. None: the backend's context decides.
         max_concurrent_per_key: running requests per API key (more get 429). None: no cap.
-        send_buffer_bytes: framed bytes an HTTP stream may hold for a client that reads
-            slower than tokens arrive (a frame that arrives while it is below the bound is
-            taken whole).
+        send_buffer_bytes: framed bytes a stream (SSE, NDJSON, WebSocket) may hold for a
+            client that reads slower than tokens arrive (a frame that arrives while it is
+            below the bound is taken whole).
         slow_client_policy: what happens once that buffer is full. "coalesce": the stream's
             token deltas merge into fewer, larger ones until the client catches up.
             "disconnect": a write that waits longer than `send_timeout_seconds` ends the

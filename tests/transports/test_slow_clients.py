@@ -18,6 +18,10 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 from starlette.types import Receive, Scope, Send
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.sync.client import connect
+from websockets.uri import parse_uri
 
 from tests._support.backends import ScriptedBackend
 from tests._support.server import running_server
@@ -31,6 +35,7 @@ from tokenwire.requests import new_request_id
 from tokenwire.transports._backpressure import SendBuffers
 from tokenwire.transports.ndjson import NDJSONTransport
 from tokenwire.transports.sse import SSETransport
+from tokenwire.transports.websocket import WebSocketTransport
 
 pytestmark = pytest.mark.anyio
 
@@ -41,7 +46,7 @@ SNDBUF = 16 * 1024  # the kernel then holds ~32 KiB per connection (see running_
 
 def transport_app(endpoint: Endpoint):  # type: ignore[no-untyped-def]
     """The transports alone over one endpoint, as the app routes a request to them."""
-    transports = [NDJSONTransport(), SSETransport()]
+    transports = [NDJSONTransport(), SSETransport(), WebSocketTransport()]
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -262,3 +267,129 @@ async def test_coalescing_keeps_an_error_after_the_first_token_in_band() -> None
     assert b'"error"' in raw
     assert b"secret" not in raw
     assert "".join(deltas_of(raw)) == "".join(words(2000))
+
+
+# WebSocket: the same policies, one message per payload.
+
+
+@contextmanager
+def stalled_websocket(url: str) -> Iterator[tuple[socket.socket, ClientProtocol]]:
+    """A WebSocket client that sends one streamed request, then reads nothing (~4 KiB window).
+
+    The handshake and frames come from websockets' sans-I/O client, over a plain socket
+    whose receive window is set before connecting.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    protocol = ClientProtocol(parse_uri(f"ws://{host}:{port}{PATH}"))
+    protocol.send_request(protocol.connect())
+    sock.sendall(b"".join(protocol.data_to_send()))
+    sock.settimeout(10)
+    while protocol.handshake_exc is None and not protocol.events_received():
+        protocol.receive_data(sock.recv(4096))
+    assert protocol.handshake_exc is None, protocol.handshake_exc
+    protocol.send_text(body())
+    sock.sendall(b"".join(protocol.data_to_send()))
+    try:
+        yield sock, protocol
+    finally:
+        sock.close()
+
+
+def read_messages(
+    sock: socket.socket, protocol: ClientProtocol, timeout: float = 30.0
+) -> list[str]:
+    """Every text message until the OpenAI stream's `[DONE]` or the connection's end."""
+    sock.settimeout(timeout)
+    messages: list[str] = []
+    while True:
+        data = sock.recv(65536)
+        if data:
+            protocol.receive_data(data)
+        else:
+            protocol.receive_eof()
+        for event in protocol.events_received():
+            if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                messages.append(event.data.decode())
+        if not data or (messages and messages[-1] == "[DONE]"):
+            return messages
+
+
+def websocket_deltas(messages: list[str]) -> list[str]:
+    return deltas_of("\n".join(f"data: {m}" for m in messages).encode())
+
+
+async def test_websocket_coalesce_bounds_a_stalled_readers_buffer_and_merges_its_deltas() -> None:
+    tokens = words(2000)
+    backend = ScriptedBackend(tokens, delay=0.0005)
+    buffers = SendBuffers()
+    endpoint = endpoint_for(backend.generate, Limits(send_buffer_bytes=BUFFER), buffers)
+    with (
+        running_server(transport_app(endpoint), send_buffer=SNDBUF) as url,
+        stalled_websocket(url) as (sock, protocol),
+    ):
+        peak = Peak(buffers)
+        with anyio.fail_after(20):
+            while backend.finished_normally == 0:  # noqa: ASYNC110 - another thread's state
+                await anyio.sleep(0.05)
+        high = peak.stop()
+        messages = await anyio.to_thread.run_sync(read_messages, sock, protocol)
+    assert high >= BUFFER  # the stall reached the server's buffer ...
+    assert high <= 2 * BUFFER + 1024  # ... which stayed bounded
+    texts = websocket_deltas(messages)
+    assert "".join(texts) == "".join(tokens)
+    assert len(texts) < len(tokens) // 2
+    assert messages[-1] == "[DONE]"
+    assert buffers.bytes == 0
+
+
+async def test_websocket_client_that_keeps_up_gets_one_message_per_token() -> None:
+    tokens = words(300)
+    backend = ScriptedBackend(tokens)
+    endpoint = endpoint_for(backend.generate, Limits(send_buffer_bytes=BUFFER), SendBuffers())
+
+    def converse(url: str) -> list[str]:
+        with connect(url.replace("http://", "ws://") + PATH) as websocket:
+            websocket.send(body().decode())
+            messages: list[str] = []
+            while not messages or messages[-1] != "[DONE]":
+                message = websocket.recv(timeout=10)
+                assert isinstance(message, str)
+                messages.append(message)
+            return messages
+
+    with running_server(transport_app(endpoint), send_buffer=SNDBUF) as url:
+        messages = await anyio.to_thread.run_sync(converse, url)
+    assert websocket_deltas(messages) == tokens
+    assert all(json.loads(m) for m in messages[:-1])  # one JSON document per message
+
+
+async def test_websocket_disconnect_policy_ends_a_stalled_stream_after_the_send_timeout() -> None:
+    backend = ScriptedBackend(words(20000), delay=0.0002)
+    registry = CollectorRegistry()
+    metrics = MetricsMiddleware(backend.generate, registry=registry)
+    buffers = SendBuffers(registry)
+    limits = Limits(
+        send_buffer_bytes=BUFFER, slow_client_policy="disconnect", send_timeout_seconds=0.5
+    )
+    endpoint = endpoint_for(metrics, limits, buffers)
+    with (
+        running_server(transport_app(endpoint), send_buffer=SNDBUF) as url,
+        stalled_websocket(url) as (sock, protocol),
+    ):
+        with anyio.fail_after(20):
+            while backend.closed_at is None:  # noqa: ASYNC110 - another thread's state
+                await anyio.sleep(0.05)
+        # The server ended the connection: reading now reaches its end, not [DONE].
+        messages = await anyio.to_thread.run_sync(read_messages, sock, protocol)
+    assert backend.finished_normally == 0
+    assert messages and messages[-1] != "[DONE]"
+    disconnects = registry.get_sample_value(
+        "tokenwire_cancellations_total",
+        {"model": "m", "dialect": "openai-chat", "transport": "websocket", "phase": "decode",
+         "reason": "disconnect"},
+    )  # fmt: skip
+    assert disconnects == 1
+    assert buffers.bytes == 0

@@ -1,9 +1,10 @@
 """Slow clients: a stream's bounded send buffer, and deltas that merge while it is full.
 
 A client that reads slower than tokens arrive must never hold up anything but its own
-stream, and must not make the server hold an unbounded backlog for it. Each HTTP stream
-has a `FrameBuffer` of framed bytes, bounded by `Limits.send_buffer_bytes`, between the
-task that renders payloads and the task that writes to the socket.
+stream, and must not make the server hold an unbounded backlog for it. Each stream (SSE,
+NDJSON or WebSocket; see `_relay`) has a `FrameBuffer` of framed bytes, bounded by
+`Limits.send_buffer_bytes`, between the task that renders payloads and the task that
+writes to the socket.
 
 With the "coalesce" policy an `EventFeed` also sits between the pipeline and the
 dialect. Once the frame buffer is full (the client is behind), a task of the stream takes

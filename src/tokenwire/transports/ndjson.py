@@ -7,7 +7,8 @@ from starlette.types import Receive, Scope, Send
 
 from tokenwire.endpoint import Endpoint
 from tokenwire.interfaces import Payload
-from tokenwire.transports._http import numbered, open_call, stream_payloads
+from tokenwire.transports._http import open_call, stream_payloads
+from tokenwire.transports._relay import numbered
 
 MEDIA_TYPE = "application/x-ndjson"
 

@@ -11,13 +11,13 @@ from tokenwire.endpoint import Endpoint
 from tokenwire.errors import TokenwireError
 from tokenwire.interfaces import Payload
 from tokenwire.transports._http import (
-    numbered,
     open_call,
     read_body,
     request_id_of,
     send_error,
     stream_payloads,
 )
+from tokenwire.transports._relay import numbered
 
 _LINE_BREAKS = str.maketrans("", "", "\r\n")
 

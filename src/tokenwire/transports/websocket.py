@@ -4,12 +4,15 @@ The client sends a request body as a text frame; the server answers with one tex
 payload (the JSON an SSE `data:` line would carry, `[DONE]` included for OpenAI dialects).
 `{"type": "cancel"}` stops the running request, which ends with `{"type": "cancelled"}`.
 Requests on one socket run one after another.
+
+A slow reader meets the endpoint's slow-client policy as HTTP streams do (see `_relay`):
+its deltas coalesce into fewer messages, or, with "disconnect", a send that waits past
+the send timeout ends the request and closes the connection.
 """
 
 from __future__ import annotations
 
 import json
-from contextlib import aclosing
 from typing import Any
 
 import anyio
@@ -18,7 +21,38 @@ from starlette.types import Receive, Scope, Send
 
 from tokenwire.endpoint import Endpoint
 from tokenwire.errors import TokenwireError
+from tokenwire.interfaces import Payload
 from tokenwire.requests import new_request_id
+from tokenwire.transports._relay import numbered, relay
+
+# Frames wait in the stream's buffer joined; NUL, which JSON text never holds, parts them.
+_END = b"\x00"
+
+
+def _frame(payload: Payload, sequence: int) -> bytes:
+    return payload.data.encode() + _END
+
+
+class _Messages:
+    """A WebSocket's text messages, one per payload, as the sink of a relayed stream."""
+
+    __slots__ = ("_endpoint", "_send")
+
+    def __init__(self, send: Send, endpoint: Endpoint) -> None:
+        self._send, self._endpoint = send, endpoint
+
+    async def begin(self) -> None:
+        return None
+
+    async def write(self, body: bytes) -> None:
+        for frame in body.split(_END)[:-1]:
+            await self._send({"type": "websocket.send", "text": frame.decode()})
+
+    async def end(self) -> None:
+        return None
+
+    async def refuse(self, error: TokenwireError) -> None:
+        await _send_json(self._send, self._endpoint.render_error(error).content)
 
 
 def _is_cancel(text: str) -> bool:
@@ -71,28 +105,33 @@ class WebSocketTransport:
             tg.start_soon(read_frames, tg.cancel_scope, inbox_sender)
             async with inbox:
                 async for text in inbox:
+                    kept_up = True
                     with anyio.CancelScope() as call_scope:
                         running.append(call_scope)
                         try:
-                            await self._serve_one(text, scope, send, endpoint)
+                            kept_up = await self._serve_one(text, scope, send, endpoint)
                         finally:
                             running.remove(call_scope)
                     if call_scope.cancelled_caught:
                         await _send_json(send, {"type": "cancelled"})
+                    elif not kept_up:
+                        # Its send is stuck, so no close frame could go out either: the
+                        # connection just ends, as an HTTP stream's does.
+                        break
             tg.cancel_scope.cancel()
 
-    async def _serve_one(self, text: str, scope: Scope, send: Send, endpoint: Endpoint) -> None:
+    async def _serve_one(self, text: str, scope: Scope, send: Send, endpoint: Endpoint) -> bool:
+        """Answer one request; False when the slow-client policy ended it."""
         request_id = new_request_id()
         try:
             call = endpoint.start(text, scope.get("path_params", {}), request_id, self.name)
             if not call.stream:
                 await _send_json(send, await call.respond())
-                return
-            async with aclosing(call.payloads()) as payloads:
-                async for payload in payloads:
-                    await send({"type": "websocket.send", "text": payload.data})
+                return True
         except TokenwireError as error:
             await _send_json(send, endpoint.render_error(error).content)
+            return True
+        return await relay(numbered(call), endpoint, _Messages(send, endpoint), frame=_frame)
 
 
 async def _send_json(send: Send, content: Any) -> None:

@@ -1,0 +1,197 @@
+"""A streamed call's payloads on their way to a socket, under the slow-client policy.
+
+Every streaming transport runs the same two tasks per call: one renders payloads into the
+stream's `FrameBuffer`, the other writes whatever waits there to a `Sink` in one go. The
+sink is what differs: an HTTP response (SSE, NDJSON) or a WebSocket's messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Protocol
+
+import anyio
+from anyio.abc import TaskGroup
+from starlette.types import Message, Receive
+
+from tokenwire.endpoint import Call, Endpoint, closing
+from tokenwire.errors import TokenwireError
+from tokenwire.interfaces import Payload
+from tokenwire.transports._backpressure import EventFeed, FrameBuffer, SendBuffers
+
+Frame = Callable[[Payload, int], bytes]
+"""Encode one payload, given its 0-based sequence number; b"" leaves it out."""
+
+logger = logging.getLogger("tokenwire")
+
+
+class Sink(Protocol):
+    """Where a relayed stream goes."""
+
+    async def begin(self) -> None:
+        """The first payload is ready (an HTTP response sends its headers now)."""
+
+    async def write(self, body: bytes) -> None:
+        """Send framed bytes: one frame or several, whole."""
+
+    async def end(self) -> None:
+        """The stream is complete."""
+
+    async def refuse(self, error: TokenwireError) -> None:
+        """The call failed before its first payload: answer with the error instead."""
+
+
+class NumberedPayloads:
+    """A call's payloads with their 0-based sequence numbers (the SSE ids).
+
+    Keeps the call, so that `relay` can put an `EventFeed` under it. Counts in `__anext__`
+    rather than through another async generator: every token passes here.
+    """
+
+    __slots__ = ("_payloads", "_sequence", "call")
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self._payloads: AsyncGenerator[Payload, None] | None = None
+        self._sequence = 0
+
+    def __aiter__(self) -> NumberedPayloads:
+        return self
+
+    async def __anext__(self) -> tuple[int, Payload]:
+        if self._payloads is None:
+            self._payloads = self.call.payloads()
+        payload = await self._payloads.__anext__()
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        return sequence, payload
+
+    async def aclose(self) -> None:
+        if self._payloads is not None:
+            await self._payloads.aclose()
+
+
+def numbered(call: Call) -> NumberedPayloads:
+    """A call's payloads with their 0-based sequence numbers (the SSE ids)."""
+    return NumberedPayloads(call)
+
+
+async def cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    """Cancel `scope` when the HTTP client leaves (its request body is read by now)."""
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return
+
+
+async def relay(
+    payloads: AsyncIterator[tuple[int, Payload]],
+    endpoint: Endpoint,
+    sink: Sink,
+    *,
+    frame: Frame,
+    keepalive: bytes | None = None,
+    disconnects: Receive | None = None,
+    on_first_byte: Callable[[], None] | None = None,
+) -> bool:
+    """Stream numbered payloads to `sink`; False when the slow-client policy ended it.
+
+    The sink begins only once the first payload is ready, so a failure before the first
+    token is refused as a real error. `disconnects` is the ASGI receive to watch for an HTTP
+    client leaving (a WebSocket transport watches its own). A client that reads too slowly
+    is met with the endpoint's slow-client policy (see `_backpressure`): its deltas
+    coalesce, or a write that waits past the send timeout ends the stream as a disconnect
+    would.
+    """
+    limits = endpoint.limits
+    frames = FrameBuffer(limits.send_buffer_bytes, endpoint.send_buffers or SendBuffers())
+    feed: EventFeed | None = None
+    if limits.slow_client_policy == "coalesce" and isinstance(payloads, NumberedPayloads):
+        # Merging happens on events, under the dialect: the call reads them from the feed,
+        # which reads the pipeline (and is closed below, after the tasks that pull it).
+        call = payloads.call
+        feed = EventFeed(frames, call.generate(call.request))
+        call.generate = feed.events
+    timeout = limits.send_timeout_seconds if limits.slow_client_policy == "disconnect" else None
+    last_write = anyio.current_time()
+    cut_off = False  # the slow-client policy ended the stream
+
+    async def write(body: bytes, tg: TaskGroup) -> bool:
+        """Send one chunk; False when the client took too long and the stream was ended."""
+        nonlocal last_write, cut_off
+        frames.sending_started()
+        try:
+            if timeout is None:
+                await sink.write(body)
+            else:
+                with anyio.move_on_after(timeout) as waited:
+                    await sink.write(body)
+                if waited.cancelled_caught:
+                    logger.warning(
+                        "client read nothing for %.1f s; ending the stream (slow client policy "
+                        "'disconnect')",
+                        timeout,
+                    )
+                    cut_off = True
+                    tg.cancel_scope.cancel()
+                    return False
+        finally:
+            frames.sending = False
+        last_write = anyio.current_time()
+        return True
+
+    try:
+        async with closing(payloads), anyio.create_task_group() as tg:
+            if disconnects is not None:
+                tg.start_soon(cancel_on_disconnect, disconnects, tg.cancel_scope)
+            if feed is not None:
+                feed.task_group = tg
+            try:
+                first = await payloads.__anext__()
+            except TokenwireError as error:
+                await sink.refuse(error)
+                tg.cancel_scope.cancel()
+                return True
+            await sink.begin()
+            if not await write(frame(first[1], first[0]), tg):
+                return False
+            if on_first_byte is not None:
+                on_first_byte()
+
+            async def pump() -> None:
+                # A separate task renders the payloads, so the writer below can send
+                # whatever is waiting in one write while the client is slow.
+                try:
+                    async for item in payloads:
+                        chunk = frame(item[1], item[0])
+                        if chunk and not frames.offer(chunk):
+                            await frames.put(chunk)
+                finally:
+                    frames.close()
+
+            async def keep_alive(chunk: bytes, interval: float) -> None:
+                while True:
+                    await anyio.sleep(max(0.0, last_write + interval - anyio.current_time()))
+                    # A write in flight means the client is slow, not that the stream is idle.
+                    if not frames.sending and anyio.current_time() - last_write >= interval:
+                        await write(chunk, tg)
+
+            tg.start_soon(pump)
+            if keepalive:
+                tg.start_soon(keep_alive, keepalive, endpoint.keepalive_seconds)
+            while (body := await frames.take()) is not None:
+                sent = await write(body, tg)
+                frames.sent(len(body))
+                if not sent:
+                    return False
+            await sink.end()
+            tg.cancel_scope.cancel()
+    finally:
+        frames.discard()
+        if feed is not None:
+            feed.discard()
+            async with closing(feed.source):
+                pass
+    return not cut_off  # also True when the HTTP client left: that is no slow client

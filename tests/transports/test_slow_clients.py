@@ -10,7 +10,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
 import anyio
@@ -28,7 +28,7 @@ from tests._support.server import running_server
 from tokenwire import Event, Finish, GenerationRequest, TokenDelta, Usage
 from tokenwire.dialects.openai_chat import OpenAIChatDialect
 from tokenwire.endpoint import Endpoint
-from tokenwire.interfaces import Generate
+from tokenwire.interfaces import Generate, Transport
 from tokenwire.limits import Limits
 from tokenwire.middlewares.metrics import MetricsMiddleware
 from tokenwire.requests import new_request_id
@@ -46,7 +46,7 @@ SNDBUF = 16 * 1024  # the kernel then holds ~32 KiB per connection (see running_
 
 def transport_app(endpoint: Endpoint):  # type: ignore[no-untyped-def]
     """The transports alone over one endpoint, as the app routes a request to them."""
-    transports = [NDJSONTransport(), SSETransport(), WebSocketTransport()]
+    transports: list[Transport] = [NDJSONTransport(), SSETransport(), WebSocketTransport()]
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -92,7 +92,7 @@ def stalled_reader(url: str) -> Iterator[socket.socket]:
 
 def read_all(sock: socket.socket, timeout: float = 30.0) -> bytes:
     sock.settimeout(timeout)
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = sock.recv(65536)
         if not chunk:
@@ -151,32 +151,6 @@ def words(n: int) -> list[str]:
     return [f" w{i}" for i in range(n)]
 
 
-async def test_coalesce_bounds_a_stalled_readers_buffer_and_merges_its_deltas() -> None:
-    tokens = words(2000)
-    backend = ScriptedBackend(tokens, delay=0.0005)
-    buffers = SendBuffers()
-    endpoint = endpoint_for(backend.generate, Limits(send_buffer_bytes=BUFFER), buffers)
-    with (
-        running_server(transport_app(endpoint), send_buffer=SNDBUF) as url,
-        stalled_reader(url) as sock,
-    ):
-        peak = Peak(buffers)
-        # The backend runs to its end although the client reads nothing: the feed pulls it.
-        with anyio.fail_after(20):
-            while backend.finished_normally == 0:  # noqa: ASYNC110 - another thread's state
-                await anyio.sleep(0.05)
-        high = peak.stop()
-        raw = await anyio.to_thread.run_sync(read_all, sock)
-    # The stall reached the server's own buffer (else this test proves nothing) ...
-    assert high >= BUFFER
-    # ... which stayed bounded: framed bytes plus merged text, each about one buffer.
-    assert high <= 2 * BUFFER + 1024
-    texts = deltas_of(raw)
-    assert "".join(texts) == "".join(tokens)
-    assert len(texts) < len(tokens) // 2  # fewer, larger deltas
-    assert buffers.bytes == 0
-
-
 async def test_a_client_that_keeps_up_gets_one_delta_per_token() -> None:
     tokens = words(300)
     backend = ScriptedBackend(tokens)
@@ -212,29 +186,39 @@ async def test_stalled_readers_do_not_slow_other_streams() -> None:
         assert max_gap < 1.0
 
 
+class Disconnecting:
+    """A long, fast stream behind the metrics middleware, under the 'disconnect' policy."""
+
+    def __init__(self) -> None:
+        self.backend = ScriptedBackend(words(20000), delay=0.0002)
+        self.registry = CollectorRegistry()
+        metrics = MetricsMiddleware(self.backend.generate, registry=self.registry)
+        self.buffers = SendBuffers(self.registry)
+        limits = Limits(
+            send_buffer_bytes=BUFFER, slow_client_policy="disconnect", send_timeout_seconds=0.5
+        )
+        self.endpoint = endpoint_for(metrics, limits, self.buffers)
+
+    def disconnects(self, transport: str) -> float | None:
+        return self.registry.get_sample_value(
+            "tokenwire_cancellations_total",
+            {"model": "m", "dialect": "openai-chat", "transport": transport, "phase": "decode",
+             "reason": "disconnect"},
+        )  # fmt: skip
+
+
 async def test_disconnect_policy_ends_a_stalled_stream_after_the_send_timeout() -> None:
-    backend = ScriptedBackend(words(20000), delay=0.0002)
-    registry = CollectorRegistry()
-    metrics = MetricsMiddleware(backend.generate, registry=registry)
-    buffers = SendBuffers(registry)
-    limits = Limits(
-        send_buffer_bytes=BUFFER, slow_client_policy="disconnect", send_timeout_seconds=0.5
-    )
-    endpoint = endpoint_for(metrics, limits, buffers)
-    with running_server(transport_app(endpoint), send_buffer=SNDBUF) as url, stalled_reader(url):
+    case = Disconnecting()
+    app = transport_app(case.endpoint)
+    with running_server(app, send_buffer=SNDBUF) as url, stalled_reader(url):
         with anyio.fail_after(20):
-            while backend.closed_at is None:  # noqa: ASYNC110 - another thread's state
+            while case.backend.closed_at is None:  # noqa: ASYNC110 - another thread's state
                 await anyio.sleep(0.05)
         await anyio.sleep(0.1)
-    assert backend.finished_normally == 0  # the backend generator was closed mid-stream
-    disconnects = registry.get_sample_value(
-        "tokenwire_cancellations_total",
-        {"model": "m", "dialect": "openai-chat", "transport": "sse", "phase": "decode",
-         "reason": "disconnect"},
-    )  # fmt: skip
-    assert disconnects == 1
-    assert buffers.bytes == 0
-    assert registry.get_sample_value("tokenwire_stream_buffered_bytes") == 0
+    assert case.backend.finished_normally == 0  # the backend generator was closed mid-stream
+    assert case.disconnects("sse") == 1
+    assert case.buffers.bytes == 0
+    assert case.registry.get_sample_value("tokenwire_stream_buffered_bytes") == 0
 
 
 async def test_disconnect_policy_leaves_a_reading_client_alone() -> None:
@@ -312,7 +296,7 @@ def read_messages(
             protocol.receive_eof()
         for event in protocol.events_received():
             if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
-                messages.append(event.data.decode())
+                messages.append(bytes(event.data).decode())
         if not data or (messages and messages[-1] == "[DONE]"):
             return messages
 
@@ -321,27 +305,42 @@ def websocket_deltas(messages: list[str]) -> list[str]:
     return deltas_of("\n".join(f"data: {m}" for m in messages).encode())
 
 
-async def test_websocket_coalesce_bounds_a_stalled_readers_buffer_and_merges_its_deltas() -> None:
+@contextmanager
+def stalled_client(url: str, transport: str) -> Iterator[Callable[[], list[str]]]:
+    """A client of `transport` that stops reading; yields what reads the rest (its deltas)."""
+    if transport == "sse":
+        with stalled_reader(url) as sock:
+            yield lambda: deltas_of(read_all(sock))
+    else:
+        with stalled_websocket(url) as (sock, protocol):
+            yield lambda: websocket_deltas(read_messages(sock, protocol))
+
+
+@pytest.mark.parametrize("transport", ["sse", "websocket"])
+async def test_coalesce_bounds_a_stalled_readers_buffer_and_merges_its_deltas(
+    transport: str,
+) -> None:
     tokens = words(2000)
     backend = ScriptedBackend(tokens, delay=0.0005)
     buffers = SendBuffers()
     endpoint = endpoint_for(backend.generate, Limits(send_buffer_bytes=BUFFER), buffers)
     with (
         running_server(transport_app(endpoint), send_buffer=SNDBUF) as url,
-        stalled_websocket(url) as (sock, protocol),
+        stalled_client(url, transport) as read_deltas,
     ):
         peak = Peak(buffers)
+        # The backend runs to its end although the client reads nothing: the feed pulls it.
         with anyio.fail_after(20):
             while backend.finished_normally == 0:  # noqa: ASYNC110 - another thread's state
                 await anyio.sleep(0.05)
         high = peak.stop()
-        messages = await anyio.to_thread.run_sync(read_messages, sock, protocol)
-    assert high >= BUFFER  # the stall reached the server's buffer ...
-    assert high <= 2 * BUFFER + 1024  # ... which stayed bounded
-    texts = websocket_deltas(messages)
+        texts = await anyio.to_thread.run_sync(read_deltas)
+    # The stall reached the server's own buffer (else this test proves nothing) ...
+    assert high >= BUFFER
+    # ... which stayed bounded: framed bytes plus merged text, each about one buffer.
+    assert high <= 2 * BUFFER + 1024
     assert "".join(texts) == "".join(tokens)
-    assert len(texts) < len(tokens) // 2
-    assert messages[-1] == "[DONE]"
+    assert len(texts) < len(tokens) // 2  # fewer, larger deltas
     assert buffers.bytes == 0
 
 
@@ -367,29 +366,17 @@ async def test_websocket_client_that_keeps_up_gets_one_message_per_token() -> No
 
 
 async def test_websocket_disconnect_policy_ends_a_stalled_stream_after_the_send_timeout() -> None:
-    backend = ScriptedBackend(words(20000), delay=0.0002)
-    registry = CollectorRegistry()
-    metrics = MetricsMiddleware(backend.generate, registry=registry)
-    buffers = SendBuffers(registry)
-    limits = Limits(
-        send_buffer_bytes=BUFFER, slow_client_policy="disconnect", send_timeout_seconds=0.5
-    )
-    endpoint = endpoint_for(metrics, limits, buffers)
+    case = Disconnecting()
     with (
-        running_server(transport_app(endpoint), send_buffer=SNDBUF) as url,
+        running_server(transport_app(case.endpoint), send_buffer=SNDBUF) as url,
         stalled_websocket(url) as (sock, protocol),
     ):
         with anyio.fail_after(20):
-            while backend.closed_at is None:  # noqa: ASYNC110 - another thread's state
+            while case.backend.closed_at is None:  # noqa: ASYNC110 - another thread's state
                 await anyio.sleep(0.05)
         # The server ended the connection: reading now reaches its end, not [DONE].
         messages = await anyio.to_thread.run_sync(read_messages, sock, protocol)
-    assert backend.finished_normally == 0
+    assert case.backend.finished_normally == 0
     assert messages and messages[-1] != "[DONE]"
-    disconnects = registry.get_sample_value(
-        "tokenwire_cancellations_total",
-        {"model": "m", "dialect": "openai-chat", "transport": "websocket", "phase": "decode",
-         "reason": "disconnect"},
-    )  # fmt: skip
-    assert disconnects == 1
-    assert buffers.bytes == 0
+    assert case.disconnects("websocket") == 1
+    assert case.buffers.bytes == 0

@@ -3,6 +3,7 @@ check that a graph has the inputs and outputs its manifest's KV contract names."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,28 @@ class RunnerSettings:
     @property
     def logits_rows(self) -> int:
         """Rows of logits one run may return: a batch's last positions, or a whole chunk's."""
-        return max(1 if self.last_logits else self.max_run_tokens, self.max_batch)
+        return max(self.logits_positions(self.max_run_tokens), self.max_batch)
+
+    def logits_positions(self, tokens: int) -> int:
+        """Positions with logits when a run feeds `tokens` per row."""
+        return 1 if self.last_logits else tokens
+
+    def check_restore(self, blocks: Sequence[np.ndarray], length: int) -> None:
+        """Refuse to restore `length` tokens that `blocks` do not hold or a slot cannot."""
+        if not blocks or length > len(blocks) * blocks[0].shape[2] or length > self.max_context:
+            raise ValueError(f"cannot restore {length} tokens from {len(blocks)} blocks")
+
+    def check_feed(self, start: int, count: int) -> None:
+        """Refuse a prefill of `count` tokens into a slot holding `start`, past the context."""
+        if count == 0 or start + count > self.max_context:
+            raise ValueError(
+                f"cannot feed {count} tokens to a slot holding {start} of {self.max_context}"
+            )
+
+    def check_decode(self, longest: int) -> None:
+        """Refuse a decode step when a row already holds `longest` = the whole context."""
+        if longest >= self.max_context:
+            raise ValueError(f"a slot is full ({self.max_context} tokens)")
 
 
 class LogitsBuffer:

@@ -73,7 +73,7 @@ class ConcatKVRunner:
         if self.contract.position_ids:
             binding.bind_cpu_input("position_ids", positions)
         rows, seq = input_ids.shape
-        self.logits.bind(binding, rows, 1 if self.settings.last_logits else seq)
+        self.logits.bind(binding, rows, self.settings.logits_positions(seq))
         for (past_name, present_name), value in zip(self.names, past, strict=True):
             binding.bind_ortvalue_input(past_name, value)
             binding.bind_output(present_name, self.placement.ort_device, self.placement.device_id)
@@ -83,12 +83,7 @@ class ConcatKVRunner:
         return list(binding.get_outputs()[1:])
 
     def restore(self, slot: int, blocks: Sequence[np.ndarray], length: int) -> None:
-        if (
-            not blocks
-            or length > len(blocks) * blocks[0].shape[2]
-            or length > self.settings.max_context
-        ):
-            raise ValueError(f"cannot restore {length} tokens from {len(blocks)} blocks")
+        self.settings.check_restore(blocks, length)
         # A prefilling slot's past is its own OrtValues, joined from copies of the blocks.
         self._pending[slot] = [self._ortvalue(tensor) for tensor in join_blocks(blocks, length)]
         self.lengths[slot] = length
@@ -103,10 +98,7 @@ class ConcatKVRunner:
     def prefill(self, slot: int, token_ids: np.ndarray) -> np.ndarray:
         start, count = int(self.lengths[slot]), len(token_ids)
         total = start + count
-        if count == 0 or total > self.settings.max_context:
-            raise ValueError(
-                f"cannot feed {count} tokens to a slot holding {start} of {self.settings.max_context}"
-            )
+        self.settings.check_feed(start, count)
         past = self._pending.get(slot, self._empty)
         self._pending[slot] = self._run(
             np.ascontiguousarray(token_ids, dtype=np.int64)[None, :],
@@ -115,7 +107,7 @@ class ConcatKVRunner:
             past,
         )
         self.lengths[slot] = total
-        positions = 1 if self.settings.last_logits else count
+        positions = self.settings.logits_positions(count)
         row: np.ndarray = self.logits.view(1, positions)[0, positions - 1]
         return row
 
@@ -129,8 +121,7 @@ class ConcatKVRunner:
             self._regroup(tuple(slots))
         rows = np.asarray(slots, dtype=np.int64)
         count = len(rows)
-        if int(self.lengths[rows].max()) >= self.settings.max_context:
-            raise ValueError(f"a slot is full ({self.settings.max_context} tokens)")
+        self.settings.check_decode(int(self.lengths[rows].max()))
         mask = np.concatenate([self._mask, np.ones((count, 1), dtype=np.int64)], axis=1)
         self._past = self._run(
             np.asarray(tokens, dtype=np.int64)[:, None],

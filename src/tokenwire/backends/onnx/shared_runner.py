@@ -61,12 +61,7 @@ class SharedKVRunner:
         return [view[slot] for view in views]
 
     def restore(self, slot: int, blocks: Sequence[np.ndarray], length: int) -> None:
-        if (
-            not blocks
-            or length > len(blocks) * blocks[0].shape[2]
-            or length > self.settings.max_context
-        ):
-            raise ValueError(f"cannot restore {length} tokens from {len(blocks)} blocks")
+        self.settings.check_restore(blocks, length)
         write_blocks(self._rows(slot), blocks)
         self.lengths[slot] = length
 
@@ -78,10 +73,7 @@ class SharedKVRunner:
     def prefill(self, slot: int, token_ids: np.ndarray) -> np.ndarray:
         start, count = int(self.lengths[slot]), len(token_ids)
         total = start + count
-        if count == 0 or total > self.settings.max_context:
-            raise ValueError(
-                f"cannot feed {count} tokens to a slot holding {start} of {self.settings.max_context}"
-            )
+        self.settings.check_feed(start, count)
         binding = self._prefill
         binding.bind_cpu_input(
             "input_ids", np.ascontiguousarray(token_ids, dtype=np.int64)[None, :]
@@ -89,7 +81,7 @@ class SharedKVRunner:
         binding.bind_cpu_input("attention_mask", np.ones((1, total), dtype=np.int64))
         if self.contract.position_ids:
             binding.bind_cpu_input("position_ids", self._positions[None, start:total].copy())
-        positions = 1 if self.settings.last_logits else count
+        positions = self.settings.logits_positions(count)
         self.logits.bind(binding, 1, positions)
         self.cache.bind(binding, slot, 1)
         self.session.run_with_iobinding(binding)
@@ -110,9 +102,9 @@ class SharedKVRunner:
         input_ids = np.full((count, 1), self.settings.pad_token_id, dtype=np.int64)
         input_ids[index, 0] = tokens
         lengths = self.lengths[low:high]
-        width = int(lengths.max()) + 1
-        if width > self.settings.max_context:
-            raise ValueError(f"a slot is full ({self.settings.max_context} tokens)")
+        longest = int(lengths.max())
+        self.settings.check_decode(longest)
+        width = longest + 1
         binding = self._decode
         binding.bind_cpu_input("input_ids", input_ids)
         binding.bind_cpu_input(

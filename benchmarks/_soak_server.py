@@ -31,7 +31,7 @@ from tokenwire.backends.echo import EchoBackend
 from tokenwire.interfaces import Backend
 from tokenwire.limits import Limits
 from tokenwire.middlewares.metrics import MetricsMiddleware
-from tokenwire.transports._backpressure import SendBuffers
+from tokenwire.send_buffers import SendBuffers
 
 # The kernel's send buffer per connection. Left alone it grows to ~4 MB on loopback, so a
 # slow reader would not push back on the server until megabytes were written.

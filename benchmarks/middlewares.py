@@ -42,9 +42,8 @@ from benchmarks._middleware_probes import (
     throughput,
 )
 from benchmarks.prompt_cache import find_model
-from tokenwire import create_app
+from tokenwire import ResumeConfig, create_app
 from tokenwire.backends.onnx.backend import OnnxBackend
-from tokenwire.resume import ResumeConfig
 
 SECTION = "middlewares"
 REPO = Path(__file__).resolve().parents[1]

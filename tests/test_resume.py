@@ -10,8 +10,7 @@ import pytest
 from tests._support.asgi import sse_events
 from tests._support.backends import ScriptedBackend
 from tests._support.server import running_server
-from tokenwire import create_app
-from tokenwire.resume import ResumeConfig
+from tokenwire import ResumeConfig, create_app
 
 WORDS = [f" w{i}" for i in range(120)]
 

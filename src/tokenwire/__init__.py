@@ -1,7 +1,7 @@
 """tokenwire: stream every LLM token to the client the moment the model produces it."""
 
 from tokenwire.app import TokenwireMiddleware, create_app
-from tokenwire.endpoint import Call, Endpoint
+from tokenwire.endpoint import Call, Endpoint, Transport
 from tokenwire.errors import (
     AuthenticationError,
     ContextLengthExceededError,
@@ -17,24 +17,29 @@ from tokenwire.errors import (
     TokenwireError,
 )
 from tokenwire.events import Event, Finish, FinishReason, PhaseName, Progress, TokenDelta, Usage
+from tokenwire.host import BackendHost
 from tokenwire.interfaces import (
     Backend,
     Dialect,
     ErrorBody,
     Exchange,
+    ExportsMetrics,
     Generate,
     Middleware,
     MiddlewareFactory,
+    ObservesFirstByte,
     Payload,
-    Transport,
+    ServesRoutes,
 )
 from tokenwire.pipeline import build_pipeline
 from tokenwire.plugins import PluginError, list_plugins, load_plugin
 from tokenwire.requests import ChatMessage, GenerationRequest
+from tokenwire.transports._resume import ResumeConfig
 
 __all__ = [
     "AuthenticationError",
     "Backend",
+    "BackendHost",
     "Call",
     "ChatMessage",
     "ContextLengthExceededError",
@@ -44,6 +49,7 @@ __all__ = [
     "ErrorBody",
     "Event",
     "Exchange",
+    "ExportsMetrics",
     "Finish",
     "FinishReason",
     "Generate",
@@ -54,6 +60,7 @@ __all__ = [
     "Middleware",
     "MiddlewareFactory",
     "NotFoundError",
+    "ObservesFirstByte",
     "Payload",
     "PhaseName",
     "PluginError",
@@ -61,6 +68,8 @@ __all__ = [
     "QueueFullError",
     "RateLimitError",
     "RequestTooLargeError",
+    "ResumeConfig",
+    "ServesRoutes",
     "ServiceUnavailableError",
     "TokenDelta",
     "TokenwireError",

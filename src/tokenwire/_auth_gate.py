@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tokenwire.auth import ApiKeys
 from tokenwire.endpoint import Endpoint
 from tokenwire.errors import AuthenticationError
-from tokenwire.transports._http import send_json
+from tokenwire.transports._replies import send_json
 
 
 class AuthGate:

@@ -97,9 +97,9 @@ def load_config(args: argparse.Namespace) -> ServeConfig:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from tokenwire import ResumeConfig
     from tokenwire.app import DEFAULT_PUBLIC_PATHS, create_app
     from tokenwire.limits import Limits
-    from tokenwire.resume import ResumeConfig
     from tokenwire.server import run_server
 
     config = load_config(args)

@@ -1,4 +1,8 @@
-"""An endpoint joins one dialect to the pipeline: bytes in, a `Call` whose payloads stream out."""
+"""An endpoint joins one dialect to the pipeline: bytes in, a `Call` whose payloads stream out.
+
+Also home of the `Transport` contract, since a transport is handed an endpoint: it reads the
+body, asks the endpoint for a `Call`, and frames the call's payloads on its connection.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ import logging
 import math
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from contextlib import suppress
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -21,14 +25,15 @@ from tokenwire.errors import (
     TokenwireError,
     as_tokenwire_error,
 )
-from tokenwire.events import Finish, Progress, TokenDelta
+from tokenwire.events import Event, Finish, Progress, TokenDelta
 from tokenwire.interfaces import Dialect, ErrorBody, Exchange, Generate, Payload
 from tokenwire.limits import Limits
+from tokenwire.pipeline import closing
+from tokenwire.requests import GenerationRequest
+from tokenwire.send_buffers import SendBuffers
 
 if TYPE_CHECKING:
-    from tokenwire.resume import ResumeService
-    from tokenwire.transports._backpressure import SendBuffers
-from tokenwire.requests import GenerationRequest
+    from starlette.types import Receive, Scope, Send
 
 logger = logging.getLogger("tokenwire")
 
@@ -45,15 +50,21 @@ class Call:
     def stream(self) -> bool:
         return self.exchange.stream
 
-    async def payloads(self) -> AsyncGenerator[Payload, None]:
-        """The dialect's payloads for this call.
+    async def payloads(
+        self, events: AsyncIterator[Event] | None = None
+    ) -> AsyncGenerator[Payload, None]:
+        """The dialect's payloads for this call, rendered from `events` (by default the
+        pipeline's stream for the request; a transport may pass that stream through a feed
+        of its own, e.g. to merge deltas for a slow client).
 
         The first backend event is awaited before anything is yielded, so a failure before
         the first token raises (and becomes a real HTTP error); a failure after it becomes
         the dialect's in-band error payloads and ends the stream cleanly.
         """
         exchange = self.exchange
-        async with closing(self.generate(self.request)) as events:
+        if events is None:
+            events = self.generate(self.request)
+        async with closing(events):
             try:
                 first = await events.__anext__()
                 while isinstance(first, Progress):
@@ -95,20 +106,6 @@ class Call:
             except Exception as exc:
                 raise _log_failure(self.request, exc) from exc
         raise _no_finish(self.request)
-
-
-_T = TypeVar("_T")
-
-
-@asynccontextmanager
-async def closing(stream: AsyncIterator[_T]) -> AsyncIterator[AsyncIterator[_T]]:
-    """Close `stream` on exit when it can be closed (async generators can; plain iterators may not)."""
-    try:
-        yield stream
-    finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 def parse_timeout(value: object, field: str) -> float:
@@ -174,10 +171,8 @@ class Endpoint:
     model_id: str
     limits: Limits = Limits()
     keepalive_seconds: float = 15.0
-    resume: ResumeService | None = None
-    # Middlewares that time the first response byte (see `observe_first_byte`).
+    # Middlewares that time the first response byte (`ObservesFirstByte`).
     first_byte_observers: tuple[Callable[[GenerationRequest, float], None], ...] = ()
-    extra_headers: Mapping[str, str] = field(default_factory=dict)
     # Bytes held for slow clients, shared by an app's endpoints (the buffered-bytes gauge).
     send_buffers: SendBuffers | None = None
 
@@ -247,3 +242,16 @@ class Endpoint:
             headers = {**body.headers, "retry-after": str(max(1, round(error.retry_after)))}
             return ErrorBody(body.status_code, body.content, headers)
         return body
+
+
+class Transport(Protocol):
+    """Frames payloads on one kind of connection and owns it: it notices the client leaving
+    and cancels the stream it reads."""
+
+    name: str
+
+    def accepts(self, scope: Scope) -> bool: ...
+
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint
+    ) -> None: ...

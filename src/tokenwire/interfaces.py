@@ -1,6 +1,10 @@
-"""The four plugin contracts — Backend, Middleware, Dialect, Transport — and their shared types.
+"""The plugin contracts below the endpoint — Backend, Middleware, Dialect — and their shared types.
 
-Plugin authors implement these Protocols; they never subclass tokenwire classes.
+Plugin authors implement these Protocols; they never subclass tokenwire classes. The fourth
+contract, `Transport`, is handed an `Endpoint`, so it lives beside it in `tokenwire.endpoint`.
+A middleware may also declare what it offers the app beside its stream — routes, a
+first-byte observer, a metrics registry — through the capability Protocols at the end; the
+app looks for exactly these and nothing else.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from tokenwire.events import Event, Finish
 from tokenwire.requests import GenerationRequest
 
 if TYPE_CHECKING:
-    from starlette.types import Receive, Scope, Send
+    from prometheus_client import CollectorRegistry
+    from starlette.routing import BaseRoute
 
-    from tokenwire.endpoint import Endpoint
     from tokenwire.errors import TokenwireError
 
 Generate = Callable[[GenerationRequest], AsyncIterator[Event]]
@@ -39,8 +43,8 @@ class Middleware(Protocol):
     """Wraps the next `Generate`, as ASGI middleware wraps an app.
 
     Constructed as `cls(app, **options)`; may rewrite the request, observe or rewrite events,
-    stop early, or answer without calling `app`. An instance may also have a `routes`
-    attribute (Starlette routes) that the app serves beside the API, e.g. `/metrics`.
+    stop early, or answer without calling `app`. It may also implement the capability
+    Protocols below (`ServesRoutes`, `ObservesFirstByte`, `ExportsMetrics`).
     """
 
     def __call__(self, request: GenerationRequest) -> AsyncIterator[Event]: ...
@@ -97,7 +101,7 @@ class Exchange(Protocol):
 class Dialect(Protocol):
     """An API's JSON shapes: parses bodies into requests, renders events and errors.
 
-    `routes` are `(path, methods)` pairs. `sse_fields` is False for APIs whose clients
+    `routes` are the paths it answers (POST, and WebSocket upgrades). `sse_fields` is False for APIs whose clients
     choke on SSE `id:`/`event:` lines and comments (google-genai); `keepalive` is the
     payload to send while idle, or None for an SSE comment.
     """
@@ -114,14 +118,24 @@ class Dialect(Protocol):
     def render_error(self, error: TokenwireError) -> ErrorBody: ...
 
 
-class Transport(Protocol):
-    """Frames payloads on one kind of connection and owns it: it notices the client leaving
-    and cancels the stream it reads."""
+@runtime_checkable
+class ServesRoutes(Protocol):
+    """A middleware that serves HTTP routes of its own beside the API (`/metrics`,
+    `DELETE /v1/requests/{id}`)."""
 
-    name: str
+    routes: Sequence[BaseRoute]
 
-    def accepts(self, scope: Scope) -> bool: ...
 
-    async def __call__(
-        self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint
-    ) -> None: ...
+@runtime_checkable
+class ObservesFirstByte(Protocol):
+    """A middleware that times the first response byte, which only the transport sees."""
+
+    def observe_first_byte(self, request: GenerationRequest, seconds: float) -> None: ...
+
+
+@runtime_checkable
+class ExportsMetrics(Protocol):
+    """A middleware whose Prometheus registry the app also exports its own gauges to."""
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry: ...

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tokenwire.prompt_cache import PromptCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +28,9 @@ class GenerationRequest:
 
     `deadline` is an `anyio.current_time()` value after which the stream is cut short;
     `max_tokens` None means "until the context is full". `dialect` and `transport` name where
-    the request came from (bounded metric labels), filled in by the endpoint.
+    the request came from (bounded metric labels), filled in by the endpoint. `prompt_cache` is
+    the KV prefix cache a backend may reuse, put there by the `prompt_cache` middleware; it is
+    no part of the request's value (not compared, not shown).
     """
 
     model: str
@@ -40,6 +46,7 @@ class GenerationRequest:
     deadline: float | None = None
     dialect: str = ""
     transport: str = ""
+    prompt_cache: PromptCache | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):

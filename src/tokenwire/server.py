@@ -22,7 +22,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from tokenwire._host import BackendHost
+from tokenwire.host import BackendHost
 
 logger = logging.getLogger("tokenwire")
 

@@ -25,7 +25,7 @@ from tokenwire import (
 from tokenwire.backends.echo import EchoBackend
 from tokenwire.backends.onnx import OnnxBackend
 from tokenwire.middlewares import CancellationMiddleware, MetricsMiddleware, PromptCacheMiddleware
-from tokenwire.prefix_cache import PrefixCache, current_prefix_cache
+from tokenwire.prompt_cache import PromptCache
 
 SYSTEM = (
     "You are a tiny robot. The capital city of France is Paris. The capital of Japan is "
@@ -40,19 +40,18 @@ def request(prompt: str = "hello") -> GenerationRequest:
 
 
 class ProbeBackend:
-    """Records which prefix cache it can see when its stream starts and after its first event."""
+    """Records which prompt cache each request it gets carries."""
 
     model_id = "probe"
 
     def __init__(self) -> None:
-        self.seen: list[PrefixCache | None] = []
+        self.seen: list[PromptCache | None] = []
         self.closed = False
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
         try:
-            self.seen.append(current_prefix_cache())
+            self.seen.append(request.prompt_cache)
             yield TokenDelta("a", (1,))
-            self.seen.append(current_prefix_cache())
             yield TokenDelta("b", (2,))
             yield Finish("stop", Usage(10, 2, 8))
         finally:
@@ -60,12 +59,13 @@ class ProbeBackend:
 
 
 @pytest.mark.anyio
-async def test_the_backend_sees_the_cache_only_while_its_stream_starts() -> None:
+async def test_the_backend_gets_the_cache_on_the_request() -> None:
     backend = ProbeBackend()
     middleware = PromptCacheMiddleware(backend.generate, max_bytes=1000, block_tokens=4)
-    events = [event async for event in middleware(request())]
-    assert backend.seen == [middleware.cache, None]
-    assert current_prefix_cache() is None
+    sent = request()
+    events = [event async for event in middleware(sent)]
+    assert backend.seen == [middleware.cache]
+    assert sent.prompt_cache is None  # the caller's request is left as it was
     assert [type(e) for e in events] == [TokenDelta, TokenDelta, Finish]
     assert middleware.cache.max_bytes == 1000 and middleware.cache.block_tokens == 4
 
@@ -73,13 +73,13 @@ async def test_the_backend_sees_the_cache_only_while_its_stream_starts() -> None
 @pytest.mark.anyio
 async def test_the_offer_passes_through_the_built_in_middlewares_below_it() -> None:
     backend = ProbeBackend()
-    cache = PrefixCache(1000, 4)
+    cache = PromptCache(1000, 4)
     pipeline = build_pipeline(
         backend.generate,
         [partial(PromptCacheMiddleware, cache=cache), CancellationMiddleware, MetricsMiddleware],
     )
     events = [event async for event in pipeline(request())]
-    assert backend.seen == [cache, None]
+    assert backend.seen == [cache]
     assert isinstance(events[-1], Finish) and events[-1].usage.cached_prompt_tokens == 8
 
 
@@ -110,7 +110,6 @@ async def test_closing_the_stream_early_closes_the_backend_stream() -> None:
     assert isinstance(await stream.__anext__(), TokenDelta)
     await stream.aclose()  # type: ignore[attr-defined]
     assert backend.closed
-    assert current_prefix_cache() is None
 
 
 def test_echo_through_the_app_reports_zero_cached_tokens_and_no_errors() -> None:

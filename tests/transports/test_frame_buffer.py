@@ -5,7 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from tokenwire.transports._backpressure import FrameBuffer, SendBuffers
+from tokenwire.send_buffers import SendBuffers
+from tokenwire.transports._backpressure import FrameBuffer
 
 pytestmark = pytest.mark.anyio
 

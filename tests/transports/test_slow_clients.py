@@ -27,12 +27,12 @@ from tests._support.backends import ScriptedBackend
 from tests._support.server import running_server
 from tokenwire import Event, Finish, GenerationRequest, TokenDelta, Usage
 from tokenwire.dialects.openai_chat import OpenAIChatDialect
-from tokenwire.endpoint import Endpoint
-from tokenwire.interfaces import Generate, Transport
+from tokenwire.endpoint import Endpoint, Transport
+from tokenwire.interfaces import Generate
 from tokenwire.limits import Limits
 from tokenwire.middlewares.metrics import MetricsMiddleware
 from tokenwire.requests import new_request_id
-from tokenwire.transports._backpressure import SendBuffers
+from tokenwire.send_buffers import SendBuffers
 from tokenwire.transports.ndjson import NDJSONTransport
 from tokenwire.transports.sse import SSETransport
 from tokenwire.transports.websocket import WebSocketTransport

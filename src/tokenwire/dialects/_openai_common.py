@@ -114,7 +114,7 @@ def error_object(error: TokenwireError) -> dict[str, Any]:
     code: str | None = None
     if isinstance(error, ContextLengthExceededError):
         code = "context_length_exceeded"
-    elif isinstance(error, NotFoundError) and error.param in (None, "model"):
+    elif isinstance(error, NotFoundError) and error.param == "model":
         code = "model_not_found"
     elif status == 429:
         code = "rate_limit_exceeded"

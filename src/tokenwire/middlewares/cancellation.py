@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tokenwire.endpoint import closing
 from tokenwire.errors import DeadlineExceededError
 from tokenwire.events import Event, Finish, TokenDelta, Usage
 from tokenwire.interfaces import Generate
+from tokenwire.pipeline import closing
 from tokenwire.requests import GenerationRequest
 
 

@@ -19,11 +19,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from tokenwire.endpoint import closing
 from tokenwire.errors import DeadlineExceededError, TokenwireError
 from tokenwire.events import Event, Finish, PhaseName, Progress, TokenDelta
 from tokenwire.interfaces import Generate
 from tokenwire.middlewares._metric_set import MetricSet, RequestMetrics
+from tokenwire.pipeline import closing
 from tokenwire.requests import GenerationRequest
 
 __all__ = ["MetricsMiddleware"]
@@ -57,6 +57,11 @@ class MetricsMiddleware:
         # a scrape must aggregate the files, not read this process's registry.
         self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         self.routes: list[BaseRoute] = [Route(path, self._serve, methods=["GET"])]
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry:
+        """Where the app exports its own gauges too (`ExportsMetrics`)."""
+        return self.registry
 
     async def _serve(self, request: Request) -> Response:
         registry = self.registry

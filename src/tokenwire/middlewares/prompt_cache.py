@@ -1,24 +1,22 @@
 """`prompt_cache`: reuse the KV of prompt prefixes seen before (prefix caching).
 
-The middleware owns a `PrefixCache` (bounded in bytes, LRU) and offers it to the backend
-below while that backend's stream starts. Why a context and not a reference to the
-backend: a middleware sees only the next `Generate`, which may be another middleware, and
-a cache object does not belong on the request (a frozen value that dialects build and
-compare). The offer is scoped to the one step that starts the inner stream, so it never
-leaks to another request. A backend that can reuse KV (the ONNX backend on the host) takes
-it, skips prefilling the matched blocks and reports them as `Usage.cached_prompt_tokens`;
-any other backend never asks, and the middleware changes nothing.
+The middleware owns a `PromptCache` (bounded in bytes, LRU) and hands it down on the request
+(`GenerationRequest.prompt_cache`): a middleware sees only the next `Generate`, which may be
+another middleware, so the request is the one thing that reaches the backend. A backend that
+can reuse KV (the ONNX backend on the host) looks the prompt up, skips prefilling the matched
+blocks and reports them as `Usage.cached_prompt_tokens`; any other backend ignores the field,
+and the middleware changes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from tokenwire.endpoint import closing
 from tokenwire.events import Event, Finish
 from tokenwire.interfaces import Generate
-from tokenwire.prefix_cache import PrefixCache, PrefixCacheStats, offer_prefix_cache
+from tokenwire.pipeline import closing
+from tokenwire.prompt_cache import BlockStats, PromptCache
 from tokenwire.requests import GenerationRequest
 
 __all__ = ["DEFAULT_MAX_BYTES", "PromptCacheMiddleware", "PromptCacheStats"]
@@ -35,7 +33,7 @@ class PromptCacheStats:
     requests: int
     hits: int
     cached_tokens: int
-    cache: PrefixCacheStats
+    cache: BlockStats
 
 
 class PromptCacheMiddleware:
@@ -55,10 +53,10 @@ class PromptCacheMiddleware:
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         block_tokens: int = 16,
-        cache: PrefixCache | None = None,
+        cache: PromptCache | None = None,
     ) -> None:
         self.app = app
-        self.cache = cache if cache is not None else PrefixCache(max_bytes, block_tokens)
+        self.cache = cache if cache is not None else PromptCache(max_bytes, block_tokens)
         self._requests = self._hits = self._cached_tokens = 0
 
     @property
@@ -66,23 +64,11 @@ class PromptCacheMiddleware:
         return PromptCacheStats(self._requests, self._hits, self._cached_tokens, self.cache.stats)
 
     async def __call__(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        async with closing(self.app(request)) as events:
-            # The backend takes the cache when its stream starts: in the first step only.
-            with offer_prefix_cache(self.cache):
-                try:
-                    event = await events.__anext__()
-                except StopAsyncIteration:
-                    return
-            while True:
+        async with closing(self.app(replace(request, prompt_cache=self.cache))) as events:
+            async for event in events:
                 if isinstance(event, Finish):
                     self._count(event)
                 yield event
-                if isinstance(event, Finish):
-                    return
-                try:
-                    event = await events.__anext__()
-                except StopAsyncIteration:
-                    return
 
     def _count(self, finish: Finish) -> None:
         self._requests += 1

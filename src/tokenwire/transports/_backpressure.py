@@ -26,45 +26,13 @@ from collections.abc import AsyncIterator, Callable
 
 import anyio
 from anyio.abc import TaskGroup
-from prometheus_client import CollectorRegistry, Gauge
 
 from tokenwire.events import Event, Finish, Progress, TokenDelta
-from tokenwire.requests import GenerationRequest
+from tokenwire.send_buffers import SendBuffers
 
 # Events that may wait for the renderer while the client keeps up: it only runs behind the
 # backend for a moment, and this keeps one-delta-per-token until the socket is what lags.
 _FEED_EVENTS = 32
-
-
-class SendBuffers:
-    """Bytes held for clients across every stream of an app.
-
-    `register(registry)` exports the total as the `tokenwire_stream_buffered_bytes` gauge
-    (livesum across workers); without a registry the count is kept but not exported.
-    """
-
-    __slots__ = ("_gauge", "bytes")
-
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.bytes = 0
-        self._gauge: Gauge | None = None
-        if registry is not None:
-            self.register(registry)
-
-    def register(self, registry: CollectorRegistry) -> None:
-        self._gauge = Gauge(
-            "tokenwire_stream_buffered_bytes",
-            "Bytes held for clients that read slower than tokens arrive: framed payloads "
-            "waiting for the socket, and text waiting to be merged into a delta.",
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
-        self._gauge.set(self.bytes)
-
-    def add(self, size: int) -> None:
-        self.bytes += size
-        if self._gauge is not None:
-            self._gauge.inc(size)
 
 
 class FrameBuffer:
@@ -210,8 +178,8 @@ class EventFeed:
         self._ready = anyio.Event()  # something for `events` to take
         self._changed = anyio.Event()  # room, or the client fell behind: `run` may go on
 
-    async def events(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        """The source's events, merged where the client was behind (used as a `Generate`)."""
+    async def events(self) -> AsyncIterator[Event]:
+        """The source's events, merged where the client was behind (the call renders these)."""
         source = self.source
         while not self._fed:
             self._busy = True

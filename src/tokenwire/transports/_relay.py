@@ -15,13 +15,19 @@ import anyio
 from anyio.abc import TaskGroup
 from starlette.types import Message, Receive
 
-from tokenwire.endpoint import Call, Endpoint, closing
+from tokenwire.endpoint import Call, Endpoint
 from tokenwire.errors import TokenwireError
+from tokenwire.events import Event
 from tokenwire.interfaces import Payload
-from tokenwire.transports._backpressure import EventFeed, FrameBuffer, SendBuffers
+from tokenwire.pipeline import closing
+from tokenwire.send_buffers import SendBuffers
+from tokenwire.transports._backpressure import EventFeed, FrameBuffer
 
 Frame = Callable[[Payload, int], bytes]
 """Encode one payload, given its 0-based sequence number; b"" leaves it out."""
+
+Source = Call | AsyncIterator[tuple[int, Payload]]
+"""What a transport relays: a call, or numbered payloads read back (a resumed stream)."""
 
 logger = logging.getLogger("tokenwire")
 
@@ -43,16 +49,18 @@ class Sink(Protocol):
 
 
 class NumberedPayloads:
-    """A call's payloads with their 0-based sequence numbers (the SSE ids).
+    """A call's payloads with their 0-based sequence numbers (the SSE ids), rendered from
+    `events` (the call's own stream when None).
 
-    Keeps the call, so that `relay` can put an `EventFeed` under it. Counts in `__anext__`
-    rather than through another async generator: every token passes here.
+    Counts in `__anext__` rather than through another async generator: every token passes
+    here.
     """
 
-    __slots__ = ("_payloads", "_sequence", "call")
+    __slots__ = ("_events", "_payloads", "_sequence", "call")
 
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call: Call, events: AsyncIterator[Event] | None = None) -> None:
         self.call = call
+        self._events = events
         self._payloads: AsyncGenerator[Payload, None] | None = None
         self._sequence = 0
 
@@ -61,7 +69,7 @@ class NumberedPayloads:
 
     async def __anext__(self) -> tuple[int, Payload]:
         if self._payloads is None:
-            self._payloads = self.call.payloads()
+            self._payloads = self.call.payloads(self._events)
         payload = await self._payloads.__anext__()
         sequence = self._sequence
         self._sequence = sequence + 1
@@ -70,11 +78,6 @@ class NumberedPayloads:
     async def aclose(self) -> None:
         if self._payloads is not None:
             await self._payloads.aclose()
-
-
-def numbered(call: Call) -> NumberedPayloads:
-    """A call's payloads with their 0-based sequence numbers (the SSE ids)."""
-    return NumberedPayloads(call)
 
 
 async def cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
@@ -87,7 +90,7 @@ async def cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> No
 
 
 async def relay(
-    payloads: AsyncIterator[tuple[int, Payload]],
+    source: Source,
     endpoint: Endpoint,
     sink: Sink,
     *,
@@ -96,7 +99,8 @@ async def relay(
     disconnects: Receive | None = None,
     on_first_byte: Callable[[], None] | None = None,
 ) -> bool:
-    """Stream numbered payloads to `sink`; False when the slow-client policy ended it.
+    """Stream a call's numbered payloads (or those of a resumed stream) to `sink`; False when
+    the slow-client policy ended it.
 
     The sink begins only once the first payload is ready, so a failure before the first
     token is refused as a real error. `disconnects` is the ASGI receive to watch for an HTTP
@@ -108,12 +112,16 @@ async def relay(
     limits = endpoint.limits
     frames = FrameBuffer(limits.send_buffer_bytes, endpoint.send_buffers or SendBuffers())
     feed: EventFeed | None = None
-    if limits.slow_client_policy == "coalesce" and isinstance(payloads, NumberedPayloads):
-        # Merging happens on events, under the dialect: the call reads them from the feed,
-        # which reads the pipeline (and is closed below, after the tasks that pull it).
-        call = payloads.call
-        feed = EventFeed(frames, call.generate(call.request))
-        call.generate = feed.events
+    payloads: AsyncIterator[tuple[int, Payload]]
+    if not isinstance(source, Call):
+        payloads = source  # already rendered: nothing left to merge
+    elif limits.slow_client_policy == "coalesce":
+        # Merging happens on events, under the dialect: the call renders the feed's events,
+        # and the feed reads the pipeline (it is closed below, after the tasks that pull it).
+        feed = EventFeed(frames, source.generate(source.request))
+        payloads = NumberedPayloads(source, feed.events())
+    else:
+        payloads = NumberedPayloads(source)
     timeout = limits.send_timeout_seconds if limits.slow_client_policy == "disconnect" else None
     last_write = anyio.current_time()
     cut_off = False  # the slow-client policy ended the stream

@@ -7,8 +7,8 @@ from starlette.types import Receive, Scope, Send
 
 from tokenwire.endpoint import Endpoint
 from tokenwire.interfaces import Payload
-from tokenwire.transports._http import open_call, stream_payloads
-from tokenwire.transports._relay import numbered
+from tokenwire.transports._calls import open_call
+from tokenwire.transports._chunked import stream_chunked
 
 MEDIA_TYPE = "application/x-ndjson"
 
@@ -36,8 +36,8 @@ class NDJSONTransport:
         call = await open_call(scope, receive, send, endpoint, self.name)
         if call is None:
             return
-        await stream_payloads(
-            numbered(call),
+        await stream_chunked(
+            call,
             scope,
             receive,
             send,

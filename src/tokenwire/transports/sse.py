@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from tokenwire.endpoint import Endpoint
-from tokenwire.errors import TokenwireError
 from tokenwire.interfaces import Payload
-from tokenwire.transports._http import (
-    open_call,
-    read_body,
-    request_id_of,
-    send_error,
-    stream_payloads,
-)
-from tokenwire.transports._relay import numbered
+from tokenwire.transports._calls import open_call
+from tokenwire.transports._chunked import stream_chunked
+from tokenwire.transports._relay import Source
+from tokenwire.transports._replies import request_id_of
 
 _LINE_BREAKS = str.maketrans("", "", "\r\n")
 
@@ -68,9 +60,7 @@ def encode_comment(text: str) -> bytes:
 class SSETransport:
     """`text/event-stream`: an `id:` on every event (`<request id>:<n>`), keep-alives while
     idle. Dialects whose clients can't parse anything but `data:` lines get only those.
-
-    With resume on (`Endpoint.resume`), streams of dialects with ids outlive their
-    connection, and a POST carrying `Last-Event-ID` continues the stream it names.
+    (`ResumableSSETransport` adds resume on top of this one.)
     """
 
     name = "sse"
@@ -81,39 +71,15 @@ class SSETransport:
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint
     ) -> None:
-        resume = endpoint.resume if endpoint.dialect.sse_fields else None
-        last_event_id = Headers(scope=scope).get("last-event-id")
-        if resume is not None and last_event_id:
-            try:
-                await read_body(receive, endpoint.limits.max_body_bytes)  # the original body
-                record, payloads = resume.resume(last_event_id)
-            except TokenwireError as error:
-                await send_error(scope, send, endpoint, error)
-                return
-            scope["state"]["request_id"] = record.request_id
-            await self.stream(payloads, scope, receive, send, endpoint)
-            return
         call = await open_call(scope, receive, send, endpoint, self.name)
-        if call is None:
-            return
-        adopted = None
-        if resume is not None:
-            try:
-                adopted = resume.adopt(call, request_id_of(scope), endpoint)
-            except TokenwireError as error:
-                await send_error(scope, send, endpoint, error)
-                return
-        await self.stream(adopted or numbered(call), scope, receive, send, endpoint)
+        if call is not None:
+            await self.stream(call, scope, receive, send, endpoint)
 
     async def stream(
-        self,
-        payloads: AsyncIterator[tuple[int, Payload]],
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        endpoint: Endpoint,
+        self, source: Source, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint
     ) -> None:
-        """Frame numbered payloads as SSE for `endpoint`'s dialect."""
+        """Frame a call's numbered payloads (or a resumed stream's) as SSE for `endpoint`'s
+        dialect."""
         dialect = endpoint.dialect
         request_id = request_id_of(scope)
         keepalive: bytes | None
@@ -134,8 +100,8 @@ class SSETransport:
                 return encode_event(payload.data)
 
             keepalive = None
-        await stream_payloads(
-            payloads,
+        await stream_chunked(
+            source,
             scope,
             receive,
             send,

@@ -23,7 +23,7 @@ from tokenwire.endpoint import Endpoint
 from tokenwire.errors import TokenwireError
 from tokenwire.interfaces import Payload
 from tokenwire.requests import new_request_id
-from tokenwire.transports._relay import numbered, relay
+from tokenwire.transports._relay import relay
 
 # Frames wait in the stream's buffer joined; NUL, which JSON text never holds, parts them.
 _END = b"\x00"
@@ -131,7 +131,7 @@ class WebSocketTransport:
         except TokenwireError as error:
             await _send_json(send, endpoint.render_error(error).content)
             return True
-        return await relay(numbered(call), endpoint, _Messages(send, endpoint), frame=_frame)
+        return await relay(call, endpoint, _Messages(send, endpoint), frame=_frame)
 
 
 async def _send_json(send: Send, content: Any) -> None:

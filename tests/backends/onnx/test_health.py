@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from tests.backends.onnx._helpers import Result, all_slots_free, collect, request, running
-from tokenwire.backends.onnx import engine
+from tokenwire.backends.onnx import decode_loop
 from tokenwire.errors import GenerationError
 
 pytestmark = pytest.mark.anyio
@@ -91,13 +91,13 @@ async def test_a_model_that_keeps_failing_marks_the_backend_unhealthy(
         runner: Any = loop.runner
         faulty = FaultySession(runner.session, failures=None)
         runner.session = faulty
-        for attempt in range(engine.UNHEALTHY_AFTER):
+        for attempt in range(decode_loop.UNHEALTHY_AFTER):
             assert backend.healthy, attempt
             with pytest.raises(GenerationError):
                 await collect(backend, request(PROMPT, 5))
         assert not backend.healthy
         # No failure for the recovery period: healthy again, so traffic may probe it.
-        monkeypatch.setattr(engine, "RECOVERY_SECONDS", 0.0)
+        monkeypatch.setattr(decode_loop, "RECOVERY_SECONDS", 0.0)
         assert backend.healthy
         monkeypatch.undo()
         assert not backend.healthy
@@ -114,7 +114,7 @@ async def test_a_few_failed_runs_between_good_ones_keep_the_backend_healthy(
         loop = backend._loop
         assert loop is not None
         runner: Any = loop.runner
-        for _ in range(engine.UNHEALTHY_AFTER + 1):
+        for _ in range(decode_loop.UNHEALTHY_AFTER + 1):
             # One prefill fails, the next request's runs succeed: never N in a row.
             runner.session = FaultySession(runner.session, failures=1)
             with pytest.raises(GenerationError):

@@ -14,8 +14,8 @@ from tokenizers import Tokenizer
 
 from tokenwire.backends.onnx._graph_io import RunnerSettings
 from tokenwire.backends.onnx.chat_template import ChatTemplate
+from tokenwire.backends.onnx.decode_loop import DecodeLoop
 from tokenwire.backends.onnx.detokenizer import IncrementalDetokenizer, StopMatcher
-from tokenwire.backends.onnx.engine import DecodeLoop
 from tokenwire.backends.onnx.generation import Generation
 from tokenwire.backends.onnx.kv_cache import token_bytes
 from tokenwire.backends.onnx.manifest import ModelManifest, default_model_dir
@@ -31,7 +31,6 @@ from tokenwire.errors import (
     TokenwireError,
 )
 from tokenwire.events import Event, Finish
-from tokenwire.prefix_cache import current_prefix_cache
 from tokenwire.requests import GenerationRequest
 
 logger = logging.getLogger("tokenwire.onnx")
@@ -271,7 +270,6 @@ class OnnxBackend:
             params = SamplingParams(request.temperature, request.top_p, request.top_k)
         except ValueError as exc:
             raise InvalidRequestError(str(exc)) from None
-        cache = current_prefix_cache()
         assert self._loop is not None
         return Generation(
             request.request_id,
@@ -281,5 +279,5 @@ class OnnxBackend:
             detokenizer=IncrementalDetokenizer(tokenizer),
             stops=StopMatcher(request.stop),
             eos_token_ids=frozenset(self.manifest.eos_token_ids),
-            prefix_cache=cache if self._loop.runner.prefix_reuse else None,
+            prompt_cache=request.prompt_cache if self._loop.runner.prefix_reuse else None,
         )

@@ -19,7 +19,7 @@ from tokenwire.errors import TokenwireError
 from tokenwire.events import Event, Finish, FinishReason, PhaseName, Progress, TokenDelta, Usage
 
 if TYPE_CHECKING:
-    from tokenwire.prefix_cache import PrefixCache, PrefixMatch
+    from tokenwire.prompt_cache import PromptCache, PromptMatch
 
 StreamItem = Event | TokenwireError
 
@@ -55,7 +55,7 @@ class Generation:
         "max_new_tokens",
         "phase",
         "prefilled",
-        "prefix_cache",
+        "prompt_cache",
         "prompt_ids",
         "receive",
         "request_id",
@@ -76,7 +76,7 @@ class Generation:
         detokenizer: IncrementalDetokenizer,
         stops: StopMatcher,
         eos_token_ids: frozenset[int],
-        prefix_cache: PrefixCache | None = None,
+        prompt_cache: PromptCache | None = None,
     ) -> None:
         self.request_id = request_id
         self.prompt_ids = prompt_ids
@@ -95,8 +95,8 @@ class Generation:
         self.cancelled = False
         # Prefix reuse: the cache to look up and offer blocks to, the match still to be
         # copied into the slot (before its first prefill chunk), and the tokens it covered.
-        self.prefix_cache = prefix_cache
-        self.reuse: PrefixMatch | None = None
+        self.prompt_cache = prompt_cache
+        self.reuse: PromptMatch | None = None
         self.cached_tokens = 0
         self._ids: list[int] = []  # ids whose text is still held back
         self._pending_text = ""  # text not yet delivered (the consumer's buffer was full)

@@ -1,4 +1,4 @@
-"""`PrefixCache`: KV of token prefixes, in fixed blocks keyed by chained hashes, bounded in bytes.
+"""`PromptCache`: KV of token prefixes, in fixed blocks keyed by chained hashes, bounded in bytes.
 
 As vLLM's automatic prefix caching: a prompt's tokens are cut into blocks of `block_tokens`;
 block i's key hashes block i-1's key with block i's token ids, so a key names the whole
@@ -6,9 +6,9 @@ prefix up to the end of its block. Lookup walks the chain from the root and stop
 first block not held: the longest cached prefix of whole blocks. The cache never looks
 inside a block's KV: backends store what they can copy back (numpy arrays on the host).
 
-The backend that reuses KV takes the cache from the context the `prompt_cache` middleware
-sets (`offer_prefix_cache`) when its stream starts; backends that cannot reuse KV never
-ask, so the middleware works with any backend.
+The `prompt_cache` middleware puts its cache on each request (`GenerationRequest.prompt_cache`);
+a backend that reuses KV reads it there, and one that cannot ignores it, so the middleware
+works with any backend. This module sits below both and imports neither.
 """
 
 from __future__ import annotations
@@ -16,21 +16,17 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "BlockStats",
     "CachedBlock",
-    "PrefixCache",
-    "PrefixCacheStats",
-    "PrefixMatch",
-    "current_prefix_cache",
-    "offer_prefix_cache",
+    "PromptCache",
+    "PromptMatch",
 ]
 
 
@@ -45,7 +41,7 @@ class CachedBlock:
 
 
 @dataclass(frozen=True, slots=True)
-class PrefixMatch:
+class PromptMatch:
     """A lookup's answer: `tokens` reusable tokens, whose KV lies in `blocks`, in order.
 
     The last block may hold more tokens than `tokens` reaches, when the match was capped.
@@ -56,7 +52,7 @@ class PrefixMatch:
 
 
 @dataclass(frozen=True, slots=True)
-class PrefixCacheStats:
+class BlockStats:
     """Counts since the cache was made, and what it holds now."""
 
     queries: int
@@ -69,7 +65,7 @@ class PrefixCacheStats:
     max_bytes: int
 
 
-class PrefixCache:
+class PromptCache:
     """Blocks of KV by chained key; least recently used blocks leave first.
 
     Thread-safe: lookups run on the event loop, inserts in the backend's worker thread.
@@ -118,7 +114,7 @@ class PrefixCache:
         *,
         namespace: str = "",
         limit: int | None = None,
-    ) -> PrefixMatch:
+    ) -> PromptMatch:
         """The longest cached prefix of whole blocks, capped at `limit` tokens; counts a query."""
         keys = self.keys(token_ids, namespace=namespace)
         with self._lock:
@@ -137,7 +133,7 @@ class PrefixCache:
                 self._hits += 1
                 self._hit_tokens += tokens
                 self._touch([b.key for b in blocks])
-            return PrefixMatch(tokens, tuple(blocks))
+            return PromptMatch(tokens, tuple(blocks))
 
     def insert(
         self,
@@ -232,9 +228,9 @@ class PrefixCache:
             return list(self._blocks)
 
     @property
-    def stats(self) -> PrefixCacheStats:
+    def stats(self) -> BlockStats:
         with self._lock:
-            return PrefixCacheStats(
+            return BlockStats(
                 queries=self._queries,
                 hits=self._hits,
                 hit_tokens=self._hit_tokens,
@@ -244,25 +240,3 @@ class PrefixCache:
                 bytes=self._bytes,
                 max_bytes=self.max_bytes,
             )
-
-
-_offered: ContextVar[PrefixCache | None] = ContextVar("tokenwire_prefix_cache", default=None)
-
-
-@contextmanager
-def offer_prefix_cache(cache: PrefixCache) -> Iterator[None]:
-    """Make `cache` the one a backend's stream takes when it starts inside this block.
-
-    Scoped like `logs.request_id_var`: set and reset within one step of the caller, never
-    held across a `yield`, so it cannot leak into other requests.
-    """
-    token = _offered.set(cache)
-    try:
-        yield
-    finally:
-        _offered.reset(token)
-
-
-def current_prefix_cache() -> PrefixCache | None:
-    """The cache offered to the stream starting now, or None (no prompt cache configured)."""
-    return _offered.get()

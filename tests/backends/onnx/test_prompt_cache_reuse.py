@@ -14,7 +14,7 @@ from tests.backends.onnx._helpers import Result, collect, request, running
 from tokenwire.backends.onnx import OnnxBackend
 from tokenwire.events import Finish, TokenDelta
 from tokenwire.middlewares.prompt_cache import PromptCacheMiddleware
-from tokenwire.prefix_cache import PrefixCache
+from tokenwire.prompt_cache import PromptCache
 from tokenwire.requests import ChatMessage, GenerationRequest
 
 pytestmark = pytest.mark.anyio
@@ -170,7 +170,7 @@ async def test_the_cache_holds_whole_blocks_of_kv_within_its_byte_budget(model_d
     async with running(model_dir) as backend:
         kv = backend.manifest.kv
         block_bytes = 2 * kv.num_layers * kv.num_kv_heads * kv.head_size * 4 * block
-        cache = PrefixCache(max_bytes=5 * block_bytes, block_tokens=block)
+        cache = PromptCache(max_bytes=5 * block_bytes, block_tokens=block)
         middleware = PromptCacheMiddleware(backend.generate, cache=cache)
         first, second = "Once upon a time there was a tiny robot", "def main(): print hello world"
         await through(middleware, request(first, 2))
@@ -189,7 +189,7 @@ async def test_the_cache_holds_whole_blocks_of_kv_within_its_byte_budget(model_d
 
 async def test_cached_kv_is_a_copy_that_later_steps_never_touch(model_dir: Path) -> None:
     async with running(model_dir) as backend:
-        cache = PrefixCache(max_bytes=1 << 24, block_tokens=4)
+        cache = PromptCache(max_bytes=1 << 24, block_tokens=4)
         middleware = PromptCacheMiddleware(backend.generate, cache=cache)
         prompt = "Once upon a time there was a tiny robot"
         await through(middleware, request(prompt, 2))

@@ -15,10 +15,10 @@ from typing import Literal
 import anyio
 from anyio.abc import TaskGroup
 
-from tokenwire.endpoint import closing
 from tokenwire.errors import ServiceUnavailableError
 from tokenwire.events import Event
 from tokenwire.interfaces import Backend, Generate
+from tokenwire.pipeline import closing
 from tokenwire.requests import GenerationRequest
 
 logger = logging.getLogger("tokenwire")
@@ -41,7 +41,6 @@ class BackendHost:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.state: State = "idle"
-        self.failure: BaseException | None = None
         self._ready = anyio.Event()
         self._stop = anyio.Event()
         self._streams: set[_Stream] = set()
@@ -142,8 +141,8 @@ class BackendHost:
         self.state = "starting"
         try:
             await self.backend.start()
-        except BaseException as exc:
-            self.state, self.failure = "failed", exc
+        except BaseException:
+            self.state = "failed"
             self._ready.set()
             raise
         self.state = "ready"

@@ -191,7 +191,7 @@ class DecodeLoop:
             self._match_prefix(generation)
 
     def _match_prefix(self, generation: Generation) -> None:
-        cache = generation.prefix_cache
+        cache = generation.prompt_cache
         if cache is None:
             return
         # At least the last prompt token is prefilled: its logits give the first token.
@@ -240,7 +240,7 @@ class DecodeLoop:
                 generation.schedule(token)
                 self._published.append(([generation], [token]))
                 self._published_event.set()
-                if generation.prefix_cache is not None:
+                if generation.prompt_cache is not None:
                     # Before the next decode step: the concat layout's prompt KV is still
                     # the slot's own then (the step regroups it into the batch).
                     await anyio.to_thread.run_sync(
@@ -249,7 +249,7 @@ class DecodeLoop:
         return bool(plan)
 
     def _offer_prefix(self, generation: Generation) -> None:
-        cache, slot = generation.prefix_cache, generation.slot
+        cache, slot = generation.prompt_cache, generation.slot
         assert cache is not None and slot is not None
         size = cache.block_tokens
 

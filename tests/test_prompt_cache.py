@@ -1,17 +1,17 @@
-"""PrefixCache: chained block keys, longest-prefix lookup, byte budget and LRU eviction."""
+"""PromptCache: chained block keys, longest-prefix lookup, byte budget and LRU eviction."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
-from tokenwire.prefix_cache import (
-    PrefixCache,
-    current_prefix_cache,
-    offer_prefix_cache,
+from tokenwire.prompt_cache import (
+    PromptCache,
 )
+from tokenwire.requests import GenerationRequest
 
 BLOCK = 4
 BYTES = 100  # per block
@@ -29,7 +29,7 @@ class Copier:
         return [(self.tag, i) for i in range(first, first + count)]
 
 
-def offer(cache: PrefixCache, ids: Sequence[int], tag: str = "p", **kwargs: str) -> Copier:
+def offer(cache: PromptCache, ids: Sequence[int], tag: str = "p", **kwargs: str) -> Copier:
     copier = Copier(tag)
     cache.insert(ids, copier, block_bytes=BYTES, **kwargs)
     return copier
@@ -40,14 +40,14 @@ def ids(start: int, count: int) -> list[int]:
 
 
 def test_an_empty_cache_misses_and_counts_the_query() -> None:
-    cache = PrefixCache(10_000, BLOCK)
+    cache = PromptCache(10_000, BLOCK)
     match = cache.lookup(ids(0, 12))
     assert match.tokens == 0 and match.blocks == ()
     assert cache.stats.queries == 1 and cache.stats.hits == 0
 
 
 def test_a_prompt_offered_back_is_found_in_whole_blocks_only() -> None:
-    cache = PrefixCache(10_000, BLOCK)
+    cache = PromptCache(10_000, BLOCK)
     copier = offer(cache, ids(0, 10))  # two whole blocks and a partial one
     assert copier.calls == [(0, 2)]
     match = cache.lookup(ids(0, 10))
@@ -58,7 +58,7 @@ def test_a_prompt_offered_back_is_found_in_whole_blocks_only() -> None:
 
 
 def test_a_longer_prompt_reuses_the_shared_prefix_and_only_its_new_blocks_are_copied() -> None:
-    cache = PrefixCache(10_000, BLOCK)
+    cache = PromptCache(10_000, BLOCK)
     offer(cache, ids(0, 8))
     longer = [*ids(0, 8), 50, 51, 52, 53, 54]
     assert cache.lookup(longer).tokens == 8
@@ -70,14 +70,14 @@ def test_a_longer_prompt_reuses_the_shared_prefix_and_only_its_new_blocks_are_co
 
 
 def test_an_already_held_prompt_costs_no_copy() -> None:
-    cache = PrefixCache(10_000, BLOCK)
+    cache = PromptCache(10_000, BLOCK)
     offer(cache, ids(0, 8))
     assert offer(cache, ids(0, 8)).calls == []
     assert cache.stats.inserted_blocks == 2
 
 
 def test_the_same_block_tokens_under_a_different_prefix_do_not_match() -> None:
-    cache = PrefixCache(10_000, BLOCK)
+    cache = PromptCache(10_000, BLOCK)
     offer(cache, [1, 2, 3, 4, 5, 6, 7, 8])
     assert cache.lookup([9, 9, 9, 9, 5, 6, 7, 8]).tokens == 0
     assert cache.lookup([1, 2, 3, 4, 5, 6, 7, 9]).tokens == 4
@@ -85,14 +85,14 @@ def test_the_same_block_tokens_under_a_different_prefix_do_not_match() -> None:
 
 
 def test_a_namespace_keeps_models_apart() -> None:
-    cache = PrefixCache(10_000, BLOCK)
+    cache = PromptCache(10_000, BLOCK)
     offer(cache, ids(0, 8), namespace="model-a")
     assert cache.lookup(ids(0, 8), namespace="model-b").tokens == 0
     assert cache.lookup(ids(0, 8), namespace="model-a").tokens == 8
 
 
 def test_a_limit_caps_the_match_and_keeps_the_block_that_covers_it() -> None:
-    cache = PrefixCache(10_000, BLOCK)
+    cache = PromptCache(10_000, BLOCK)
     offer(cache, ids(0, 8))
     match = cache.lookup(ids(0, 8), limit=7)
     assert match.tokens == 7 and len(match.blocks) == 2
@@ -102,7 +102,7 @@ def test_a_limit_caps_the_match_and_keeps_the_block_that_covers_it() -> None:
 
 
 def test_the_byte_budget_evicts_the_least_recently_used_prompt() -> None:
-    cache = PrefixCache(4 * BYTES, BLOCK)
+    cache = PromptCache(4 * BYTES, BLOCK)
     offer(cache, ids(0, 8), tag="a")
     offer(cache, ids(100, 8), tag="b")
     assert cache.lookup(ids(0, 8)).tokens == 8  # a is now the most recently used
@@ -115,7 +115,7 @@ def test_the_byte_budget_evicts_the_least_recently_used_prompt() -> None:
 
 
 def test_eviction_takes_the_tail_of_a_prefix_before_its_head() -> None:
-    cache = PrefixCache(3 * BYTES, BLOCK)
+    cache = PromptCache(3 * BYTES, BLOCK)
     offer(cache, ids(0, 12), tag="a")
     first = cache.keys(ids(0, 12))
     assert cache.lru_keys() == list(reversed(first))
@@ -125,7 +125,7 @@ def test_eviction_takes_the_tail_of_a_prefix_before_its_head() -> None:
 
 
 def test_a_prompt_larger_than_the_budget_keeps_the_head_that_fits() -> None:
-    cache = PrefixCache(3 * BYTES, BLOCK)
+    cache = PromptCache(3 * BYTES, BLOCK)
     copier = offer(cache, ids(0, 20))
     assert copier.calls == [(0, 3)]
     assert cache.lookup(ids(0, 20)).tokens == 12
@@ -134,13 +134,13 @@ def test_a_prompt_larger_than_the_budget_keeps_the_head_that_fits() -> None:
 
 
 def test_a_zero_budget_holds_nothing() -> None:
-    cache = PrefixCache(0, BLOCK)
+    cache = PromptCache(0, BLOCK)
     offer(cache, ids(0, 8))
     assert len(cache) == 0 and cache.lookup(ids(0, 8)).tokens == 0
 
 
 def test_a_block_whose_parent_was_evicted_meanwhile_is_not_added() -> None:
-    cache = PrefixCache(10_000, BLOCK)
+    cache = PromptCache(10_000, BLOCK)
     offer(cache, ids(0, 4))
 
     def evict_then_copy(first: int, count: int) -> list[int]:
@@ -152,7 +152,7 @@ def test_a_block_whose_parent_was_evicted_meanwhile_is_not_added() -> None:
 
 
 def test_concurrent_inserts_and_lookups_keep_the_accounting_exact() -> None:
-    cache = PrefixCache(40 * BYTES, BLOCK)
+    cache = PromptCache(40 * BYTES, BLOCK)
 
     def work(seed: int) -> None:
         for i in range(200):
@@ -169,15 +169,13 @@ def test_concurrent_inserts_and_lookups_keep_the_accounting_exact() -> None:
     assert cache.stats.queries == 6 * 200
 
 
-def test_the_offered_cache_is_visible_only_inside_the_offer() -> None:
-    cache = PrefixCache(10, BLOCK)
-    assert current_prefix_cache() is None
-    with offer_prefix_cache(cache):
-        assert current_prefix_cache() is cache
-    assert current_prefix_cache() is None
+def test_a_cache_on_a_request_is_no_part_of_its_value() -> None:
+    plain = GenerationRequest(model="m", prompt="hi", request_id="r")
+    carrying = replace(plain, prompt_cache=PromptCache(10, BLOCK))
+    assert carrying == plain and repr(carrying) == repr(plain)
 
 
 @pytest.mark.parametrize(("max_bytes", "block_tokens"), [(-1, 16), (100, 0)])
 def test_bad_sizes_are_refused_with_the_value(max_bytes: int, block_tokens: int) -> None:
     with pytest.raises(ValueError, match=str(min(max_bytes, block_tokens))):
-        PrefixCache(max_bytes, block_tokens)
+        PromptCache(max_bytes, block_tokens)

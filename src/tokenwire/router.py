@@ -1,0 +1,246 @@
+"""`build_router`: tokenwire's routes — dialects, health, models, middleware and resume routes —
+behind the access log and the API-key gate. `create_app` and `TokenwireMiddleware` serve it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match, Route, Router, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tokenwire._auth_gate import AuthGate
+from tokenwire.access_log import AccessLog
+from tokenwire.auth import ApiKeys, ConcurrencyLimit
+from tokenwire.dialect_route import DialectRoute
+from tokenwire.dialects.openai_chat import OpenAIChatDialect
+from tokenwire.endpoint import Endpoint, Transport
+from tokenwire.errors import (
+    InvalidRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    TokenwireError,
+)
+from tokenwire.host import BackendHost
+from tokenwire.interfaces import (
+    Dialect,
+    ExportsMetrics,
+    MiddlewareFactory,
+    ObservesFirstByte,
+    ServesRoutes,
+)
+from tokenwire.limits import Limits
+from tokenwire.openapi import openapi_routes
+from tokenwire.pipeline import build_layers
+from tokenwire.plugins import load_plugin
+from tokenwire.send_buffers import SendBuffers
+from tokenwire.transports._replies import send_error
+from tokenwire.transports._resume import ResumeConfig, ResumeService
+from tokenwire.transports.resumable_sse import ResumableSSETransport
+from tokenwire.transports.sse import SSETransport
+
+DEFAULT_DIALECTS = ("openai-chat", "openai-completions", "anthropic", "gemini")
+# First match wins: SSE takes any HTTP request, so it goes last.
+DEFAULT_TRANSPORTS = ("websocket", "ndjson", "sse")
+# Open even when API keys are on: probes, scrapers and the playground page.
+DEFAULT_PUBLIC_PATHS = ("/health/live", "/health/ready", "/metrics", "/", "/openapi.json")
+
+
+def _load(kind: str, item: Any) -> Any:
+    """A plugin given by name or `module:attr` is loaded and instantiated; objects pass through."""
+    if isinstance(item, str):
+        return load_plugin(kind, item)()  # type: ignore[arg-type,operator]
+    return item
+
+
+def _middleware(item: MiddlewareFactory | str) -> MiddlewareFactory:
+    if isinstance(item, str):
+        factory: MiddlewareFactory = load_plugin("middlewares", item)  # type: ignore[assignment]
+        return factory
+    return item
+
+
+def build_router(
+    host: BackendHost,
+    *,
+    middlewares: Sequence[MiddlewareFactory | str] = (),
+    dialects: Iterable[Dialect | str] = DEFAULT_DIALECTS,
+    transports: Iterable[Transport | str] = DEFAULT_TRANSPORTS,
+    limits: Limits = Limits(),
+    api_keys: Iterable[str] = (),
+    public_paths: Iterable[str] = DEFAULT_PUBLIC_PATHS,
+    keepalive_seconds: float = 15.0,
+    playground: bool = True,
+    resume: ResumeConfig | None = None,
+    default: ASGIApp | None = None,
+) -> ASGIApp:
+    """tokenwire's routes behind its access log and auth gate.
+
+    `default` answers paths that are not tokenwire's (a 404 in OpenAI's error shape when None).
+    """
+    backend = host.backend
+    layers = build_layers(backend.generate, [_middleware(item) for item in middlewares])
+    # Typed as objects: a capability is looked for with isinstance, never assumed.
+    middleware_layers: list[object] = list(layers[:-1])
+    # What middlewares offer beside their stream, each through a declared capability.
+    middleware_routes = [
+        route
+        for layer in middleware_layers
+        if isinstance(layer, ServesRoutes)
+        for route in layer.routes
+    ]
+    first_byte_observers = tuple(
+        layer.observe_first_byte
+        for layer in middleware_layers
+        if isinstance(layer, ObservesFirstByte)
+    )
+    send_buffers = SendBuffers()
+    for layer in middleware_layers:
+        if isinstance(layer, ExportsMetrics):
+            send_buffers.register(layer.metrics_registry)
+    pipeline = host.guard(layers[0])
+
+    transport_list: list[Transport] = [_load("transports", t) for t in transports]
+    resumable: ResumableSSETransport | None = None
+    if resume is not None:
+        service = ResumeService(lambda: host.task_group, resume.memory_store(), resume)
+        transport_list = [
+            ResumableSSETransport(service, t) if isinstance(t, SSETransport) else t
+            for t in transport_list
+        ]
+        resumable = next((t for t in transport_list if isinstance(t, ResumableSSETransport)), None)
+    concurrency = ConcurrencyLimit(limits.max_concurrent_per_key)
+
+    def endpoint_for(dialect: Dialect) -> Endpoint:
+        return Endpoint(
+            dialect,
+            pipeline,
+            backend.model_id,
+            limits=limits,
+            keepalive_seconds=keepalive_seconds,
+            first_byte_observers=first_byte_observers,
+            send_buffers=send_buffers,
+        )
+
+    endpoints = {d.name: endpoint_for(d) for d in (_load("dialects", i) for i in dialects)}
+    # Errors of routes that belong to no dialect (404s, /v1/models) speak the first one's
+    # language, OpenAI's by default.
+    fallback = next(iter(endpoints.values()), None) or endpoint_for(OpenAIChatDialect())
+
+    async def live(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        host.kick()  # mounted apps have no lifespan: a probe is a fine first caller
+        if host.ready:
+            return JSONResponse({"status": "ready", "model": backend.model_id})
+        return JSONResponse({"status": host.readiness, "model": backend.model_id}, status_code=503)
+
+    def model_card() -> dict[str, Any]:
+        return {"id": backend.model_id, "object": "model", "created": 0, "owned_by": "tokenwire"}
+
+    async def list_models(request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [model_card()]})
+
+    async def get_model(request: Request) -> Response:
+        asked = request.path_params["model_id"]
+        if asked != backend.model_id:
+            return _error_response(
+                fallback,
+                NotFoundError(
+                    f"The model {asked[:100]!r} does not exist; "
+                    f"this server serves {backend.model_id!r}.",
+                    param="model",
+                ),
+            )
+        return JSONResponse(model_card())
+
+    routes: list[BaseRoute] = [
+        Route("/health/live", live, methods=["GET"]),
+        Route("/health/ready", ready, methods=["GET"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model_id}", get_model, methods=["GET"]),
+        *middleware_routes,
+    ]
+    if playground:
+        from tokenwire.playground import playground_routes
+
+        routes.extend(playground_routes())
+    dialect_routes: list[tuple[BaseRoute, Endpoint]] = []
+    for endpoint in endpoints.values():
+        route_app = DialectRoute(endpoint, transport_list, host, concurrency)
+        for path in endpoint.dialect.routes:
+            for route in (Route(path, route_app), WebSocketRoute(path, route_app)):
+                routes.append(route)
+                dialect_routes.append((route, endpoint))
+    paths = {route.path for route in middleware_routes if isinstance(route, Route)}
+    routes.extend(
+        openapi_routes(
+            backend.model_id,
+            dialects=list(endpoints),
+            limits=limits,
+            cancellation="/v1/requests/{request_id}" in paths,
+            metrics="/metrics" in paths,
+            playground=playground,
+            resume=resumable is not None,
+            api_keys=bool(api_keys),
+        )
+    )
+    if resumable is not None:
+        routes.append(
+            Route("/v1/streams/{request_id}", resumable.resume_route(endpoints), methods=["GET"])
+        )
+
+    async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "no such path"})
+            return
+        error = NotFoundError(f"No route for {scope['method']} {scope['path'][:200]}.")
+        await send_error(scope, send, fallback, error)
+
+    async def routing_error(request: Request, exc: Exception) -> Response:
+        """Starlette's own 404/405 (a method a route does not take), in the error shape."""
+        assert isinstance(exc, HTTPException)
+        kind = {404: NotFoundError, 405: MethodNotAllowedError}.get(
+            exc.status_code, InvalidRequestError
+        )
+        error = kind(exc.detail)
+        error.status_code = exc.status_code
+        return _error_response(fallback, error, exc.headers)
+
+    app: ASGIApp = ExceptionMiddleware(
+        Router(routes=routes, default=not_found), handlers={HTTPException: routing_error}
+    )
+    keys = ApiKeys(api_keys)
+    if keys.enabled:
+        app = AuthGate(app, keys, routes, dialect_routes, public_paths, fallback)
+    app = AccessLog(app)
+    if default is None:
+        return app
+    return _OwnRoutesOnly(app, routes, default)
+
+
+def _error_response(
+    endpoint: Endpoint, error: TokenwireError, headers: Mapping[str, str] | None = None
+) -> Response:
+    rendered = endpoint.render_error(error)
+    return JSONResponse(
+        rendered.content, rendered.status_code, headers={**rendered.headers, **(headers or {})}
+    )
+
+
+class _OwnRoutesOnly:
+    """tokenwire's routes go to `app`; every other path to `default` (the host app), untouched."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], default: ASGIApp) -> None:
+        self.app, self.routes, self.default = app, routes, default
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        owned = scope["type"] in ("http", "websocket") and any(
+            route.matches(scope)[0] != Match.NONE for route in self.routes
+        )
+        await (self.app if owned else self.default)(scope, receive, send)

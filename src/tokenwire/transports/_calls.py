@@ -1,0 +1,64 @@
+"""An HTTP request becomes a `Call`: its body read within the limit, parsed by the endpoint,
+and, when the client did not ask for a stream, answered whole."""
+
+from __future__ import annotations
+
+import anyio
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
+
+from tokenwire.endpoint import Call, Endpoint, parse_timeout
+from tokenwire.errors import RequestTooLargeError, TokenwireError
+from tokenwire.transports._relay import cancel_on_disconnect
+from tokenwire.transports._replies import request_id_of, response_headers, send_error, send_json
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """Read the whole request body, refusing (413) once it grows past `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise anyio.get_cancelled_exc_class()()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLargeError(f"Request body exceeds the limit of {limit} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def open_call(
+    scope: Scope, receive: Receive, send: Send, endpoint: Endpoint, transport: str
+) -> Call | None:
+    """Read and parse the request; answer errors and non-streamed calls here.
+
+    Returns the call when the caller should stream it, None when the response is sent.
+    """
+    try:
+        body = await read_body(receive, endpoint.limits.max_body_bytes)
+        header = Headers(scope=scope).get("x-request-timeout")
+        timeout = None if header is None else parse_timeout(header, "x-request-timeout")
+        call = endpoint.start(
+            body, scope.get("path_params", {}), request_id_of(scope), transport, timeout
+        )
+        scope["state"]["request"] = call.request
+    except TokenwireError as error:
+        await send_error(scope, send, endpoint, error)
+        return None
+    if call.stream:
+        return call
+    # A whole JSON reply: the access log says so rather than naming the streaming transport.
+    scope["state"]["transport"] = "json"
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(cancel_on_disconnect, receive, tg.cancel_scope)
+        try:
+            content = await call.respond()
+        except TokenwireError as error:
+            await send_error(scope, send, endpoint, error)
+        else:
+            await send_json(send, 200, content, response_headers(scope))
+        tg.cancel_scope.cancel()
+    return None

@@ -1,6 +1,6 @@
 """The server the soak drives: tokenwire as `tokenwire serve` builds it, plus debug routes.
 
-Run as `python -m benchmarks._soak_server --backend echo|onnx [...]`: prints `READY <port>`.
+Run as `python -m benchmarks.soak._server --backend echo|onnx [...]`: prints `READY <port>`.
 `/debug/stats` shows what must return to rest between runs (slots, streams, buffered
 bytes, event-loop tasks, RSS); `/debug/break` and `/debug/repair` make the ONNX model's
 runs fail and work again, for the readiness measurement.

@@ -13,16 +13,17 @@ import shlex
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks._shared.paths import REPO
 
 
 def discover() -> dict[str, str]:
-    """Every public module of this package is a benchmark (name → module); each has
-    `main(*, quick, results_dir, docs, command)`. Listing them imports none."""
+    """Every public subpackage of this package is a benchmark (name → its `benchmark`
+    module, which has `main(*, quick, results_dir, docs, command)`). Listing them imports
+    none. `_shared` holds what several of them use."""
     return {
-        info.name: f"benchmarks.{info.name}"
+        info.name: f"benchmarks.{info.name}.benchmark"
         for info in pkgutil.iter_modules([str(Path(__file__).parent)])
-        if not info.name.startswith("_")
+        if info.ispkg and not info.name.startswith("_")
     }
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks._middleware_probes import percentile
+from benchmarks.middlewares import benchmark as middlewares
+from benchmarks.middlewares._probes import percentile
 
-from benchmarks import middlewares
 from tests.backends.onnx.tiny_models import write_model_dir
 
 

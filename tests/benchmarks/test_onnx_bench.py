@@ -12,10 +12,10 @@ from pathlib import Path
 
 import anyio
 import pytest
-from benchmarks._bandwidth import weight_bytes
-from benchmarks._onnx_scenarios import percentile
-from benchmarks._processes import tokenwire_command
-from benchmarks._timed import chat_body, stream_chat
+from benchmarks.onnx_backend._bandwidth import weight_bytes
+from benchmarks.onnx_backend._processes import tokenwire_command
+from benchmarks.onnx_backend._scenarios import percentile
+from benchmarks.onnx_backend._timed import chat_body, stream_chat
 
 from tests.backends.onnx.tiny_models import TinyConfig, write_model_dir
 from tokenwire.config import parse_option

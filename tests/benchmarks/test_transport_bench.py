@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from benchmarks._client import SSEConnection
-from benchmarks._payloads import prompt_text, render_events
-from benchmarks._report import update_docs
-from benchmarks.transport import Settings
+from benchmarks._shared.report import update_docs
+from benchmarks.transport._client import SSEConnection
+from benchmarks.transport._payloads import prompt_text, render_events
+from benchmarks.transport._results import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,7 @@ from benchmarks._soak_client import (
     metric_sum,
     run_plans,
 )
-from benchmarks._soak_server import SEND_BUFFER, SoakApp, build_soak_app
+from benchmarks.soak._server import SEND_BUFFER, SoakApp, build_soak_app
 
 from tests._support.server import running_server
 from tests.backends.onnx.tiny_models import write_model_dir

@@ -1,6 +1,6 @@
 """Each benchmarked app runs in its own uvicorn process on 127.0.0.1, away from the client.
 
-Run as `python -m benchmarks._servers NAME --words N --loop L --http H`: it prints
+Run as `python -m benchmarks.transport._servers NAME --words N --loop L --http H`: it prints
 `READY <port>` once listening. SIGINT stops it (and writes a cProfile dump when asked).
 """
 
@@ -21,10 +21,10 @@ from types import TracebackType
 import uvicorn
 from starlette.types import ASGIApp
 
-from benchmarks._apps import SERVERS, raw_emitter_app, sse_starlette_app, tokenwire_app
-from benchmarks._payloads import rendered_events
+from benchmarks._shared.paths import REPO
+from benchmarks.transport._apps import SERVERS, raw_emitter_app, sse_starlette_app, tokenwire_app
+from benchmarks.transport._payloads import rendered_events
 
-REPO = Path(__file__).resolve().parents[1]
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -61,7 +61,7 @@ class ServerProcess:
     ) -> None:
         self.name = name
         command = [
-            sys.executable, "-m", "benchmarks._servers", name,
+            sys.executable, "-m", "benchmarks.transport._servers", name,
             "--words", str(words), "--loop", settings.loop, "--http", settings.http,
         ]  # fmt: skip
         if profile is not None:

@@ -10,116 +10,30 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
 import anyio
 
-from benchmarks import _report
-from benchmarks._apps import SERVERS
-from benchmarks._client import SSEConnection, StreamCount, build_request
-from benchmarks._payloads import prompt_text, request_body
-from benchmarks._servers import ServerProcess, ServerSettings
+from benchmarks._shared import report
+from benchmarks.transport._apps import SERVERS
+from benchmarks.transport._client import SSEConnection, StreamCount, build_request
+from benchmarks.transport._payloads import prompt_text, request_body
+from benchmarks.transport._report import TRANSPORT_SECTION, markdown, table
+from benchmarks.transport._results import (
+    TARGETS,
+    ClientCeiling,
+    Comparison,
+    Sample,
+    Settings,
+    Summary,
+    TransportResults,
+)
+from benchmarks.transport._servers import ServerProcess, ServerSettings
 
 T = TypeVar("T")
 SCENARIOS = ("single", "concurrent")
-TARGETS = {"raw": 0.6, "sse-starlette": 1.5}
-"""tokenwire's tokens/s must be at least this multiple of each baseline's (issue 2)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """How much work one run does."""
-
-    words: int = 2000
-    single_requests: int = 8
-    concurrency: int = 32
-    requests_per_stream: int = 2
-    rounds: int = 7
-    ceiling_repeats: int = 20
-
-    @classmethod
-    def quick(cls) -> Settings:
-        """A smoke run: seconds, not minutes; its numbers are not worth comparing."""
-        return cls(words=200, single_requests=3, concurrency=4, rounds=1, ceiling_repeats=3)
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One timed measurement of one server in one scenario."""
-
-    server: str
-    scenario: str
-    round: int
-    tokens: int
-    seconds: float
-    server_cpu_seconds: float
-    client_cpu_seconds: float
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.tokens / self.seconds
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    """The medians of one server in one scenario."""
-
-    server: str
-    scenario: str
-    tokens_per_second: float
-    microseconds_per_token: float
-    server_cpu_microseconds_per_token: float
-    client_cpu_share: float
-    """Client CPU time over wall time: near 1.0 would mean the client is the bottleneck."""
-
-
-@dataclass(frozen=True, slots=True)
-class Comparison:
-    """tokenwire against both baselines in one scenario."""
-
-    scenario: str
-    vs_raw: float
-    vs_sse_starlette: float
-    overhead_microseconds_per_token: float
-    """tokenwire's wall time per token minus the raw emitter's."""
-    server_cpu_overhead_microseconds_per_token: float
-    cpu_vs_raw: float
-    """Tokens per server-CPU-second, tokenwire over raw: the figure least moved by noise."""
-    cpu_vs_sse_starlette: float
-    meets_raw_target: bool
-    meets_sse_starlette_target: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ClientCeiling:
-    """What the client alone can parse: the raw emitter's recorded bytes replayed in memory."""
-
-    parse_tokens_per_second: float
-    bytes_per_token: float
-
-
-@dataclass(frozen=True, slots=True)
-class TransportResults:
-    settings: Settings
-    server_settings: ServerSettings
-    machine: _report.Machine
-    command: str
-    client: ClientCeiling
-    samples: list[Sample]
-    summaries: list[Summary]
-    comparisons: list[Comparison]
-
-    def summary(self, server: str, scenario: str) -> Summary:
-        return next(s for s in self.summaries if s.server == server and s.scenario == scenario)
-
-    def to_json(self) -> dict[str, object]:
-        document = asdict(self)
-        for sample, row in zip(self.samples, document["samples"], strict=True):
-            row["tokens_per_second"] = sample.tokens_per_second
-        document["targets"] = TARGETS
-        return document
 
 
 async def _stream_many(connection: SSEConnection, requests: int, expected: int) -> int:
@@ -304,7 +218,7 @@ def run(settings: Settings, *, command: str, log: bool = True) -> TransportResul
     return TransportResults(
         settings,
         server_settings,
-        _report.Machine.current(),
+        report.Machine.current(),
         command,
         ceiling,
         samples,
@@ -317,10 +231,10 @@ def main(*, quick: bool, results_dir: Path, docs: Path | None, command: str) -> 
     """Run the benchmark, print its table, write `transport.json` (and the docs section)."""
     settings = Settings.quick() if quick else Settings()
     results = run(settings, command=command)
-    print(_report.table(results))
-    path = _report.write_json(results_dir / "transport.json", results.to_json())
+    print(table(results))
+    path = report.write_json(results_dir / "transport.json", results.to_json())
     print(f"transport: results in {path}")
     if docs is not None:
-        _report.update_docs(docs, _report.TRANSPORT_SECTION, _report.markdown(results))
+        report.update_docs(docs, TRANSPORT_SECTION, markdown(results))
         print(f"transport: figures written to {docs}")
     return results

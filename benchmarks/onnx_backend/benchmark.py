@@ -11,11 +11,12 @@ and memory.
 
 Models come from `$TOKENWIRE_HOME/models` (prepared when missing); `TOKENWIRE_BENCH_MODEL`
 names one model directory to run alone (the tests use a tiny fixture model). Baselines that
-are not set up (`python -m benchmarks._baselines setup`) are skipped and named.
+are not set up (`python -m benchmarks.onnx_backend._baselines setup`) are skipped and named.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -26,10 +27,21 @@ from pathlib import Path
 
 import anyio
 
-from benchmarks import _baselines, _onnx_report, _report
-from benchmarks._bandwidth import read_bandwidth, weight_bytes
-from benchmarks._onnx_models import Prompt, long_prompt, model_dirs, render
-from benchmarks._onnx_results import (
+from benchmarks._shared import report
+from benchmarks._shared.paths import REPO
+from benchmarks._shared.proc_stats import cpu_seconds, rss_bytes
+from benchmarks.onnx_backend import _baselines, _report
+from benchmarks.onnx_backend._bandwidth import read_bandwidth, weight_bytes
+from benchmarks.onnx_backend._models import Prompt, long_prompt, model_dirs, render
+from benchmarks.onnx_backend._processes import (
+    HttpServer,
+    RssSampler,
+    Worker,
+    free_port,
+    managed,
+    tokenwire_command,
+)
+from benchmarks.onnx_backend._results import (
     BandwidthBound,
     ConcurrencySummary,
     Environment,
@@ -41,7 +53,7 @@ from benchmarks._onnx_results import (
     TtftSummary,
     summarize_single,
 )
-from benchmarks._onnx_scenarios import (
+from benchmarks.onnx_backend._scenarios import (
     DECODE_PROMPT,
     SHORT_PROMPT,
     System,
@@ -52,61 +64,10 @@ from benchmarks._onnx_scenarios import (
     ttfts,
     ttfts_under_load,
 )
-from benchmarks._processes import (
-    HttpServer,
-    RssSampler,
-    Worker,
-    cpu_seconds,
-    free_port,
-    managed,
-    rss_bytes,
-    tokenwire_command,
-)
+from benchmarks.onnx_backend._settings import Settings
 
 SECTION = "onnx-backend"
-REPO = Path(__file__).resolve().parents[1]
 LOGS = REPO / "benchmarks" / "results" / "logs"
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """How much work one run does, and how tokenwire is configured."""
-
-    new_tokens: int = 128
-    rounds: int = 5
-    streams: tuple[int, ...] = (1, 4, 8, 16)
-    scaling_rounds: int = 3
-    ttft_samples: int = 20
-    long_prompt_tokens: int = 540
-    load_streams: int = 8
-    gap_running: int = 4
-    gap_quiet: float = 3.0
-    gap_busy: float = 10.0
-    prefill_chunk: int = 256
-    """The most prompt tokens in one chunk (the backend's default)."""
-    prefill_budget_ms: float = 30.0
-    """The main server's prefill budget (the backend's default); the gap phase also tries
-    `budget_sweep`, where 0 turns the budget off (whole `prefill_chunk`s)."""
-    budget_sweep: tuple[float, ...] = (100.0, 60.0, 40.0, 30.0, 20.0, 0.0)
-    threads: int = 2
-    """intra-op threads for every runtime (ORT, genai, optimum, llama.cpp)."""
-    max_batch: int = 16
-    precisions: tuple[str, ...] = ("int8", "int4", "fp32")
-    baselines: bool = True
-    background_tokens: int = 4000
-    spin_experiment: bool = True
-    """Also serve the int8 model with `allow_spinning=false`."""
-
-    @classmethod
-    def quick(cls) -> Settings:
-        """A smoke run, well under a minute: its numbers are not worth comparing."""
-        return cls(
-            new_tokens=16, rounds=1, streams=(1, 4), scaling_rounds=1, ttft_samples=2,
-            long_prompt_tokens=200,
-            load_streams=2, gap_running=2, gap_quiet=0.3, gap_busy=1.0, budget_sweep=(30.0,),
-            precisions=("int8",), baselines=False, background_tokens=200,
-            spin_experiment=False,
-        )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -152,7 +113,7 @@ def start_fleet(stack: contextlib.ExitStack, settings: Settings, models: dict[st
         fleet.systems.append(System(server.name, f"tokenwire {precision}", precision, server.port,
                                     server.model_id, pid=server.pid))  # fmt: skip
         worker = managed(stack,
-            Worker(f"bare-{precision}", [sys.executable, "-m", "benchmarks._bare_loop",
+            Worker(f"bare-{precision}", [sys.executable, "-m", "benchmarks.onnx_backend._bare_loop",
                    "--model", str(model), "--threads", threads], log=LOGS / f"bare-{precision}.log")
         )  # fmt: skip
         fleet.workers[worker.name] = worker
@@ -172,7 +133,7 @@ def start_fleet(stack: contextlib.ExitStack, settings: Settings, models: dict[st
     genai = _baselines.genai_available()
     if int8 is not None and genai.ready and (int8 / "genai_config.json").is_file():
         worker = managed(stack,
-            Worker("genai-int8", [sys.executable, "-m", "benchmarks._genai_worker", "--model",
+            Worker("genai-int8", [sys.executable, "-m", "benchmarks.onnx_backend._genai_worker", "--model",
                    str(int8), "--threads", threads], log=LOGS / "genai.log")
         )  # fmt: skip
         fleet.workers[worker.name] = worker
@@ -193,7 +154,7 @@ def start_fleet(stack: contextlib.ExitStack, settings: Settings, models: dict[st
             fleet.skipped[name] = availability.reason
             continue
         worker = managed(stack,
-            Worker(name, [optimum_python, "-m", "benchmarks._optimum_worker", "--model",
+            Worker(name, [optimum_python, "-m", "benchmarks.onnx_backend._optimum_worker", "--model",
                    str(directory), "--threads", threads], log=LOGS / f"{name}.log")
         )  # fmt: skip
         fleet.workers[name] = worker
@@ -291,7 +252,7 @@ async def run_benchmark(settings: Settings, command: str) -> OnnxResults:
     )
     return OnnxResults(
         settings=settings,
-        machine=_report.Machine.current(),
+        machine=report.Machine.current(),
         command=command,
         environment=environment,
         samples=samples,
@@ -362,20 +323,18 @@ def main(*, quick: bool, results_dir: Path, docs: Path | None, command: str) -> 
     started = time.perf_counter()
     results = anyio.run(run_benchmark, settings, command)
     results = replace(results, wall_seconds=time.perf_counter() - started)
-    print(_onnx_report.table(results))
-    path = _report.write_json(results_dir / "onnx_backend.json", results.to_json())
+    print(_report.table(results))
+    path = report.write_json(results_dir / "onnx_backend.json", results.to_json())
     print(f"results: {path}")
     if docs is not None:
-        images = _onnx_report.plots(results, docs.parent / "img")
-        _report.update_docs(docs, SECTION, _onnx_report.markdown(results, images, docs.parent))
+        images = _report.plots(results, docs.parent / "img")
+        report.update_docs(docs, SECTION, _report.markdown(results, images, docs.parent))
         print(f"docs: {docs} (plots: {', '.join(str(i) for i in images)})")
     return results
 
 
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__)
+def cli() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.onnx_backend", description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--results-dir", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--update-docs", action="store_true")

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks import _report
+from benchmarks._shared import report
+from benchmarks._shared.paths import REPO
+from benchmarks._shared.prepared_model import MODEL_NAME, find_model
 
 SECTION = "prompt-cache"
 TARGET_RATIO = 10.0
 """TTFT p50 on a miss over TTFT p50 on a hit (issue 4)."""
-REPO = Path(__file__).resolve().parents[1]
-MODEL_NAME = "smollm2-135m-instruct-int8"
 
 _RULES = (
     "Orders placed before noon ship the same day from the warehouse in Lyon.",
@@ -98,23 +98,6 @@ class Summary:
 def system_prompt(rules: int, first_line: str = "You are the support assistant of Acme.") -> str:
     body = " ".join(f"Rule {i + 1}: {_RULES[i % len(_RULES)]}" for i in range(rules))
     return f"{first_line} Follow these rules. {body}"
-
-
-def find_model(explicit: Path | None) -> Path:
-    """The prepared model: `--model`, else the default model in the usual homes."""
-    candidates = [explicit] if explicit is not None else []
-    home = os.environ.get("TOKENWIRE_HOME")
-    if home:
-        candidates.append(Path(home) / "models" / MODEL_NAME)
-    candidates += [
-        Path.home() / ".cache" / "tokenwire" / "models" / MODEL_NAME,
-        REPO / ".cache" / "tokenwire" / "models" / MODEL_NAME,
-        Path("/tmp/twhome/models") / MODEL_NAME,
-    ]
-    for candidate in candidates:
-        if candidate is not None and (candidate / "manifest.json").is_file():
-            return candidate
-    raise FileNotFoundError(f"no prepared {MODEL_NAME}; run `tokenwire prepare` or pass --model")
 
 
 class Server:
@@ -252,10 +235,10 @@ def main(
     samples = run(model, settings)
     load = (load_before, os.getloadavg()[0])
     summaries = summarize(samples)
-    machine = _report.Machine.current()
+    machine = report.Machine.current()
     text, summary = table(summaries), verdict(summaries)
     print(text, summary, sep="\n")
-    path = _report.write_json(
+    path = report.write_json(
         results_dir / "prompt_cache.json",
         {"machine": asdict(machine), "settings": asdict(settings), "command": command,
          "model": model.name, "load_average": load,
@@ -272,11 +255,11 @@ def main(
             "each, streamed over SSE; TTFT is request sent to first content delta at the client. "
             f"Load average {load[0]:.1f} before, {load[1]:.1f} after."
         )
-        _report.update_docs(docs, SECTION, f"{header}\n\n{text}\n\n{summary}")
+        report.update_docs(docs, SECTION, f"{header}\n\n{text}\n\n{summary}")
     return summaries
 
 
-def _cli(argv: Sequence[str] | None = None) -> None:
+def cli(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.prompt_cache", description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--results-dir", type=Path, default=REPO / "benchmarks" / "results")
@@ -292,7 +275,3 @@ def _cli(argv: Sequence[str] | None = None) -> None:
         command=command,
         model=args.model,
     )
-
-
-if __name__ == "__main__":
-    _cli()

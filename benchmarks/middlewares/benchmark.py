@@ -28,8 +28,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks import _report
-from benchmarks._middleware_probes import (
+from benchmarks._shared import report
+from benchmarks._shared.paths import REPO
+from benchmarks._shared.prepared_model import find_model
+from benchmarks.middlewares._probes import (
     ALL_MIDDLEWARES,
     DisconnectSample,
     ResumeSample,
@@ -41,12 +43,10 @@ from benchmarks._middleware_probes import (
     running_server,
     throughput,
 )
-from benchmarks.prompt_cache import find_model
 from tokenwire import ResumeConfig, create_app
 from tokenwire.backends.onnx.backend import OnnxBackend
 
 SECTION = "middlewares"
-REPO = Path(__file__).resolve().parents[1]
 OVERHEAD_TARGET = 0.95
 STEPS_TARGET = 1
 CONFIGS = {"on": ALL_MIDDLEWARES, "off": ()}
@@ -245,10 +245,10 @@ def main(
     load_after = os.getloadavg()
     overheads = summarize_overhead(overhead_samples, settings)
     latencies = summarize_latency(disconnects, resumes)
-    machine = _report.Machine.current()
+    machine = report.Machine.current()
     text, summary = table(overheads, latencies), verdict(latencies)
     print(text, summary, sep="\n")
-    path = _report.write_json(
+    path = report.write_json(
         results_dir / "middlewares.json",
         {"machine": asdict(machine), "settings": asdict(settings), "command": command,
          "model": model.name, "load_average": {"before": load_before, "after": load_after},
@@ -274,11 +274,11 @@ def main(
         )
         if f"<!-- {SECTION}:start -->" not in (docs.read_text() if docs.exists() else ""):
             docs.write_text(docs.read_text().rstrip("\n") + "\n\n" + _PROSE)
-        _report.update_docs(docs, SECTION, f"{header}\n\n{text}\n\n{summary}")
+        report.update_docs(docs, SECTION, f"{header}\n\n{text}\n\n{summary}")
     return overheads, latencies
 
 
-def _cli(argv: Sequence[str] | None = None) -> None:
+def cli(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.middlewares", description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--results-dir", type=Path, default=REPO / "benchmarks" / "results")
@@ -289,7 +289,3 @@ def _cli(argv: Sequence[str] | None = None) -> None:
     docs = REPO / "docs" / "benchmarks.md" if args.update_docs else None
     main(quick=args.quick, results_dir=args.results_dir, docs=docs, command=command,
          model=args.model)  # fmt: skip
-
-
-if __name__ == "__main__":
-    _cli()

@@ -23,9 +23,9 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
+from benchmarks._shared.paths import REPO
 from tokenwire.backends.onnx.backend import OnnxBackend
 
-REPO = Path(__file__).resolve().parents[1]
 ALL_MIDDLEWARES = ("metrics", "cancellation", "prompt_cache")
 _TOPICS = (
     "a lighthouse keeper", "a lost robot", "a desert caravan", "a chess prodigy",

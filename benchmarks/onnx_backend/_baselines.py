@@ -1,12 +1,12 @@
 """The other runtimes the ONNX benchmark compares against, and their one-time setup.
 
-- the bare ORT loop (`benchmarks._bare_loop`) and onnxruntime-genai's `og.Generator`
-  (`benchmarks._genai_worker`) run in tokenwire's own environment on the same model;
+- the bare ORT loop (`benchmarks.onnx_backend._bare_loop`) and onnxruntime-genai's `og.Generator`
+  (`benchmarks.onnx_backend._genai_worker`) run in tokenwire's own environment on the same model;
 - optimum (`ORTModelForCausalLM` + `TextIteratorStreamer`) needs its own environment
   (transformers < 4.58) and its own export: `.cache/bench-envs/optimum`;
 - llama-cpp-python's server on the same GGUF, built from source in `.cache/bench-envs/llamacpp`.
 
-`python -m benchmarks._baselines setup` builds whatever is missing (about 5 minutes for
+`python -m benchmarks.onnx_backend._baselines setup` builds whatever is missing (about 5 minutes for
 llama.cpp, 2 for optimum); a benchmark run skips a baseline that is not set up and says so.
 """
 
@@ -22,7 +22,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks._shared.paths import REPO
+
 ENVS = REPO / ".cache" / "bench-envs"
 OPTIMUM_ENV = ENVS / "optimum"
 LLAMACPP_ENV = ENVS / "llamacpp"

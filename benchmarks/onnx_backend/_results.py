@@ -5,14 +5,12 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from benchmarks import _report
-from benchmarks._bandwidth import WeightBytes
-from benchmarks._onnx_scenarios import GapRun, Run, System, percentile
-
-if TYPE_CHECKING:
-    from benchmarks.onnx_backend import Settings
+from benchmarks._shared import report
+from benchmarks.onnx_backend._bandwidth import WeightBytes
+from benchmarks.onnx_backend._scenarios import GapRun, Run, System, percentile
+from benchmarks.onnx_backend._settings import Settings
 
 TARGETS: dict[str, float] = {
     "bare": 0.95,
@@ -287,7 +285,7 @@ class Environment:
 @dataclass(frozen=True, slots=True)
 class OnnxResults:
     settings: Settings
-    machine: _report.Machine
+    machine: report.Machine
     command: str
     environment: Environment
     samples: list[SingleSample]

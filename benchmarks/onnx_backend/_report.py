@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from benchmarks._onnx_results import GAP_TARGET_MS, SCALING_TARGET, OnnxResults
+from benchmarks.onnx_backend._results import GAP_TARGET_MS, SCALING_TARGET, OnnxResults
 
 
 def _verdict(met: bool) -> str:

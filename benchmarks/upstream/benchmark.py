@@ -28,13 +28,13 @@ from pathlib import Path
 import anyio
 import httpx
 
-from benchmarks import _report
+from benchmarks._shared import report
+from benchmarks._shared.paths import REPO
 from tokenwire import Event, Finish, GenerationRequest, TokenDelta, Usage, create_app
 
 SECTION = "upstream-proxy-latency"
 TARGET_P50_MS = 1.0
 """Added latency per token through the proxy, p50 (issue 5)."""
-REPO = Path(__file__).resolve().parents[1]
 MODEL = "stamp"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -323,7 +323,7 @@ def main(
     """Run the benchmark, print its table, write `upstream.json` (and the docs section)."""
     settings = Settings.quick() if quick else Settings()
     rows, costs = run(settings)
-    machine = _report.Machine.current()
+    machine = report.Machine.current()
     text = table(rows) + "\n\n" + cost_table(costs)
     single = next(r for r in rows if r.scenario == "single" and r.tokens == "all")
     verdict = "met" if single.added_p50 <= TARGET_P50_MS else "MISSED"
@@ -332,7 +332,7 @@ def main(
         f"(target ≤ {TARGET_P50_MS} ms: {verdict}), p99 {single.added_p99:+.3f} ms."
     )
     print(text, summary, sep="\n")
-    path = _report.write_json(
+    path = report.write_json(
         results_dir / "upstream.json",
         {"machine": asdict(machine), "settings": asdict(settings), "command": command,
          "rows": [asdict(r) for r in rows], "costs": [asdict(c) for c in costs]},
@@ -345,11 +345,11 @@ def main(
             f"{settings.delay * 1000:g} ms apart, {settings.pairs} direct/proxy pairs per "
             "scenario. Milliseconds, token emission to arrival at the client."
         )
-        _report.update_docs(docs, SECTION, f"{header}\n\n{text}\n\n{summary}")
+        report.update_docs(docs, SECTION, f"{header}\n\n{text}\n\n{summary}")
     return rows, costs
 
 
-def _cli(argv: Sequence[str] | None = None) -> None:
+def cli(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.upstream", description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--results-dir", type=Path, default=REPO / "benchmarks" / "results")
@@ -366,7 +366,3 @@ def _cli(argv: Sequence[str] | None = None) -> None:
         return
     command = " ".join(["python", "-m", "benchmarks.upstream", *sys.argv[1:]])
     main(quick=args.quick, results_dir=args.results_dir, docs=None, command=command)
-
-
-if __name__ == "__main__":
-    _cli()

@@ -3,7 +3,7 @@
 1,000 streams at 32 concurrent against the echo backend (5 ms per token), then 200 at 16
 concurrent against the ONNX backend on SmolLM2 int8 and, when prepared, fp32 — 10% of
 clients disconnect at random points (queued, prefill, decode), 5% read slowly. Each server
-runs in its own process (`benchmarks._soak_server`), behind the metrics middleware.
+runs in its own process (`benchmarks.soak._server`), behind the metrics middleware.
 
 Pass: no 5xx; every stream not dropped ends normally; fp32 greedy text equals the text run
 alone (int8: how often it differs is reported); running/waiting gauges and buffered bytes
@@ -27,9 +27,10 @@ from typing import Any
 import anyio
 import httpx
 
-from benchmarks import _report
-from benchmarks._processes import rss_bytes
-from benchmarks._soak_client import (
+from benchmarks._shared import report
+from benchmarks._shared.paths import REPO
+from benchmarks._shared.proc_stats import rss_bytes
+from benchmarks.soak._client import (
     StreamPlan,
     Tally,
     chat_body,
@@ -40,7 +41,6 @@ from benchmarks._soak_client import (
     stalled_readers,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 DOCS_SECTION = "soak-results"
 ECHO_PROMPTS = tuple(" ".join(f"p{p}w{i}" for i in range(200)) for p in range(8))
 MODEL_PROMPTS = (
@@ -95,11 +95,11 @@ class RunResult:
 
 
 class SoakServer:
-    """`benchmarks._soak_server` in a child process; samples its RSS while it runs."""
+    """`benchmarks.soak._server` in a child process; samples its RSS while it runs."""
 
     def __init__(self, *args: str) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        command = [sys.executable, "-m", "benchmarks._soak_server", *args]
+        command = [sys.executable, "-m", "benchmarks.soak._server", *args]
         self.process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True
         )
@@ -406,18 +406,18 @@ def main(*, quick: bool, results_dir: Path, docs: Path | None, command: str) -> 
     results = anyio.run(run_all, settings)
     runs: list[RunResult] = results.pop("runs")
     document = {
-        "machine": asdict(_report.Machine.current()),
+        "machine": asdict(report.Machine.current()),
         "command": command,
         **results,
         "runs": [{**asdict(r), "passed": r.passed} for r in runs],
     }
-    path = _report.write_json(results_dir / "soak.json", document)
+    path = report.write_json(results_dir / "soak.json", document)
     print(f"soak: results in {path}")
     failed = [f"{r.name}: {k}" for r in runs for k, ok in r.checks.items() if not ok]
     for line in failed:
         print(f"soak: FAILED {line}")
     if docs is not None:
-        _report.update_docs(docs.parent / "reliability.md", DOCS_SECTION, markdown(document))
+        report.update_docs(docs.parent / "reliability.md", DOCS_SECTION, markdown(document))
     if failed:
         raise SystemExit(1)
 

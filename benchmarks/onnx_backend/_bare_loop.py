@@ -6,8 +6,8 @@ IOBinding as both `past_key_values.*` and `present.*` (the graph writes in place
 position ids, a mask of ones, logits bound to a preallocated host buffer, greedy argmax
 over the last position. No detokenization, no scheduling, no HTTP: only the model.
 
-Run as a worker (`python -m benchmarks._bare_loop --model DIR [--threads N]`), speaking
-`benchmarks._worker_protocol`; a request may add `"batch": B` to decode B copies of the
+Run as a worker (`python -m benchmarks.onnx_backend._bare_loop --model DIR [--threads N]`), speaking
+`benchmarks.onnx_backend._worker_protocol`; a request may add `"batch": B` to decode B copies of the
 prompt as one batch (arrivals are then per step, each step yielding B tokens).
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from benchmarks._worker_protocol import Generated, serve
+from benchmarks.onnx_backend._worker_protocol import Generated, serve
 
 
 class BareLoop:

@@ -1,6 +1,6 @@
 """The server the soak drives: tokenwire as `tokenwire serve` builds it, plus debug routes.
 
-Run as `python -m benchmarks._soak_server --backend echo|onnx [...]`: prints `READY <port>`.
+Run as `python -m benchmarks.soak._server --backend echo|onnx [...]`: prints `READY <port>`.
 `/debug/stats` shows what must return to rest between runs (slots, streams, buffered
 bytes, event-loop tasks, RSS); `/debug/break` and `/debug/repair` make the ONNX model's
 runs fail and work again, for the readiness measurement.
@@ -26,12 +26,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from tokenwire.app import DialectRoute, TokenwireMiddleware
+from tokenwire import TokenwireMiddleware
 from tokenwire.backends.echo import EchoBackend
 from tokenwire.interfaces import Backend
 from tokenwire.limits import Limits
 from tokenwire.middlewares.metrics import MetricsMiddleware
-from tokenwire.send_buffers import SendBuffers
 
 # The kernel's send buffer per connection. Left alone it grows to ~4 MB on loopback, so a
 # slow reader would not push back on the server until megabytes were written.
@@ -55,7 +54,6 @@ class FailingSession:
 class SoakApp:
     app: ASGIApp
     backend: Backend
-    buffers: SendBuffers
     registry: CollectorRegistry
 
 
@@ -69,22 +67,14 @@ def build_soak_app(backend: Backend, limits: Limits = Limits()) -> SoakApp:
         middlewares=[functools.partial(MetricsMiddleware, registry=registry)],
         limits=limits,
     )
-    # The app registered its buffered-bytes gauge in the metrics registry; read it directly.
-    router: Any = app.router
-    while not hasattr(router, "routes"):  # unwrap the auth gate / exception middleware
-        router = router.app
-    buffers = next(
-        route.app.endpoint.send_buffers
-        for route in router.routes
-        if isinstance(getattr(route, "app", None), DialectRoute)
-        and route.app.endpoint.send_buffers is not None
-    )
-
     async def stats(request: Request) -> JSONResponse:
         backend_stats = getattr(backend, "stats", None)
         body: dict[str, Any] = {
             "active_streams": app.host.active_streams,
-            "buffered_bytes": buffers.bytes,
+            # The app exports its buffered-bytes gauge into the metrics registry.
+            "buffered_bytes": int(
+                registry.get_sample_value("tokenwire_stream_buffered_bytes") or 0
+            ),
             # Benchmark code, not tokenwire's: counting the loop's tasks needs asyncio.
             "tasks": len(asyncio.all_tasks()),
             "rss_bytes": _rss(),
@@ -118,7 +108,7 @@ def build_soak_app(backend: Backend, limits: Limits = Limits()) -> SoakApp:
             Route("/debug/{action:str}", fault, methods=["POST"]),
         ]
     )
-    return SoakApp(app, backend, buffers, registry)
+    return SoakApp(app, backend, registry)
 
 
 def _rss() -> int:

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from benchmarks._payloads import PATH, SSEEvent
+from benchmarks.transport._payloads import PATH, SSEEvent
 from tokenwire import create_app
 from tokenwire.backends.echo import EchoBackend
 

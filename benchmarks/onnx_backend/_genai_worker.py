@@ -1,8 +1,8 @@
 """onnxruntime-genai's own `og.Generator` on a builder model: a baseline worker.
 
 Greedy, one token per `generate_next_token()`, each streamed through the genai tokenizer
-stream as its own app would. Run as `python -m benchmarks._genai_worker --model DIR
-[--threads N]`, speaking `benchmarks._worker_protocol`.
+stream as its own app would. Run as `python -m benchmarks.onnx_backend._genai_worker --model DIR
+[--threads N]`, speaking `benchmarks.onnx_backend._worker_protocol`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import onnxruntime_genai as og  # type: ignore[import-untyped]
 
-from benchmarks._worker_protocol import Generated, serve
+from benchmarks.onnx_backend._worker_protocol import Generated, serve
 
 
 def main() -> None:

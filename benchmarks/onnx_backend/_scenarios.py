@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from benchmarks._processes import Worker, cpu_seconds
-from benchmarks._timed import TimedStream, chat_body, stream_chat
+from benchmarks._shared.proc_stats import cpu_seconds
+from benchmarks.onnx_backend._processes import Worker
+from benchmarks.onnx_backend._timed import TimedStream, chat_body, stream_chat
 
 DECODE_PROMPT = "Write a detailed essay about the history of the Roman Empire."
 """Every model here (builder int8, int4, fp32, optimum, llama.cpp Q4_1) writes past 160 tokens

@@ -22,7 +22,8 @@ from typing import TypeVar
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks._shared.paths import REPO
+from benchmarks._shared.proc_stats import rss_bytes
 
 
 def free_port() -> int:
@@ -30,24 +31,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time `pid` has used, every thread (user + system, exited threads included). On a
-    shared machine this, not wall time, is what a system's work per token costs."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-
-
-def rss_bytes(pid: int, field: str = "VmRSS") -> int:
-    """Resident memory of `pid` (VmRSS now, or VmHWM: the peak so far)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 class RssSampler:
@@ -161,7 +144,7 @@ class WorkerAnswer:
 
 
 class Worker(_Child):
-    """A generator in a child process, driven over `benchmarks._worker_protocol`."""
+    """A generator in a child process, driven over `benchmarks.onnx_backend._worker_protocol`."""
 
     def __init__(
         self,

@@ -4,7 +4,7 @@ Runs in its own environment (optimum-onnx pins transformers < 4.58, the builder 
 so it imports nothing of tokenwire. `generate` runs in a thread and the caller iterates the
 streamer, the way its documentation streams. The streamer releases text at word
 boundaries, so each token's time is stamped where `generate` hands it over (`put`).
-Run as `python -m benchmarks._optimum_worker --model DIR [--threads N]`.
+Run as `python -m benchmarks.onnx_backend._optimum_worker --model DIR [--threads N]`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import onnxruntime as ort
 from optimum.onnxruntime import ORTModelForCausalLM
 from transformers import AutoTokenizer, TextIteratorStreamer
 
-from benchmarks._worker_protocol import Generated, serve
+from benchmarks.onnx_backend._worker_protocol import Generated, serve
 
 
 class _StampingStreamer(TextIteratorStreamer):  # type: ignore[misc]

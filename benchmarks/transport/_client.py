@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import anyio
 from anyio.abc import SocketStream
 
-from benchmarks._payloads import PATH
+from benchmarks.transport._payloads import PATH
 
 # Content deltas, not the opening role chunk (`{"role":"assistant","content":""}`) nor
 # the finish chunk (`"delta":{}`).

@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from benchmarks._soak_client import (
+from benchmarks.soak._client import (
     StreamOutcome,
     StreamPlan,
     Tally,

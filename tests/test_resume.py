@@ -145,3 +145,26 @@ def test_bad_last_event_id_is_a_400_in_dialect_shape(url: str) -> None:
         f"{url}/v1/chat/completions", json=chat(), headers={"last-event-id": "nope:3"}
     )
     assert unknown.status_code == 404
+
+
+def test_a_resumed_post_is_logged_under_the_streams_own_id(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="tokenwire.access")
+    with httpx.stream(
+        "POST", f"{url}/v1/chat/completions", json=chat(), headers={"x-request-id": "logged"}
+    ) as response:
+        first = read_events(response, limit=2)
+    headers = {"last-event-id": first[-1]["id"]}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=chat(), headers=headers) as r:
+        assert r.headers["x-request-id"] == "logged"
+        read_events(r)
+    with httpx.stream("GET", f"{url}/v1/streams/logged", headers=headers) as r:
+        assert r.status_code == 200
+    lines = [
+        (record.request_id, record.getMessage())  # type: ignore[attr-defined]
+        for record in caplog.records
+        if record.name == "tokenwire.access"
+    ]
+    assert [rid for rid, _ in lines] == ["logged", "logged", "logged"]
+    assert lines[2][1].startswith("GET /v1/streams/logged 200")

@@ -34,7 +34,7 @@ from tokenwire.interfaces import (
 from tokenwire.pipeline import build_pipeline
 from tokenwire.plugins import PluginError, list_plugins, load_plugin
 from tokenwire.requests import ChatMessage, GenerationRequest
-from tokenwire.transports._resume import ResumeConfig
+from tokenwire.stream_store import ResumeConfig
 
 __all__ = [
     "AuthenticationError",

@@ -73,4 +73,5 @@ class AccessLog:
                 status or "-",
                 f" via {transport}" if transport else "",
                 (time.perf_counter() - started) * 1000,
+                extra={"request_id": state["request_id"]},
             )

@@ -23,7 +23,7 @@ from tokenwire.router import (
     DEFAULT_TRANSPORTS,
     build_router,
 )
-from tokenwire.transports._resume import ResumeConfig
+from tokenwire.stream_store import ResumeConfig
 
 __all__ = ["DEFAULT_PUBLIC_PATHS", "TokenwireMiddleware", "create_app"]
 

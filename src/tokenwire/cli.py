@@ -97,10 +97,10 @@ def load_config(args: argparse.Namespace) -> ServeConfig:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from tokenwire import ResumeConfig
     from tokenwire.app import DEFAULT_PUBLIC_PATHS, create_app
     from tokenwire.limits import Limits
     from tokenwire.server import run_server
+    from tokenwire.stream_store import ResumeConfig
 
     config = load_config(args)
     log_config = logging_config(config.log_level, json_lines=config.log_format == "json")

@@ -38,8 +38,9 @@ from tokenwire.openapi import openapi_routes
 from tokenwire.pipeline import build_layers
 from tokenwire.plugins import load_plugin
 from tokenwire.send_buffers import SendBuffers
+from tokenwire.stream_store import ResumeConfig
 from tokenwire.transports._replies import send_error
-from tokenwire.transports._resume import ResumeConfig, ResumeService
+from tokenwire.transports._resume import ResumeService
 from tokenwire.transports.resumable_sse import ResumableSSETransport
 from tokenwire.transports.sse import SSETransport
 

@@ -103,3 +103,21 @@ class MemoryStreamStore:
         if self.records.get(record.request_id) is record:
             del self.records[record.request_id]
             self.bytes -= record.bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeConfig:
+    """Attributes:
+    grace_seconds: how long a dropped stream keeps generating for a reconnect; a finished
+        stream stays readable as long.
+    max_stream_bytes: payload bytes kept per stream; older ones can no longer be replayed.
+    max_total_bytes: payload bytes kept across streams; past it new streams are not resumable.
+    """
+
+    grace_seconds: float = 30.0
+    max_stream_bytes: int = 1 << 20
+    max_total_bytes: int = 64 << 20
+
+    def memory_store(self) -> MemoryStreamStore:
+        """An in-memory store bounded as configured."""
+        return MemoryStreamStore(self.max_stream_bytes, self.max_total_bytes)

@@ -200,7 +200,27 @@ def test_wrong_method_is_a_405_in_dialect_shape(echo_url: str, path: str, shape)
     assert shape(reply.json())
 
 
-def test_unknown_path_is_a_json_404(echo_url: str) -> None:
-    reply = httpx.get(f"{echo_url}/v2/nothing")
+def test_unknown_path_is_a_json_404_in_openai_shape_with_a_request_id(echo_url: str) -> None:
+    reply = httpx.get(f"{echo_url}/v2/nothing", headers={"x-request-id": "trace-404"})
     assert reply.status_code == 404
-    assert reply.json()["error"]["type"] == "not_found_error"
+    # Routes no dialect owns speak the first dialect's (OpenAI's) vocabulary, as OpenAI does.
+    error = reply.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] is None
+    assert "/v2/nothing" in error["message"]
+    assert reply.headers["x-request-id"] == "trace-404"
+
+
+def test_a_method_a_route_does_not_take_is_a_405_in_openai_shape(echo_url: str) -> None:
+    reply = httpx.post(f"{echo_url}/v1/models")
+    assert reply.status_code == 405
+    assert reply.headers["allow"] == "HEAD, GET"
+    assert reply.json()["error"]["type"] == "invalid_request_error"
+    assert reply.headers["x-request-id"].startswith("req_")
+
+
+def test_models_and_health_carry_a_request_id(echo_url: str) -> None:
+    for path in ("/v1/models", "/v1/models/nope", "/health/live"):
+        reply = httpx.get(f"{echo_url}{path}", headers={"x-request-id": "trace-m"})
+        assert reply.headers["x-request-id"] == "trace-m", path
+    unknown = httpx.get(f"{echo_url}/v1/models/nope").json()["error"]
+    assert unknown["code"] == "model_not_found" and unknown["param"] == "model"

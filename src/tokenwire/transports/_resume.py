@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 import anyio
 from anyio.abc import TaskGroup
@@ -19,30 +18,12 @@ from anyio.abc import TaskGroup
 from tokenwire.endpoint import Call
 from tokenwire.errors import InvalidRequestError, NotFoundError, TokenwireError
 from tokenwire.interfaces import Payload
-from tokenwire.stream_store import MemoryStreamStore, StreamRecord, StreamStore
+from tokenwire.stream_store import ResumeConfig, StreamRecord, StreamStore
 
 _LAST_EVENT_ID = re.compile(r"(?P<request_id>[A-Za-z0-9._:-]{1,128}):(?P<seq>\d{1,9})")
 
 TaskGroupProvider = Callable[[], "TaskGroup | None"]
 """Returns the task group that resumable streams run in, or None while there is none."""
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeConfig:
-    """Attributes:
-    grace_seconds: how long a dropped stream keeps generating for a reconnect; a finished
-        stream stays readable as long.
-    max_stream_bytes: payload bytes kept per stream; older ones can no longer be replayed.
-    max_total_bytes: payload bytes kept across streams; past it new streams are not resumable.
-    """
-
-    grace_seconds: float = 30.0
-    max_stream_bytes: int = 1 << 20
-    max_total_bytes: int = 64 << 20
-
-    def memory_store(self) -> MemoryStreamStore:
-        """An in-memory store bounded as configured."""
-        return MemoryStreamStore(self.max_stream_bytes, self.max_total_bytes)
 
 
 def parse_last_event_id(value: str) -> tuple[str, int]:

@@ -353,14 +353,18 @@ async def test_label_values_past_the_bound_collapse_into_other() -> None:
         yield Finish("stop")
 
     pipeline = build_pipeline(backend, [partial(MetricsMiddleware, registry=registry)])
+    assert isinstance(pipeline, MetricsMiddleware)
     for i in range(MAX_LABEL_VALUES + 10):
-        async for _ in pipeline(GenerationRequest(model=f"client-model-{i}", prompt="p")):
+        request = GenerationRequest(model=f"client-model-{i}", prompt="p")
+        async for _ in pipeline(request):
             pass
+        pipeline.observe_first_byte(request, 0.01)  # as the transport does
     text = generate_latest(registry).decode()
-    models = Samples(text).label_values("tokenwire_requests_total", "model")
-    assert len(models) == MAX_LABEL_VALUES + 1
-    assert "other" in models
-    assert Samples(text).value("tokenwire_requests_total", model="other") == 10
+    for name in ("tokenwire_requests_total", "tokenwire_time_to_first_byte_seconds_count"):
+        models = Samples(text).label_values(name, "model")
+        assert len(models) == MAX_LABEL_VALUES + 1
+        assert "other" in models
+        assert Samples(text).value(name, model="other") == 10
 
 
 # Each worker is its own process: it serves `requests` and exits, leaving its samples in

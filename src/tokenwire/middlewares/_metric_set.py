@@ -46,6 +46,7 @@ class RequestMetrics:
     time_to_first_token: Histogram
     inter_token_latency: Histogram
     request_duration: Histogram
+    time_to_first_byte: Histogram
     queue_time: Histogram
     prefill_time: Histogram
     prompt_tokens: Counter
@@ -211,6 +212,7 @@ class MetricSet:
             time_to_first_token=self.time_to_first_token.labels(*labels),
             inter_token_latency=self.inter_token_latency.labels(*labels),
             request_duration=self.request_duration.labels(*labels),
+            time_to_first_byte=self.time_to_first_byte.labels(*labels),
             queue_time=self.queue_time.labels(*labels),
             prefill_time=self.prefill_time.labels(*labels),
             prompt_tokens=self.prompt_tokens.labels(*labels),

@@ -131,3 +131,35 @@ def test_cors_is_off_by_default_and_configurable() -> None:
         )
         assert reply.headers["access-control-allow-origin"] == "https://app.example"
         assert "x-request-id" in reply.headers["access-control-expose-headers"]
+
+
+def test_a_mounted_app_keeps_its_public_paths_open_and_the_rest_gated() -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    outer = Starlette(routes=[Mount("/llm", create_app(EchoBackend(), api_keys=[KEY]))])
+    with running_server(outer) as url:
+        assert httpx.get(f"{url}/llm/health/live").status_code == 200
+        assert httpx.post(f"{url}/llm/v1/chat/completions", json=CHAT).status_code == 401
+        authorized = {"authorization": f"Bearer {KEY}"}
+        response = httpx.post(f"{url}/llm/v1/chat/completions", json=CHAT, headers=authorized)
+        assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path", "expected"),
+    [
+        ("/health/live", "", "/health/live"),
+        ("/llm/health/live", "/llm", "/health/live"),
+        ("/llm", "/llm", ""),
+        ("/llmx/health/live", "/llm", "/llmx/health/live"),
+        ("/other/health/live", "/llm", "/other/health/live"),
+    ],
+)
+def test_route_path_strips_the_mount_point_on_a_segment_boundary_only(
+    path: str, root_path: str, expected: str
+) -> None:
+    from tokenwire._auth_gate import route_path
+
+    # Starlette's rule (`starlette._utils.get_route_path`), which its routes match by.
+    assert route_path({"type": "http", "path": path, "root_path": root_path}) == expected

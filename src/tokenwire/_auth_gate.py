@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from starlette._utils import get_route_path
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -12,6 +11,23 @@ from tokenwire.auth import ApiKeys
 from tokenwire.endpoint import Endpoint
 from tokenwire.errors import AuthenticationError
 from tokenwire.transports._replies import send_json
+
+
+def route_path(scope: Scope) -> str:
+    """The path below the app's mount point, as Starlette's routes match it.
+
+    `path` loses `root_path` only where `root_path` ends on a segment boundary of it: under
+    "/llm", "/llm/health/live" is "/health/live" and "/llm" is "", but "/llmx" stays whole.
+    """
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if not root_path or not path.startswith(root_path):
+        return path
+    if path == root_path:
+        return ""
+    if path[len(root_path)] == "/":
+        return path[len(root_path) :]
+    return path
 
 
 class AuthGate:
@@ -37,7 +53,7 @@ class AuthGate:
         if scope["type"] not in ("http", "websocket") or not self.keys.enabled:
             await self.app(scope, receive, send)
             return
-        path = get_route_path(scope)
+        path = route_path(scope)
         owned = any(route.matches(scope)[0] != Match.NONE for route in self.routes)
         if not owned or path in self.public_paths:
             await self.app(scope, receive, send)

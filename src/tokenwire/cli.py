@@ -98,7 +98,6 @@ def load_config(args: argparse.Namespace) -> ServeConfig:
 
 def _serve(args: argparse.Namespace) -> int:
     from tokenwire.app import DEFAULT_PUBLIC_PATHS, create_app
-    from tokenwire.limits import Limits
     from tokenwire.server import run_server
     from tokenwire.stream_store import ResumeConfig
 
@@ -109,14 +108,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(
         build_backend(config),
         middlewares=build_middlewares(config),
-        limits=Limits(
-            max_body_bytes=config.max_body_bytes,
-            max_tokens=config.max_tokens,
-            max_concurrent_per_key=config.max_concurrent_per_key,
-            send_buffer_bytes=config.send_buffer_bytes,
-            slow_client_policy=config.slow_client_policy,
-            send_timeout_seconds=config.send_timeout_seconds,
-        ),
+        limits=config.limits(),
         api_keys=config.api_keys,
         public_paths=public_paths,
         cors_origins=config.cors_origins,

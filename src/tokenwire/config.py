@@ -8,12 +8,15 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from tokenwire.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_SEND_BUFFER_BYTES, SlowClientPolicy
+from tokenwire.limits import Limits, SlowClientPolicy
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
+# The limits' defaults live on `Limits`; the config file names its fields flat.
+_LIMITS = Limits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,12 +30,13 @@ class ServeConfig:
     middlewares: tuple[str, ...] = ()
     middleware_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     backend_options: dict[str, Any] = field(default_factory=dict)
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    max_tokens: int | None = None
-    max_concurrent_per_key: int | None = None
-    send_buffer_bytes: int = DEFAULT_SEND_BUFFER_BYTES
-    slow_client_policy: SlowClientPolicy = "coalesce"
-    send_timeout_seconds: float = 30.0
+    # `Limits`' fields, one key each (see `limits()`).
+    max_body_bytes: int = _LIMITS.max_body_bytes
+    max_tokens: int | None = _LIMITS.max_tokens
+    max_concurrent_per_key: int | None = _LIMITS.max_concurrent_per_key
+    send_buffer_bytes: int = _LIMITS.send_buffer_bytes
+    slow_client_policy: SlowClientPolicy = _LIMITS.slow_client_policy
+    send_timeout_seconds: float = _LIMITS.send_timeout_seconds
     api_keys: tuple[str, ...] = ()
     metrics_public: bool = True
     cors_origins: tuple[str, ...] = ()
@@ -52,6 +56,10 @@ class ServeConfig:
             + ", ".join(f"{f.name}={getattr(shown, f.name)!r}" for f in fields(self))
             + ")"
         )
+
+    def limits(self) -> Limits:
+        """The request and stream limits these settings give."""
+        return Limits(**{f.name: getattr(self, f.name) for f in fields(Limits)})
 
     @classmethod
     def from_file(cls, path: Path) -> ServeConfig:

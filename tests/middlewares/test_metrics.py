@@ -11,6 +11,10 @@ import anyio
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests._support.asgi import call_http
@@ -349,14 +353,18 @@ async def test_label_values_past_the_bound_collapse_into_other() -> None:
         yield Finish("stop")
 
     pipeline = build_pipeline(backend, [partial(MetricsMiddleware, registry=registry)])
+    assert isinstance(pipeline, MetricsMiddleware)
     for i in range(MAX_LABEL_VALUES + 10):
-        async for _ in pipeline(GenerationRequest(model=f"client-model-{i}", prompt="p")):
+        request = GenerationRequest(model=f"client-model-{i}", prompt="p")
+        async for _ in pipeline(request):
             pass
+        pipeline.observe_first_byte(request, 0.01)  # as the transport does
     text = generate_latest(registry).decode()
-    models = Samples(text).label_values("tokenwire_requests_total", "model")
-    assert len(models) == MAX_LABEL_VALUES + 1
-    assert "other" in models
-    assert Samples(text).value("tokenwire_requests_total", model="other") == 10
+    for name in ("tokenwire_requests_total", "tokenwire_time_to_first_byte_seconds_count"):
+        models = Samples(text).label_values(name, "model")
+        assert len(models) == MAX_LABEL_VALUES + 1
+        assert "other" in models
+        assert Samples(text).value(name, model="other") == 10
 
 
 # Each worker is its own process: it serves `requests` and exits, leaving its samples in
@@ -443,3 +451,27 @@ def test_time_to_first_byte_is_measured_at_the_transport() -> None:
         if sample.name.endswith("_count")
     }
     assert counts == {"sse": 1.0, "ndjson": 1.0}
+
+
+def test_every_exposed_metric_is_documented() -> None:
+    from tokenwire.backends.echo import EchoBackend
+
+    # Every built-in middleware, so anything that registers a metric through the app (the
+    # transports' buffered-bytes gauge included) shows on the page.
+    app = create_app(EchoBackend(), middlewares=["metrics", "cancellation", "prompt_cache"])
+    body = {"model": "echo", "stream": True, "messages": [{"role": "user", "content": "a b"}]}
+    with running_server(app) as url:
+        for accept in ("text/event-stream", "application/x-ndjson"):
+            httpx.post(f"{url}/v1/chat/completions", json=body, headers={"accept": accept})
+        # OpenMetrics keeps `_created` inside its family (the text format makes it a gauge).
+        text = httpx.get(f"{url}/metrics", headers={"accept": OPENMETRICS}).text
+    families = {
+        # The family drops a counter's `_total`; the docs name the series users query.
+        f"{family.name}_total" if family.type == "counter" else family.name
+        for family in openmetrics_families(text)
+        if family.name.startswith("tokenwire_")
+    }
+    assert "tokenwire_stream_buffered_bytes" in families
+    assert "tokenwire_time_to_first_byte_seconds" in families
+    docs = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
+    assert {name for name in families if f"`{name}`" not in docs} == set()

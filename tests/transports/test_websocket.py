@@ -116,3 +116,55 @@ async def test_disconnect_cancels_the_running_request(request: pytest.FixtureReq
             await client.to_server.send({"type": "websocket.disconnect", "code": 1001})
     assert backend.finished_normally == 0
     assert backend.closed_at is not None
+
+
+class QueuedClient(Client):
+    """Receives as uvicorn does (an asyncio.Queue): a frame already waiting comes back at once.
+
+    So frames that arrived together are read without the server yielding between them.
+    """
+
+    async def receive(self) -> Message:
+        try:
+            return self.inbox.receive_nowait()
+        except anyio.WouldBlock:
+            return await self.inbox.receive()
+
+
+async def test_cancel_right_behind_a_request_stops_it(request: pytest.FixtureRequest) -> None:
+    backend = ScriptedBackend([f" w{i}" for i in range(200)], delay=0.01)
+    app = create_app(backend, dialects=[PlainDialect()])
+    client = QueuedClient()
+    request.addfinalizer(client.close)
+    # Both frames arrive together: the cancel is read before the serving loop has taken
+    # the request from the inbox.
+    await client.to_server.send({"type": "websocket.connect"})
+    await client.to_server.send({"type": "websocket.receive", "text": json.dumps({"prompt": "x"})})
+    await client.to_server.send({"type": "websocket.receive", "text": '{"type": "cancel"}'})
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(app, scope(), client.receive, client.send)
+        assert (await client.outbox.receive())["type"] == "websocket.accept"
+        frames = await client.until(lambda f: f == "[END]" or f.get("type") == "cancelled")
+        assert frames[-1] == {"type": "cancelled"}
+        assert len(frames) < 50
+        assert backend.finished_normally == 0
+        await client.to_server.send({"type": "websocket.disconnect", "code": 1000})
+
+
+async def test_cancel_with_no_request_before_it_is_harmless(
+    request: pytest.FixtureRequest,
+) -> None:
+    app = create_app(ScriptedBackend(["a", " b"]), dialects=[PlainDialect()])
+    client = Client()
+    request.addfinalizer(client.close)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(app, scope(), client.receive, client.send)
+        await client.to_server.send({"type": "websocket.connect"})
+        await client.outbox.receive()
+        await client.to_server.send({"type": "websocket.receive", "text": '{"type": "cancel"}'})
+        await client.to_server.send(
+            {"type": "websocket.receive", "text": json.dumps({"prompt": "x"})}
+        )
+        frames = await client.until(lambda f: f == "[END]")
+        assert [f["type"] for f in frames[:-1]] == ["open", "delta", "delta", "finish"]
+        await client.to_server.send({"type": "websocket.disconnect", "code": 1000})

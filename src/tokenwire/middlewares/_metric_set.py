@@ -8,24 +8,25 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Buckets, in seconds. Prometheus interpolates quantiles inside a bucket, so buckets are dense
 # where the values cluster and sparse in the tails; every histogram costs one series per
-# bucket per label set, so each list stays near 20.
+# bucket per label set, so each list stays near 20. Where the values cluster was measured
+# (docs/benchmarks.md, "Figures behind defaults and code"); docs/metrics.md explains each list.
 #
-# Time to first token, queue time and prefill time: a short prompt on a warm model answers in
-# 5-50 ms (FACTS: 26-39 ms prefill of 37 tokens on CPU), a ~500-token prompt in ~0.4 s, and a
-# long prompt behind a full queue in tens of seconds; past 60 s a client has usually given up.
+# Time to first token, queue time and prefill time: dense over the milliseconds a short prompt
+# on a warm model takes, through the fraction of a second of a long prompt, out to the tens of
+# seconds of a long prompt behind a full queue; past 60 s a client has usually given up.
 FIRST_TOKEN_BUCKETS = (
     0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.25, 0.5, 0.75,
     1.0, 1.5, 2.5, 5.0, 7.5, 10.0, 20.0, 30.0, 60.0,
 )  # fmt: skip
-# End to end: a whole generation. Thousands of tokens at 20-200 tok/s take tens of seconds to
-# minutes, so the range reaches 10 minutes (the cancellation middleware's default cap).
+# End to end: a whole generation. Thousands of tokens at CPU decode speeds take tens of seconds
+# to minutes, so the range reaches 10 minutes (the cancellation middleware's default cap).
 REQUEST_BUCKETS = (
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0,
     20.0, 30.0, 45.0, 60.0, 120.0, 300.0, 600.0,
 )  # fmt: skip
-# Inter-token latency is one decode step: ~1-3 ms for a small model on a GPU, 5-15 ms on CPU
-# (FACTS: 120-280 tok/s at batch 1; 8-stream batches ~13 ms per step), rising with batch size
-# and when a long prefill is interleaved; a gap past 2 s is a stall, whatever its size.
+# Inter-token latency is one decode step: densest at the few milliseconds of a small model's
+# step (on a GPU, or on CPU at batch 1), rising with batch size and when a long prefill is
+# interleaved; a gap past 2 s is a stall, whatever its size.
 INTER_TOKEN_BUCKETS = (
     0.001, 0.0025, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.025, 0.03,
     0.04, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.0,
@@ -46,6 +47,7 @@ class RequestMetrics:
     time_to_first_token: Histogram
     inter_token_latency: Histogram
     request_duration: Histogram
+    time_to_first_byte: Histogram
     queue_time: Histogram
     prefill_time: Histogram
     prompt_tokens: Counter
@@ -211,6 +213,7 @@ class MetricSet:
             time_to_first_token=self.time_to_first_token.labels(*labels),
             inter_token_latency=self.inter_token_latency.labels(*labels),
             request_duration=self.request_duration.labels(*labels),
+            time_to_first_byte=self.time_to_first_byte.labels(*labels),
             queue_time=self.queue_time.labels(*labels),
             prefill_time=self.prefill_time.labels(*labels),
             prompt_tokens=self.prompt_tokens.labels(*labels),

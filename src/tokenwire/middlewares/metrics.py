@@ -75,10 +75,8 @@ class MetricsMiddleware:
 
     def observe_first_byte(self, request: GenerationRequest, seconds: float) -> None:
         """Called by the transport once the response's first byte is written."""
-        labels = self.metrics._bounds
-        self.metrics.time_to_first_byte.labels(
-            labels[0](request.model), labels[1](request.dialect), labels[2](request.transport)
-        ).observe(seconds)
+        m = self.metrics.for_request(request.model, request.dialect, request.transport)
+        m.time_to_first_byte.observe(seconds)
 
     async def __call__(self, request: GenerationRequest) -> AsyncIterator[Event]:
         m = self.metrics.for_request(request.model, request.dialect, request.transport)

@@ -29,7 +29,7 @@ _PAST_KEY = re.compile(r"^past_key_values\.(\d+)\.key$")
 
 # Runs inside the optimum environment, which has onnx and onnxruntime. accuracy_level=4
 # (int8 activations) is what makes the CPU kernel fast: without it an 8-bit MatMulNBits
-# graph decoded about 25x slower than fp32 here, at the same quality (0.97 agreement).
+# graph decodes far slower than fp32 at the same quality (docs/benchmarks.md has the figure).
 _QUANTIZE_SCRIPT = """
 import sys
 import onnx

@@ -4,7 +4,7 @@ A Q4_1 GGUF stores each block of 32 weights as `d * q + m` with 4-bit codes `q` 
 `d`, `m`. Converted to fp32, the weights still lie exactly on that grid, so 4-bit blocks can
 hold them without a second rounding, which is what wrecks a re-quantized int4 build (top-1
 agreement 0.74 against fp32 for the builder's int4 of SmolLM2). One catch: `MatMulNBits`
-takes integer zero points only (a float one makes ORT dequantize on every run, 10-30x
+takes integer zero points only (a float one makes ORT dequantize on every run: far
 slower), and `m / d` is rarely an integer. Rounding it shifts a whole block by up to half a
 step. That shift, `r = d * (round(-m/d) + m/d)` per block and output, times the block's sum of
 inputs, is what is lost. It is put back inside the same `MatMulNBits`: the input gains one

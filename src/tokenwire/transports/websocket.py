@@ -2,8 +2,8 @@
 
 The client sends a request body as a text frame; the server answers with one text frame per
 payload (the JSON an SSE `data:` line would carry, `[DONE]` included for OpenAI dialects).
-`{"type": "cancel"}` stops the running request, which ends with `{"type": "cancelled"}`.
-Requests on one socket run one after another.
+`{"type": "cancel"}` stops the request sent before it, queued or running, which then ends
+with `{"type": "cancelled"}`. Requests on one socket run one after another.
 
 A slow reader meets the endpoint's slow-client policy as HTTP streams do (see `_relay`):
 its deltas coalesce into fewer messages, or, with "disconnect", a send that waits past
@@ -78,12 +78,15 @@ class WebSocketTransport:
         if message["type"] != "websocket.connect":
             return
         await send({"type": "websocket.accept"})
-        inbox_sender, inbox = anyio.create_memory_object_stream[str](16)
-        running: list[anyio.CancelScope] = []
+        # Each request carries its own scope from the moment it is read, so a cancel right
+        # behind it reaches it even before the serving loop has taken it from the inbox.
+        inbox_sender, inbox = anyio.create_memory_object_stream[tuple[str, anyio.CancelScope]](16)
+        latest: anyio.CancelScope | None = None
 
         async def read_frames(
-            outer: anyio.CancelScope, sender: MemoryObjectSendStream[str]
+            outer: anyio.CancelScope, sender: MemoryObjectSendStream[tuple[str, anyio.CancelScope]]
         ) -> None:
+            nonlocal latest
             async with sender:
                 while True:
                     message = await receive()
@@ -96,22 +99,19 @@ class WebSocketTransport:
                     if text is None:
                         continue
                     if _is_cancel(text):
-                        for scope_ in running:
-                            scope_.cancel()
+                        if latest is not None:
+                            latest.cancel()
                         continue
-                    await sender.send(text)
+                    latest = anyio.CancelScope()
+                    await sender.send((text, latest))
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(read_frames, tg.cancel_scope, inbox_sender)
             async with inbox:
-                async for text in inbox:
+                async for text, call_scope in inbox:
                     kept_up = True
-                    with anyio.CancelScope() as call_scope:
-                        running.append(call_scope)
-                        try:
-                            kept_up = await self._serve_one(text, scope, send, endpoint)
-                        finally:
-                            running.remove(call_scope)
+                    with call_scope:
+                        kept_up = await self._serve_one(text, scope, send, endpoint)
                     if call_scope.cancelled_caught:
                         await _send_json(send, {"type": "cancelled"})
                     elif not kept_up:

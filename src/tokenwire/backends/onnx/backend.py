@@ -35,12 +35,11 @@ from tokenwire.requests import GenerationRequest
 
 logger = logging.getLogger("tokenwire.onnx")
 
-# A prompt chunk beside running streams adds about this much to their gaps. On the 2-core
-# benchmark CPU, 4 streams' largest gap while 540-token prompts kept arriving was 93-107 ms
-# at 40 (a decode step there is ~25 ms, plus the machine's stalls) and 73-101 ms at 30.
-# Smaller budgets cost the long prompt dearly: a chunk of a few tokens costs nearly a
-# whole decode step (the weights are read either way), so its TTFT grows (3.7-4.6 s at 40,
-# 5.6-6.2 s at 30, 16-26 s at 20).
+# A prompt chunk beside running streams adds about this much to their gaps, so the largest
+# gap is near the budget plus one decode step. Smaller budgets cost the long prompt dearly:
+# a chunk of a few tokens costs nearly a whole decode step (the weights are read either way),
+# so its TTFT grows steeply as the budget shrinks. The default keeps the running streams'
+# largest gap under 100 ms on the benchmark CPU (the sweep: docs/benchmarks.md, "Gaps").
 DEFAULT_PREFILL_BUDGET_MS = 30.0
 
 

@@ -55,10 +55,6 @@ class Scheduler:
         self._free = list(range(max_batch))
 
     @property
-    def idle(self) -> bool:
-        return not (self.waiting or self.prefilling or self.running)
-
-    @property
     def free_slots(self) -> int:
         return len(self._free)
 

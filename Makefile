@@ -33,6 +33,7 @@ serve: model
 lint: install
 	$(BIN)/ruff check src tests examples benchmarks plugins
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # The suite prepares the real model once (cached in .cache/) and installs Chromium and helm
 # through its fixtures when they are missing.

@@ -33,12 +33,24 @@ class Sampler:
 
     def __init__(self, params: SamplingParams, seed: int | None = None) -> None:
         self.params = params
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(generator_seed(seed))
 
     def __call__(self, logits: np.ndarray) -> int:
         if self.params.greedy:
             return int(np.argmax(logits))
         return sample(logits, self.params, self.rng)
+
+
+def generator_seed(seed: int | None) -> int | None:
+    """`seed` as numpy's generators take it: a non-negative integer.
+
+    The dialects accept -2**63 to 2**64-1 (OpenAI documents an int64 seed; clients send -1
+    as "any"). Non-negative seeds pass unchanged, so their streams stay what they were;
+    negative ones map one to one above 2**64-1, where no accepted seed lands.
+    """
+    if seed is None or seed >= 0:
+        return seed
+    return 2**64 - 1 - seed
 
 
 def sample(logits: np.ndarray, params: SamplingParams, rng: np.random.Generator) -> int:

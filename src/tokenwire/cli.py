@@ -15,6 +15,7 @@ from typing import Any
 
 from tokenwire.config import ServeConfig, parse_middleware_option, parse_option
 from tokenwire.interfaces import Backend, MiddlewareFactory
+from tokenwire.limits import Limits
 from tokenwire.logs import logging_config
 from tokenwire.plugins import KINDS, PluginError, list_plugins, load_plugin
 
@@ -96,9 +97,20 @@ def load_config(args: argparse.Namespace) -> ServeConfig:
     )
 
 
+def build_limits(config: ServeConfig) -> Limits:
+    """The request limits `config` sets; a `max_tokens` of 0 means no cap."""
+    return Limits(
+        max_body_bytes=config.max_body_bytes,
+        max_tokens=config.max_tokens or None,
+        max_concurrent_per_key=config.max_concurrent_per_key,
+        send_buffer_bytes=config.send_buffer_bytes,
+        slow_client_policy=config.slow_client_policy,
+        send_timeout_seconds=config.send_timeout_seconds,
+    )
+
+
 def _serve(args: argparse.Namespace) -> int:
     from tokenwire.app import DEFAULT_PUBLIC_PATHS, create_app
-    from tokenwire.limits import Limits
     from tokenwire.resume import ResumeConfig
     from tokenwire.server import run_server
 
@@ -109,14 +121,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(
         build_backend(config),
         middlewares=build_middlewares(config),
-        limits=Limits(
-            max_body_bytes=config.max_body_bytes,
-            max_tokens=config.max_tokens,
-            max_concurrent_per_key=config.max_concurrent_per_key,
-            send_buffer_bytes=config.send_buffer_bytes,
-            slow_client_policy=config.slow_client_policy,
-            send_timeout_seconds=config.send_timeout_seconds,
-        ),
+        limits=build_limits(config),
         api_keys=config.api_keys,
         public_paths=public_paths,
         cors_origins=config.cors_origins,
@@ -204,7 +209,13 @@ def make_parser() -> argparse.ArgumentParser:
         help="allow browser calls from this origin (repeatable; CORS is off by default)",
     )
     serve.add_argument("--max-body-bytes", type=int, help="larger bodies get 413 (default: 4 MiB)")
-    serve.add_argument("--max-tokens", type=int, help="cap on max_tokens a request may ask for")
+    serve.add_argument(
+        "--max-tokens",
+        type=int,
+        metavar="N",
+        help="most tokens a request may ask for, and the budget of one that names none "
+        "(default: 4096; 0: no cap, the context decides)",
+    )
     serve.add_argument(
         "--max-concurrent-per-key", type=int, metavar="N", help="running requests per API key"
     )

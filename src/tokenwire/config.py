@@ -8,7 +8,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from tokenwire.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_SEND_BUFFER_BYTES, SlowClientPolicy
+from tokenwire.limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_SEND_BUFFER_BYTES,
+    SlowClientPolicy,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,7 +33,8 @@ class ServeConfig:
     middleware_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     backend_options: dict[str, Any] = field(default_factory=dict)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    max_tokens: int | None = None
+    # 0 turns the cap off (None would mean "not set" to `override`).
+    max_tokens: int = DEFAULT_MAX_TOKENS
     max_concurrent_per_key: int | None = None
     send_buffer_bytes: int = DEFAULT_SEND_BUFFER_BYTES
     slow_client_policy: SlowClientPolicy = "coalesce"

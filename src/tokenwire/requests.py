@@ -22,15 +22,19 @@ def new_request_id() -> str:
 class GenerationRequest:
     """What to generate. Exactly one of `messages` (chat) and `prompt` (raw text) is set.
 
-    `deadline` is an `anyio.current_time()` value after which the stream is cut short;
-    `max_tokens` None means "until the context is full". `dialect` and `transport` name where
-    the request came from (bounded metric labels), filled in by the endpoint.
+    `max_tokens` is what the client asked for: a backend refuses more than the context leaves
+    after the prompt. `default_max_tokens` is the server's budget for a request that names
+    none: it is cut to the room left, never refused. Both None: until the context is full.
+    `deadline` is an `anyio.current_time()` value after which the stream is cut short.
+    `dialect` and `transport` name where the request came from (bounded metric labels),
+    filled in by the endpoint.
     """
 
     model: str
     messages: tuple[ChatMessage, ...] | None = None
     prompt: str | None = None
     max_tokens: int | None = None
+    default_max_tokens: int | None = None
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0

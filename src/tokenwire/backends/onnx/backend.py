@@ -215,7 +215,8 @@ class OnnxBackend:
 
         Raises:
             QueueFullError: too many requests are waiting (before the first event).
-            ContextLengthExceededError: the prompt does not fit the context.
+            ContextLengthExceededError: the prompt does not fit the context, or `max_tokens`
+                asks for more than it leaves after the prompt.
             InvalidRequestError: the request cannot be rendered or sampled as given.
         """
         loop = self._loop
@@ -267,6 +268,16 @@ class OnnxBackend:
             raise InvalidRequestError(
                 f"max_tokens must be at least 1, got {request.max_tokens}", param="max_tokens"
             )
+        if request.max_tokens is not None and request.max_tokens > room:
+            # Refused, as vLLM does, rather than cut: silently running to the context end
+            # held a non-streamed request's connection for minutes.
+            raise ContextLengthExceededError(
+                f"This model's context is {self.context_length} tokens and the prompt takes "
+                f"{len(prompt)}, which leaves {room} to generate, but max_tokens asks for "
+                f"{request.max_tokens}. Ask for at most {room}, or shorten the prompt.",
+                param="max_tokens",
+            )
+        budget = min(room, request.max_tokens or request.default_max_tokens or room)
         try:
             params = SamplingParams(request.temperature, request.top_p, request.top_k)
         except ValueError as exc:
@@ -276,7 +287,7 @@ class OnnxBackend:
         return Generation(
             request.request_id,
             prompt,
-            max_new_tokens=min(room, request.max_tokens or room),
+            max_new_tokens=budget,
             sampler=Sampler(params, request.seed),
             detokenizer=IncrementalDetokenizer(tokenizer),
             stops=StopMatcher(request.stop),

@@ -22,6 +22,8 @@ def new_request_id() -> str:
 class GenerationRequest:
     """What to generate. Exactly one of `messages` (chat) and `prompt` (raw text) is set.
 
+    `temperature`, `top_p` and `top_k` are None when the client sent none: the backend then
+    applies the server's or the model's defaults (a sent 1.0 is kept as 1.0).
     `max_tokens` is what the client asked for: a backend refuses more than the context leaves
     after the prompt. `default_max_tokens` is the server's budget for a request that names
     none: it is cut to the room left, never refused. Both None: until the context is full.
@@ -35,9 +37,9 @@ class GenerationRequest:
     prompt: str | None = None
     max_tokens: int | None = None
     default_max_tokens: int | None = None
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
     request_id: str = field(default_factory=new_request_id)

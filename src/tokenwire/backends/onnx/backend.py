@@ -18,9 +18,9 @@ from tokenwire.backends.onnx.detokenizer import IncrementalDetokenizer, StopMatc
 from tokenwire.backends.onnx.engine import DecodeLoop
 from tokenwire.backends.onnx.generation import Generation
 from tokenwire.backends.onnx.kv_cache import token_bytes
-from tokenwire.backends.onnx.manifest import ModelManifest, default_model_dir
+from tokenwire.backends.onnx.manifest import ModelManifest, SamplingDefaults, default_model_dir
 from tokenwire.backends.onnx.runner import ModelRunner, create_runner
-from tokenwire.backends.onnx.sampling import Sampler, SamplingParams
+from tokenwire.backends.onnx.sampling import Sampler, SamplingParams, resolve_sampling
 from tokenwire.backends.onnx.scheduler import BackendStats, Scheduler
 from tokenwire.backends.onnx.session import Placement, create_session, resolve_device
 from tokenwire.errors import (
@@ -66,6 +66,11 @@ class OnnxBackend:
         allow_spinning: whether ORT's idle intra-op threads spin-wait for work (its
             default). Spinning makes steps faster on cores the server has to itself and
             costs CPU time; turn it off where cores are shared or CPU is metered.
+        default_temperature: the temperature of requests that send none, over the model's
+            recommended one (the manifest's `sampling_defaults`); None keeps the model's,
+            and without one, 1.0.
+        default_top_p: likewise for `top_p` (neutral: 1.0).
+        default_top_k: likewise for `top_k` (neutral: 0, off).
 
     Raises:
         FileNotFoundError: no prepared model is there (run `tokenwire prepare`).
@@ -83,6 +88,9 @@ class OnnxBackend:
         max_context: int | None = None,
         intra_op_threads: int | None = None,
         allow_spinning: bool = True,
+        default_temperature: float | None = None,
+        default_top_p: float | None = None,
+        default_top_k: int | None = None,
     ) -> None:
         self.model_dir = Path(model).expanduser() if model is not None else default_model_dir()
         if not (self.model_dir / "manifest.json").is_file():
@@ -117,6 +125,17 @@ class OnnxBackend:
             )
         self.context_length = int(max_context) if max_context is not None else limit
         self.intra_op_threads = int(intra_op_threads) if intra_op_threads is not None else None
+        self.sampling_overrides = SamplingDefaults(
+            default_temperature, default_top_p, default_top_k, source="server"
+        )
+        for defaults, origin in (
+            (self.sampling_overrides, "backend option default_"),
+            (self.manifest.sampling_defaults, f"{self.model_dir / 'manifest.json'}: "),
+        ):
+            try:
+                resolve_sampling(None, None, None, defaults)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{origin}{exc}") from None
         # Seeds this model's keys in a prefix cache: cached KV is only valid for the weights
         # that made it.
         self.prefix_namespace = (
@@ -241,6 +260,21 @@ class OnnxBackend:
                 loop.scheduler.withdraw(generation)
                 loop.wake()
 
+    def sampling_params(self, request: GenerationRequest) -> SamplingParams:
+        """What `request` samples with: its own fields, else the server's defaults, else the
+        model's, else neutral (temperature 1, top_p 1, top_k off).
+
+        Raises:
+            ValueError: a value is out of range.
+        """
+        return resolve_sampling(
+            request.temperature,
+            request.top_p,
+            request.top_k,
+            self.sampling_overrides,
+            self.manifest.sampling_defaults,
+        )
+
     def _prepare(self, request: GenerationRequest) -> Generation:
         tokenizer = self.tokenizer
         assert tokenizer is not None
@@ -279,7 +313,7 @@ class OnnxBackend:
             )
         budget = min(room, request.max_tokens or request.default_max_tokens or room)
         try:
-            params = SamplingParams(request.temperature, request.top_p, request.top_k)
+            params = self.sampling_params(request)
         except ValueError as exc:
             raise InvalidRequestError(str(exc)) from None
         cache = current_prefix_cache()

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
+
+from tokenwire.backends.onnx.manifest import SamplingDefaults
+
+_T = TypeVar("_T", int, float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +31,35 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0 or self.top_k == 1
+
+
+def resolve_sampling(
+    temperature: float | None,
+    top_p: float | None,
+    top_k: int | None,
+    *defaults: SamplingDefaults | None,
+) -> SamplingParams:
+    """Each field from the request, else the first of `defaults` that sets it, else neutral.
+
+    `defaults` go most binding first: the server's overrides, then the model's own (vLLM
+    applies a model's `generation_config.json` the same way).
+
+    Raises:
+        ValueError: a resolved value is out of range; the message names the field.
+    """
+    given = [d for d in defaults if d is not None]
+    return SamplingParams(
+        temperature=_first(temperature, *(d.temperature for d in given), 1.0),
+        top_p=_first(top_p, *(d.top_p for d in given), 1.0),
+        top_k=_first(top_k, *(d.top_k for d in given), 0),
+    )
+
+
+def _first(*values: _T | None) -> _T:
+    for value in values:
+        if value is not None:
+            return value
+    raise AssertionError("the neutral value ends every chain")
 
 
 class Sampler:

@@ -196,7 +196,13 @@ def make_parser() -> argparse.ArgumentParser:
         help="allow browser calls from this origin (repeatable; CORS is off by default)",
     )
     serve.add_argument("--max-body-bytes", type=int, help="larger bodies get 413 (default: 4 MiB)")
-    serve.add_argument("--max-tokens", type=int, help="cap on max_tokens a request may ask for")
+    serve.add_argument(
+        "--max-tokens",
+        type=int,
+        metavar="N",
+        help="most tokens a request may ask for, and the budget of one that names none "
+        "(default: 4096; 0: no cap, the context decides)",
+    )
     serve.add_argument(
         "--max-concurrent-per-key", type=int, metavar="N", help="running requests per API key"
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from tokenwire.limits import Limits, SlowClientPolicy
+from tokenwire.limits import DEFAULT_MAX_TOKENS, Limits, SlowClientPolicy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,7 +32,9 @@ class ServeConfig:
     backend_options: dict[str, Any] = field(default_factory=dict)
     # `Limits`' fields, one key each (see `limits()`).
     max_body_bytes: int = _LIMITS.max_body_bytes
-    max_tokens: int | None = _LIMITS.max_tokens
+    # Serving caps what a request may ask for (0: no cap; None would mean "not set" to
+    # `override`), where an embedding `create_app` leaves `Limits().max_tokens` uncapped.
+    max_tokens: int = DEFAULT_MAX_TOKENS
     max_concurrent_per_key: int | None = _LIMITS.max_concurrent_per_key
     send_buffer_bytes: int = _LIMITS.send_buffer_bytes
     slow_client_policy: SlowClientPolicy = _LIMITS.slow_client_policy
@@ -59,7 +61,8 @@ class ServeConfig:
 
     def limits(self) -> Limits:
         """The request and stream limits these settings give."""
-        return Limits(**{f.name: getattr(self, f.name) for f in fields(Limits)})
+        values = {f.name: getattr(self, f.name) for f in fields(Limits)}
+        return Limits(**{**values, "max_tokens": self.max_tokens or None})
 
     @classmethod
     def from_file(cls, path: Path) -> ServeConfig:

@@ -219,20 +219,24 @@ class Endpoint:
             timeout = min(parse_timeout(body_timeout, "timeout"), timeout or math.inf)
         deadline = None if timeout is None else anyio.current_time() + timeout
         max_tokens = exchange.request.max_tokens
-        if limits.max_tokens is not None:
-            if max_tokens is not None and max_tokens > limits.max_tokens:
-                raise InvalidRequestError(
-                    f"The request asks for {max_tokens} tokens; this server allows at most "
-                    f"{limits.max_tokens}.",
-                    param="max_tokens",
-                )
-            max_tokens = max_tokens or limits.max_tokens
+        if (
+            limits.max_tokens is not None
+            and max_tokens is not None
+            and max_tokens > limits.max_tokens
+        ):
+            raise InvalidRequestError(
+                f"The request asks for {max_tokens} tokens; this server allows at most "
+                f"{limits.max_tokens}.",
+                param="max_tokens",
+            )
         request = replace(
             exchange.request,
             dialect=self.dialect.name,
             transport=transport,
             deadline=deadline,
-            max_tokens=max_tokens,
+            # A budget, not the client's ask: the backend cuts it to the room the prompt
+            # leaves instead of refusing the request.
+            default_max_tokens=limits.max_tokens,
         )
         return Call(exchange, self.generate, request)
 

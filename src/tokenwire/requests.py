@@ -26,20 +26,26 @@ def new_request_id() -> str:
 class GenerationRequest:
     """What to generate. Exactly one of `messages` (chat) and `prompt` (raw text) is set.
 
-    `deadline` is an `anyio.current_time()` value after which the stream is cut short;
-    `max_tokens` None means "until the context is full". `dialect` and `transport` name where
-    the request came from (bounded metric labels), filled in by the endpoint. `prompt_cache` is
-    the KV prefix cache a backend may reuse, put there by the `prompt_cache` middleware; it is
-    no part of the request's value (not compared, not shown).
+    `temperature`, `top_p` and `top_k` are None when the client sent none: the backend then
+    applies the server's or the model's defaults (a sent 1.0 is kept as 1.0).
+    `max_tokens` is what the client asked for: a backend refuses more than the context leaves
+    after the prompt. `default_max_tokens` is the server's budget for a request that names
+    none: it is cut to the room left, never refused. Both None: until the context is full.
+    `deadline` is an `anyio.current_time()` value after which the stream is cut short.
+    `dialect` and `transport` name where the request came from (bounded metric labels),
+    filled in by the endpoint. `prompt_cache` is the KV prefix cache a backend may reuse, put
+    there by the `prompt_cache` middleware; it is no part of the request's value (not
+    compared, not shown).
     """
 
     model: str
     messages: tuple[ChatMessage, ...] | None = None
     prompt: str | None = None
     max_tokens: int | None = None
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
+    default_max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
     request_id: str = field(default_factory=new_request_id)

@@ -1,4 +1,4 @@
-"""Property tests: the SSE encoder, the incremental detokenizer and the stop-string matcher.
+"""Property tests: the SSE encoder, the detokenizer, the stop-string matcher and seeds.
 
 Hypothesis runs derandomized (the same examples on every run, see `conftest.py`), so a
 failure in CI reproduces locally; raise `TOKENWIRE_HYPOTHESIS_EXAMPLES` to search further.
@@ -12,11 +12,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.backends.onnx.tiny_models import SPECIAL_TOKENS, build_tokenizer
 from tokenwire.backends.onnx.detokenizer import IncrementalDetokenizer, StopMatcher
+from tokenwire.backends.onnx.sampling import Sampler, SamplingParams
+from tokenwire.dialects._validate import SEED_MAX, SEED_MIN
 from tokenwire.transports.sse import encode_comment, encode_event
 
 # --- A WHATWG-conformant event-stream parser (HTML §9.2.6), written from the spec. ---------
@@ -258,3 +260,29 @@ def test_the_reference_is_the_first_completed_stop(
     text: str, stops: list[str], expected: tuple[str, str | None]
 ) -> None:
     assert first_stop(text, stops) == expected
+
+
+# --- Seeds --------------------------------------------------------------------------------
+
+_api_seeds = st.integers(SEED_MIN, SEED_MAX)
+
+
+@given(seed=_api_seeds)
+@example(seed=SEED_MIN)
+@example(seed=-1)
+@example(seed=0)
+@example(seed=2**63 - 1)
+@example(seed=SEED_MAX)
+def test_any_seed_the_dialects_accept_seeds_a_reproducible_sampler(seed: int) -> None:
+    # A seed the schema allows must never reach the sampler as an error (it was a 500).
+    first, again = (Sampler(SamplingParams(temperature=1.0), seed) for _ in range(2))
+    assert first.rng.integers(2**63, size=4).tolist() == again.rng.integers(2**63, size=4).tolist()
+
+
+@given(seeds=st.lists(_api_seeds, min_size=2, max_size=2, unique=True))
+@example(seeds=[-1, SEED_MAX])
+@example(seeds=[-1, 1])
+@example(seeds=[SEED_MIN, 2**63])
+def test_distinct_seeds_seed_distinct_samplers(seeds: list[int]) -> None:
+    one, other = (Sampler(SamplingParams(temperature=1.0), seed) for seed in seeds)
+    assert one.rng.integers(2**63, size=4).tolist() != other.rng.integers(2**63, size=4).tolist()

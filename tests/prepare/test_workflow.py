@@ -2,16 +2,23 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
-from tokenwire.backends.onnx.manifest import DEFAULT_MODEL_NAME, KVContract, ModelManifest, Quality
+from tokenwire.backends.onnx.manifest import (
+    DEFAULT_MODEL_NAME,
+    KVContract,
+    ModelManifest,
+    Quality,
+    SamplingDefaults,
+)
 from tokenwire.prepare import (
     PrepareError,
     PrepareOptions,
@@ -21,6 +28,7 @@ from tokenwire.prepare import (
 )
 from tokenwire.prepare.exporters import RECIPES, ExportedModel
 from tokenwire.prepare.progress import ProgressReporter
+from tokenwire.prepare.sampling_defaults import SMOLLM2_CARD_DEFAULTS
 from tokenwire.prepare.source import ModelSource
 from tokenwire.prepare.tokenizer_repair import SpecialTokenIds, copy_assets
 
@@ -265,3 +273,63 @@ def test_optimum_builds_get_their_own_default_name(tokenwire_home: Path, tmp_pat
     )
     assert result.directory == tokenwire_home / "models" / "tiny-int8-optimum"
     assert result.manifest.exporter == "optimum"
+
+
+@dataclass
+class RecommendingExport(FakeExport):
+    """A source whose generation_config.json recommends sampling settings."""
+
+    generation: dict[str, object] = field(
+        default_factory=lambda: {"eos_token_id": 0, "temperature": 0.6, "top_p": 0.95, "top_k": 20}
+    )
+
+    def __call__(
+        self, source: ModelSource, out_dir: Path, work_dir: Path, precision: str,
+        progress: ProgressReporter, log_file: Path,
+    ) -> ExportedModel:
+        exported = super().__call__(source, out_dir, work_dir, precision, progress, log_file)
+        (out_dir / "generation_config.json").write_text(json.dumps(self.generation))
+        return exported
+
+
+def test_manifest_records_the_sources_recommended_sampling(tokenwire_home: Path, tmp_path: Path) -> None:
+    result = prepare_model(
+        PrepareOptions(source=_gguf(tmp_path)), export=RecommendingExport(), measure=FakeMeasure(),
+        stream=io.StringIO(),
+    )
+    defaults = ModelManifest.read(result.directory).sampling_defaults
+    assert defaults == SamplingDefaults(0.6, 0.95, 20, source="generation_config.json")
+
+
+def test_a_source_without_sampling_records_none_and_the_default_model_its_card(
+    tokenwire_home: Path, tmp_path: Path, fake_default_package: Path,
+) -> None:
+    plain = prepare_model(PrepareOptions(source=_gguf(tmp_path)), export=FakeExport(),
+                          measure=FakeMeasure(), stream=io.StringIO())
+    defaults = ModelManifest.read(plain.directory).sampling_defaults
+    assert defaults is not None and (defaults.temperature, defaults.top_p, defaults.top_k) == (None, None, None)
+    default = prepare_model(PrepareOptions(), export=FakeExport(), measure=FakeMeasure(), stream=io.StringIO())
+    assert ModelManifest.read(default.directory).sampling_defaults == SMOLLM2_CARD_DEFAULTS
+    assert SMOLLM2_CARD_DEFAULTS.temperature == 0.2 and SMOLLM2_CARD_DEFAULTS.top_p == 0.9
+
+
+def test_an_up_to_date_build_from_before_sampling_defaults_gets_them_without_a_rebuild(
+    tokenwire_home: Path, fake_default_package: Path,
+) -> None:
+    export = FakeExport()
+    first = prepare_model(PrepareOptions(), export=export, measure=FakeMeasure(), stream=io.StringIO())
+    manifest_file = first.directory / "manifest.json"
+    old = json.loads(manifest_file.read_text())
+    del old["sampling_defaults"]  # as tokenwire wrote it before this field existed
+    manifest_file.write_text(json.dumps(old))
+    assert ModelManifest.read(first.directory).sampling_defaults is None
+
+    again = prepare_model(PrepareOptions(), export=export, measure=FakeMeasure(), stream=io.StringIO())
+
+    assert not again.built and len(export.calls) == 1
+    assert again.manifest.sampling_defaults == SMOLLM2_CARD_DEFAULTS
+    assert ModelManifest.read(first.directory) == again.manifest
+    assert again.manifest == replace(first.manifest, sampling_defaults=SMOLLM2_CARD_DEFAULTS)
+    stamp = manifest_file.stat().st_mtime_ns
+    prepare_model(PrepareOptions(), export=export, measure=FakeMeasure(), stream=io.StringIO())
+    assert manifest_file.stat().st_mtime_ns == stamp  # filled in once, then left alone

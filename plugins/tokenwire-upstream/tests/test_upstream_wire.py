@@ -195,3 +195,11 @@ def test_transport_failures_map_by_phase() -> None:
     )
     lost = error_from_transport(httpx.RemoteProtocolError("peer closed"), streaming=True)
     assert type(lost) is GenerationError
+
+
+def test_sampling_fields_the_client_left_out_are_left_to_the_upstream() -> None:
+    _, omitted = request_body(GenerationRequest(model="m", prompt="Once"), "up")
+    assert not {"temperature", "top_p", "top_k"} & omitted.keys()
+    sent = GenerationRequest(model="m", prompt="Once", temperature=1.0, top_p=1.0)
+    _, body = request_body(sent, "up")
+    assert (body["temperature"], body["top_p"]) == (1.0, 1.0)

@@ -51,7 +51,10 @@ class EchoBackend:
         else:
             all_words = split_words(request.prompt or "")
             prompt_tokens = len(all_words)
-        limit = request.max_tokens if request.max_tokens is not None else len(all_words)
+        limit = request.max_tokens
+        if limit is None:
+            budget = request.default_max_tokens
+            limit = budget if budget is not None else len(all_words)
         words = all_words[:limit]
         # The whole answer is known up front, so stop strings are found in it once; a real
         # backend has to hold back text that could begin a stop string instead.

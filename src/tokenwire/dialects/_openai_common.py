@@ -48,8 +48,8 @@ class OpenAIOptions:
     stream: bool
     include_usage: bool
     max_tokens: int | None
-    temperature: float
-    top_p: float
+    temperature: float | None
+    top_p: float | None
     seed: int | None
     stop: tuple[str, ...]
 
@@ -75,8 +75,9 @@ def parse_options(
         # OpenAI sends the usage chunk only to streams that asked for it.
         include_usage=stream and include_usage,
         max_tokens=max_tokens,
-        temperature=1.0 if temperature is None else temperature,
-        top_p=1.0 if top_p is None else top_p,
+        # None (not 1.0) when omitted: the backend fills in the model's defaults.
+        temperature=temperature,
+        top_p=top_p,
         seed=v.seed(body),
         stop=v.stop_sequences(
             body.get("stop"), "stop", max_count=MAX_STOP_SEQUENCES, allow_string=True

@@ -168,9 +168,9 @@ def _build_request(
         model=model,
         messages=messages,
         max_tokens=max_tokens,
-        temperature=1.0 if temperature is None else temperature,
-        top_p=1.0 if top_p is None else top_p,
-        top_k=top_k or 0,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
         seed=v.seed(fields, prefix=prefix),
         stop=v.stop_sequences(
             fields["stopSequences"],

@@ -29,6 +29,14 @@ def read_finished(output: Path) -> ModelManifest | None:
     return manifest
 
 
+def rewrite_manifest(output: Path, manifest: ModelManifest) -> None:
+    """Replace a finished model's manifest in one rename: a reader sees the old or the new."""
+    staged = output / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
+    staged.write_text(manifest.to_json(), encoding="utf-8")
+    staged.chmod((output / MANIFEST_NAME).stat().st_mode & 0o777)
+    os.replace(staged, output / MANIFEST_NAME)
+
+
 def is_up_to_date(
     manifest: ModelManifest | None, *, sha256: str, exporter: str, precision: str, recipe: str
 ) -> bool:

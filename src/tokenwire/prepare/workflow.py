@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, TextIO
 
@@ -24,10 +24,12 @@ from tokenwire.prepare.output import (
     publish,
     read_finished,
     remove_abandoned,
+    rewrite_manifest,
     temp_dir_beside,
 )
 from tokenwire.prepare.progress import ProgressReporter, StageTiming
 from tokenwire.prepare.quality import MIN_TOP1_AGREEMENT, encode_quality_text, measure_quality
+from tokenwire.prepare.sampling_defaults import read_sampling_defaults
 from tokenwire.prepare.source import ModelSource, resolve_source
 
 Precision = Literal["int8", "int4", "fp32"]
@@ -117,6 +119,15 @@ def prepare_model(
         recipe=recipe,
     ):
         assert existing is not None
+        if existing.sampling_defaults is None:
+            # Built before manifests recorded sampling defaults: fill them in, so `make
+            # serve` on an existing cache samples as the model recommends, without a rebuild.
+            existing = replace(
+                existing,
+                sampling_defaults=read_sampling_defaults(output, default_model=source.is_default),
+            )
+            rewrite_manifest(output, existing)
+            progress.note(f"{output}: recorded the model's sampling defaults in its manifest")
         progress.note(f"{output} is up to date with {source.path}; nothing to do")
         return PrepareResult(output, existing, built=False, timings=tuple(progress.timings))
     check_replaceable(output)
@@ -157,6 +168,7 @@ def prepare_model(
             quality=quality,
             versions=exported.versions,
             logits=logits,
+            sampling_defaults=read_sampling_defaults(staging, default_model=source.is_default),
         )
         for required in (manifest.model_file, manifest.tokenizer_file):
             if not (staging / required).is_file():

@@ -402,3 +402,30 @@ async def test_prompt_chunks_beside_running_streams_fit_the_prefill_budget(
         # A budget far below one token's time runs a token per boundary (the first prompt
         # was timed already); no budget runs the whole prompt in one chunk.
         assert used == (prompt_tokens if cut else 1)
+
+
+async def test_max_tokens_beyond_the_room_left_is_refused_with_the_counts(model_dir: Path) -> None:
+    async with running(model_dir, max_context=40) as backend:
+        assert backend.tokenizer is not None
+        count = len(backend.tokenizer.encode(PROMPT).ids)
+        room = 40 - count
+        with pytest.raises(ContextLengthExceededError) as info:
+            await backend.generate(request(PROMPT, room + 1)).__anext__()
+        exactly = await collect(backend, request(PROMPT, room, temperature=1.0, seed=1))
+    message = info.value.message
+    assert "40 tokens" in message and f"takes {count}" in message
+    assert f"leaves {room}" in message and f"asks for {room + 1}" in message
+    assert info.value.param == "max_tokens" and info.value.status_code == 400
+    assert exactly.finish.usage.completion_tokens <= room
+
+
+async def test_the_servers_budget_is_cut_to_the_room_left_not_refused(model_dir: Path) -> None:
+    async with running(model_dir, max_context=40) as backend:
+        unnamed = await collect(backend, request(PROMPT, None, default_max_tokens=10_000))
+        budgeted = await collect(backend, request(PROMPT, None, default_max_tokens=3))
+        named = await collect(backend, request(PROMPT, 5, default_max_tokens=3))
+    usage = unnamed.finish.usage
+    if EOS_ID not in unnamed.ids:
+        assert usage.prompt_tokens + usage.completion_tokens == 40
+    assert budgeted.ids == unnamed.ids[:3]
+    assert named.ids == unnamed.ids[:5]  # the client's own max_tokens wins over the budget

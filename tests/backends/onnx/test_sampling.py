@@ -63,3 +63,16 @@ def test_temperature_sharpens_and_flattens() -> None:
 def test_out_of_range_parameters_are_refused(fields: dict[str, float], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         SamplingParams(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", [-(2**63), -2, -1, 0, 2**63 - 1, 2**64 - 1])
+def test_every_seed_the_apis_accept_draws_reproducibly(seed: int) -> None:
+    params = SamplingParams(temperature=1.0)
+    assert draws(params, seed, 50) == draws(params, seed, 50)
+
+
+def test_negative_seeds_draw_apart_from_each_other_and_from_their_absolute_values() -> None:
+    params = SamplingParams(temperature=1.0)
+    seeds = [-(2**63), -2, -1, 0, 1, 2, 2**64 - 1]
+    streams = {seed: tuple(draws(params, seed, 50)) for seed in seeds}
+    assert len(set(streams.values())) == len(seeds)

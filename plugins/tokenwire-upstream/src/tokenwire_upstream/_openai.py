@@ -20,9 +20,12 @@ def request_body(request: GenerationRequest, model: str) -> tuple[str, dict[str,
         "stream": True,
         # Without this the upstream sends no token counts at all.
         "stream_options": {"include_usage": True},
-        "temperature": request.temperature,
-        "top_p": request.top_p,
     }
+    # Only what the client sent: an omitted field leaves the upstream its model's defaults.
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
     if request.messages is not None:
         path = CHAT_PATH
         body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]

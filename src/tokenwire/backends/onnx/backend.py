@@ -18,9 +18,9 @@ from tokenwire.backends.onnx.decode_loop import DecodeLoop
 from tokenwire.backends.onnx.detokenizer import IncrementalDetokenizer, StopMatcher
 from tokenwire.backends.onnx.generation import Generation
 from tokenwire.backends.onnx.kv_cache import token_bytes
-from tokenwire.backends.onnx.manifest import ModelManifest, default_model_dir
+from tokenwire.backends.onnx.manifest import ModelManifest, SamplingDefaults, default_model_dir
 from tokenwire.backends.onnx.runner import ModelRunner, create_runner
-from tokenwire.backends.onnx.sampling import Sampler, SamplingParams
+from tokenwire.backends.onnx.sampling import Sampler, SamplingParams, resolve_sampling
 from tokenwire.backends.onnx.scheduler import BackendStats, Scheduler
 from tokenwire.backends.onnx.session import Placement, create_session, resolve_device
 from tokenwire.errors import (
@@ -64,6 +64,11 @@ class OnnxBackend:
         allow_spinning: whether ORT's idle intra-op threads spin-wait for work (its
             default). Spinning makes steps faster on cores the server has to itself and
             costs CPU time; turn it off where cores are shared or CPU is metered.
+        default_temperature: the temperature of requests that send none, over the model's
+            recommended one (the manifest's `sampling_defaults`); None keeps the model's,
+            and without one, 1.0.
+        default_top_p: likewise for `top_p` (neutral: 1.0).
+        default_top_k: likewise for `top_k` (neutral: 0, off).
 
     Raises:
         FileNotFoundError: no prepared model is there (run `tokenwire prepare`).
@@ -81,6 +86,9 @@ class OnnxBackend:
         max_context: int | None = None,
         intra_op_threads: int | None = None,
         allow_spinning: bool = True,
+        default_temperature: float | None = None,
+        default_top_p: float | None = None,
+        default_top_k: int | None = None,
     ) -> None:
         self.model_dir = Path(model).expanduser() if model is not None else default_model_dir()
         if not (self.model_dir / "manifest.json").is_file():
@@ -115,6 +123,17 @@ class OnnxBackend:
             )
         self.context_length = int(max_context) if max_context is not None else limit
         self.intra_op_threads = int(intra_op_threads) if intra_op_threads is not None else None
+        self.sampling_overrides = SamplingDefaults(
+            default_temperature, default_top_p, default_top_k, source="server"
+        )
+        for defaults, origin in (
+            (self.sampling_overrides, "backend option default_"),
+            (self.manifest.sampling_defaults, f"{self.model_dir / 'manifest.json'}: "),
+        ):
+            try:
+                resolve_sampling(None, None, None, defaults)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{origin}{exc}") from None
         # Seeds this model's keys in a prefix cache: cached KV is only valid for the weights
         # that made it.
         self.prefix_namespace = (
@@ -213,7 +232,8 @@ class OnnxBackend:
 
         Raises:
             QueueFullError: too many requests are waiting (before the first event).
-            ContextLengthExceededError: the prompt does not fit the context.
+            ContextLengthExceededError: the prompt does not fit the context, or `max_tokens`
+                asks for more than it leaves after the prompt.
             InvalidRequestError: the request cannot be rendered or sampled as given.
         """
         loop = self._loop
@@ -237,6 +257,21 @@ class OnnxBackend:
                 # at the next step boundary.
                 loop.scheduler.withdraw(generation)
                 loop.wake()
+
+    def sampling_params(self, request: GenerationRequest) -> SamplingParams:
+        """What `request` samples with: its own fields, else the server's defaults, else the
+        model's, else neutral (temperature 1, top_p 1, top_k off).
+
+        Raises:
+            ValueError: a value is out of range.
+        """
+        return resolve_sampling(
+            request.temperature,
+            request.top_p,
+            request.top_k,
+            self.sampling_overrides,
+            self.manifest.sampling_defaults,
+        )
 
     def _prepare(self, request: GenerationRequest) -> Generation:
         tokenizer = self.tokenizer
@@ -265,15 +300,25 @@ class OnnxBackend:
             raise InvalidRequestError(
                 f"max_tokens must be at least 1, got {request.max_tokens}", param="max_tokens"
             )
+        if request.max_tokens is not None and request.max_tokens > room:
+            # Refused, as vLLM does, rather than cut: silently running to the context end
+            # held a non-streamed request's connection for minutes.
+            raise ContextLengthExceededError(
+                f"This model's context is {self.context_length} tokens and the prompt takes "
+                f"{len(prompt)}, which leaves {room} to generate, but max_tokens asks for "
+                f"{request.max_tokens}. Ask for at most {room}, or shorten the prompt.",
+                param="max_tokens",
+            )
+        budget = min(room, request.max_tokens or request.default_max_tokens or room)
         try:
-            params = SamplingParams(request.temperature, request.top_p, request.top_k)
+            params = self.sampling_params(request)
         except ValueError as exc:
             raise InvalidRequestError(str(exc)) from None
         assert self._loop is not None
         return Generation(
             request.request_id,
             prompt,
-            max_new_tokens=min(room, request.max_tokens or room),
+            max_new_tokens=budget,
             sampler=Sampler(params, request.seed),
             detokenizer=IncrementalDetokenizer(tokenizer),
             stops=StopMatcher(request.stop),

@@ -68,6 +68,20 @@ class Quality:
 
 
 @dataclass(frozen=True, slots=True)
+class SamplingDefaults:
+    """Sampling a model's authors recommend, for requests that leave a field out.
+
+    None: no recommendation for that field. `source` says where the values came from (a
+    `generation_config.json`, a model card), for whoever reads the manifest.
+    """
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ModelManifest:
     name: str
     model_id: str
@@ -85,6 +99,9 @@ class ModelManifest:
     quality: Quality | None = None
     versions: dict[str, str] = field(default_factory=dict)
     logits: LogitsPositions = "all"
+    # None: written before tokenwire recorded sampling defaults (read as "no defaults";
+    # `tokenwire prepare` fills it in). A model without any records an empty SamplingDefaults.
+    sampling_defaults: SamplingDefaults | None = None
     format: int = MANIFEST_FORMAT
 
     def to_json(self) -> str:
@@ -108,6 +125,8 @@ class ModelManifest:
             raise ValueError(f"manifest logits must be 'all' or 'last', got {fields['logits']!r}")
         if fields.get("quality") is not None:
             fields["quality"] = Quality(**fields["quality"])
+        if fields.get("sampling_defaults") is not None:
+            fields["sampling_defaults"] = SamplingDefaults(**fields["sampling_defaults"])
         return cls(**fields)
 
     @classmethod

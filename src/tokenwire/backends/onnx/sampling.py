@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
+
+from tokenwire.backends.onnx.manifest import SamplingDefaults
+
+_T = TypeVar("_T", int, float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,17 +33,58 @@ class SamplingParams:
         return self.temperature == 0 or self.top_k == 1
 
 
+def resolve_sampling(
+    temperature: float | None,
+    top_p: float | None,
+    top_k: int | None,
+    *defaults: SamplingDefaults | None,
+) -> SamplingParams:
+    """Each field from the request, else the first of `defaults` that sets it, else neutral.
+
+    `defaults` go most binding first: the server's overrides, then the model's own (vLLM
+    applies a model's `generation_config.json` the same way).
+
+    Raises:
+        ValueError: a resolved value is out of range; the message names the field.
+    """
+    given = [d for d in defaults if d is not None]
+    return SamplingParams(
+        temperature=_first(temperature, *(d.temperature for d in given), 1.0),
+        top_p=_first(top_p, *(d.top_p for d in given), 1.0),
+        top_k=_first(top_k, *(d.top_k for d in given), 0),
+    )
+
+
+def _first(*values: _T | None) -> _T:
+    for value in values:
+        if value is not None:
+            return value
+    raise AssertionError("the neutral value ends every chain")
+
+
 class Sampler:
     """Samples one sequence's tokens with its own generator: the same seed, the same text."""
 
     def __init__(self, params: SamplingParams, seed: int | None = None) -> None:
         self.params = params
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(generator_seed(seed))
 
     def __call__(self, logits: np.ndarray) -> int:
         if self.params.greedy:
             return int(np.argmax(logits))
         return sample(logits, self.params, self.rng)
+
+
+def generator_seed(seed: int | None) -> int | None:
+    """`seed` as numpy's generators take it: a non-negative integer.
+
+    The dialects accept -2**63 to 2**64-1 (OpenAI documents an int64 seed; clients send -1
+    as "any"). Non-negative seeds pass unchanged, so their streams stay what they were;
+    negative ones map one to one above 2**64-1, where no accepted seed lands.
+    """
+    if seed is None or seed >= 0:
+        return seed
+    return 2**64 - 1 - seed
 
 
 def sample(logits: np.ndarray, params: SamplingParams, rng: np.random.Generator) -> int:

@@ -41,6 +41,6 @@ class Settings:
             new_tokens=16, rounds=1, streams=(1, 4), scaling_rounds=1, ttft_samples=2,
             long_prompt_tokens=200,
             load_streams=2, gap_running=2, gap_quiet=0.3, gap_busy=1.0, budget_sweep=(30.0,),
-            precisions=("int8",), baselines=False, background_tokens=200,
+            precisions=("int8",), baselines=False, background_tokens=150,
             spin_experiment=False,
         )  # fmt: skip

@@ -1,6 +1,7 @@
 """tokenwire: stream every LLM token to the client the moment the model produces it."""
 
 from tokenwire.app import TokenwireMiddleware, create_app
+from tokenwire.completion import Completion
 from tokenwire.endpoint import Call, Endpoint, Transport
 from tokenwire.errors import (
     AuthenticationError,
@@ -16,7 +17,18 @@ from tokenwire.errors import (
     ServiceUnavailableError,
     TokenwireError,
 )
-from tokenwire.events import Event, Finish, FinishReason, PhaseName, Progress, TokenDelta, Usage
+from tokenwire.events import (
+    Channel,
+    Event,
+    Finish,
+    FinishReason,
+    PhaseName,
+    Progress,
+    TokenDelta,
+    TokenLogprob,
+    ToolCallDelta,
+    Usage,
+)
 from tokenwire.host import BackendHost
 from tokenwire.interfaces import (
     Backend,
@@ -33,7 +45,14 @@ from tokenwire.interfaces import (
 )
 from tokenwire.pipeline import build_pipeline
 from tokenwire.plugins import PluginError, list_plugins, load_plugin
-from tokenwire.requests import ChatMessage, GenerationRequest
+from tokenwire.requests import (
+    ChatMessage,
+    GenerationRequest,
+    OutputConstraint,
+    Tool,
+    ToolCall,
+    ToolChoice,
+)
 from tokenwire.stream_store import ResumeConfig
 
 __all__ = [
@@ -41,7 +60,9 @@ __all__ = [
     "Backend",
     "BackendHost",
     "Call",
+    "Channel",
     "ChatMessage",
+    "Completion",
     "ContextLengthExceededError",
     "DeadlineExceededError",
     "Dialect",
@@ -61,6 +82,7 @@ __all__ = [
     "MiddlewareFactory",
     "NotFoundError",
     "ObservesFirstByte",
+    "OutputConstraint",
     "Payload",
     "PhaseName",
     "PluginError",
@@ -72,8 +94,13 @@ __all__ = [
     "ServesRoutes",
     "ServiceUnavailableError",
     "TokenDelta",
+    "TokenLogprob",
     "TokenwireError",
     "TokenwireMiddleware",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolChoice",
     "Transport",
     "Usage",
     "build_pipeline",

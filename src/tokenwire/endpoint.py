@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from tokenwire.completion import CompletionBuilder
 from tokenwire.errors import (
     GenerationError,
     InvalidRequestError,
@@ -25,7 +26,7 @@ from tokenwire.errors import (
     TokenwireError,
     as_tokenwire_error,
 )
-from tokenwire.events import Event, Finish, Progress, TokenDelta
+from tokenwire.events import Event, Finish, Progress
 from tokenwire.interfaces import Dialect, ErrorBody, Exchange, Generate, Payload
 from tokenwire.limits import Limits
 from tokenwire.pipeline import closing
@@ -95,14 +96,13 @@ class Call:
 
     async def respond(self) -> Mapping[str, Any]:
         """Run the call to its end and render the whole (non-streamed) response."""
-        parts: list[str] = []
+        gathered = CompletionBuilder()
         async with closing(self.generate(self.request)) as events:
             try:
                 async for event in events:
-                    if isinstance(event, TokenDelta):
-                        parts.append(event.text)
-                    elif isinstance(event, Finish):
-                        return self.exchange.respond("".join(parts), event)
+                    if isinstance(event, Finish):
+                        return self.exchange.respond(gathered.build(event))
+                    gathered.add(event)
             except Exception as exc:
                 raise _log_failure(self.request, exc) from exc
         raise _no_finish(self.request)

@@ -1,12 +1,14 @@
-"""Events: what a generation stream yields — token deltas, then exactly one `Finish`."""
+"""Events: what a generation stream yields — text and tool-call deltas, then exactly one `Finish`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
-FinishReason = Literal["stop", "length", "cancelled", "error"]
+FinishReason = Literal["stop", "length", "tool_calls", "cancelled", "error"]
 PhaseName = Literal["queued", "prefill", "decode"]
+Channel = Literal["answer", "reasoning"]
+"""Where a text delta belongs: the answer, or the model's reasoning (thinking) before it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,19 +25,52 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token's log probability, and the likeliest tokens at its position
+    (`top`, most likely first, as many as the request's `top_logprobs`)."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class TokenDelta:
-    """New text produced by one or more tokens. `text` never ends in half a UTF-8 character."""
+    """New text produced by one or more tokens. `text` never ends in half a UTF-8 character.
+
+    `logprobs` has one entry per token when the request asked for them (else None); `channel`
+    says whether the text is the answer or the model's reasoning.
+    """
 
     text: str
     token_ids: tuple[int, ...] = ()
-    logprobs: tuple[float, ...] | None = None
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    channel: Channel = "answer"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """Part of a tool call the model is making.
+
+    Calls are numbered by `index` from 0 in the order they start, and one call's deltas are
+    contiguous: a call is complete when the next one starts or the stream finishes. The first
+    delta of a call carries its `id` and `name`; any delta may carry a fragment of its JSON
+    `arguments` (the fragments joined are one JSON object). `token_ids` are the tokens that
+    produced it, for counting.
+    """
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    token_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Finish:
     """The last event of every stream: why it ended and what it cost.
 
-    `stop_sequence` names the stop string that ended it, when one did (Anthropic reports it).
+    `reason` is "tool_calls" when the model ended its turn by calling tools. `stop_sequence` names the stop string that ended it, when one did (Anthropic reports it).
     """
 
     reason: FinishReason
@@ -54,4 +89,4 @@ class Progress:
     phase: PhaseName
 
 
-Event = TokenDelta | Finish | Progress
+Event = TokenDelta | ToolCallDelta | Finish | Progress

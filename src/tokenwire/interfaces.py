@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from tokenwire.events import Event, Finish
+from tokenwire.completion import Completion
+from tokenwire.events import Event
 from tokenwire.requests import GenerationRequest
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class Exchange(Protocol):
         """In-band error payloads, for failures after the first byte was sent."""
         ...
 
-    def respond(self, text: str, finish: Finish) -> Mapping[str, Any]:
+    def respond(self, completion: Completion) -> Mapping[str, Any]:
         """The whole non-streamed response body."""
         ...
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import anyio
 
@@ -59,3 +59,27 @@ class ScriptedBackend:
 
 def queue_full_backend() -> ScriptedBackend:
     return ScriptedBackend(["x"], fail_at=0, error=QueueFullError("queue is full", retry_after=2.4))
+
+
+class EventScriptBackend:
+    """Yields exactly `events` (they should end with one `Finish`), `delay` apart, and keeps
+    the requests it was given, so dialect tests can script tool calls, reasoning and logprobs."""
+
+    model_id = "scripted"
+
+    def __init__(self, events: Sequence[Event], *, delay: float = 0.0) -> None:
+        self.events, self.delay = list(events), delay
+        self.requests: list[GenerationRequest] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        self.requests.append(request)
+        for index, event in enumerate(self.events):
+            if self.delay and index:
+                await anyio.sleep(self.delay)
+            yield event

@@ -15,6 +15,7 @@ from tokenwire import (
     Payload,
     TokenwireError,
 )
+from tokenwire.completion import Completion
 
 
 def dump(obj: object) -> str:
@@ -39,8 +40,8 @@ class PlainExchange:
     def fail(self, error: TokenwireError) -> Sequence[Payload]:
         return [Payload(dump({"type": "error", "message": error.message}), event="error")]
 
-    def respond(self, text: str, finish: Finish) -> Mapping[str, Any]:
-        return {"text": text, "reason": finish.reason}
+    def respond(self, completion: Completion) -> Mapping[str, Any]:
+        return {"text": completion.text, "reason": completion.finish.reason}
 
 
 class PlainDialect:

@@ -10,6 +10,7 @@ from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, RawMessageStreamEvent
 from pydantic import TypeAdapter
 
+from tokenwire.completion import Completion
 from tokenwire.dialects import AnthropicDialect
 from tokenwire.errors import (
     AuthenticationError,
@@ -31,7 +32,9 @@ EVENTS_ADAPTER: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
 
 def body(**fields: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "model": MODEL, "max_tokens": 100, "messages": [{"role": "user", "content": "SECRET"}],
+        "model": MODEL,
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "SECRET"}],
     }
     base.update(fields)
     return {k: v for k, v in base.items() if v is not ...}
@@ -49,20 +52,34 @@ def run(exchange: Any, events: list[Event]) -> list[tuple[str | None, Any]]:
 
 
 def test_parse_puts_system_first_and_joins_text_blocks() -> None:
-    exchange = parse(body(
-        system=[{"type": "text", "text": "be "}, {"type": "text", "text": "brief"}],
-        messages=[
-            {"role": "user", "content": [{"type": "text", "text": "hi"}]},
-            {"role": "assistant", "content": "hello"},
-            {"role": "user", "content": "bye"},
-        ],
-        temperature=0.5, top_p=0.8, top_k=20, stop_sequences=["END"], stream=True,
-    ))
+    exchange = parse(
+        body(
+            system=[{"type": "text", "text": "be "}, {"type": "text", "text": "brief"}],
+            messages=[
+                {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": "bye"},
+            ],
+            temperature=0.5,
+            top_p=0.8,
+            top_k=20,
+            stop_sequences=["END"],
+            stream=True,
+        )
+    )
     request = exchange.request
     assert [(m.role, m.content) for m in request.messages] == [
-        ("system", "be brief"), ("user", "hi"), ("assistant", "hello"), ("user", "bye"),
+        ("system", "be brief"),
+        ("user", "hi"),
+        ("assistant", "hello"),
+        ("user", "bye"),
     ]
-    assert (request.max_tokens, request.temperature, request.top_p, request.top_k) == (100, 0.5, 0.8, 20)
+    assert (request.max_tokens, request.temperature, request.top_p, request.top_k) == (
+        100,
+        0.5,
+        0.8,
+        20,
+    )
     assert request.stop == ("END",) and exchange.stream is True
 
 
@@ -83,7 +100,10 @@ def test_parse_accepts_a_string_system_prompt() -> None:
         ({"messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
         ({"messages": [{"role": [], "content": "x"}]}, "messages[0].role"),
         ({"messages": [{"role": "user"}]}, "messages[0].content"),
-        ({"messages": [{"role": "user", "content": [{"type": "image"}]}]}, "messages[0].content[0].type"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image"}]}]},
+            "messages[0].content[0].type",
+        ),
         ({"messages": [{"role": "user", "content": ["x"]}]}, "messages[0].content[0]"),
         ({"system": 5}, "system"),
         ({"system": [{"type": "text"}]}, "system[0].text"),
@@ -104,7 +124,8 @@ def test_parse_rejects_bad_fields_with_400(fields: dict[str, Any], param: str) -
     rendered = DIALECT.render_error(caught.value)
     assert rendered.status_code == 400
     assert rendered.content == {
-        "type": "error", "error": {"type": "invalid_request_error", "message": caught.value.message},
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": caught.value.message},
     }
 
 
@@ -116,13 +137,24 @@ def test_parse_refuses_another_model_with_not_found_error() -> None:
 
 
 def test_stream_renders_the_messages_event_sequence() -> None:
-    rendered = run(parse(body(stream=True)), [
-        TokenDelta("Hel"), TokenDelta(""), TokenDelta("lo"), Finish("stop", Usage(10, 2)),
-    ])
+    rendered = run(
+        parse(body(stream=True)),
+        [
+            TokenDelta("Hel"),
+            TokenDelta(""),
+            TokenDelta("lo"),
+            Finish("stop", Usage(10, 2)),
+        ],
+    )
     assert [name for name, _ in rendered] == [
-        "message_start", "content_block_start", "ping",
-        "content_block_delta", "content_block_delta",
-        "content_block_stop", "message_delta", "message_stop",
+        "message_start",
+        "content_block_start",
+        "ping",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
     ]
     assert all(name == data["type"] for name, data in rendered)
     start = rendered[0][1]["message"]
@@ -130,24 +162,36 @@ def test_stream_renders_the_messages_event_sequence() -> None:
     assert start["role"] == "assistant" and start["stop_reason"] is None
     assert rendered[1][1]["content_block"] == {"type": "text", "text": ""}
     assert [d["delta"] for _, d in rendered[3:5]] == [
-        {"type": "text_delta", "text": "Hel"}, {"type": "text_delta", "text": "lo"},
+        {"type": "text_delta", "text": "Hel"},
+        {"type": "text_delta", "text": "lo"},
     ]
     message_delta = rendered[6][1]
     assert message_delta["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
-    assert message_delta["usage"] == {"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": 0}
+    assert message_delta["usage"] == {
+        "input_tokens": 10,
+        "output_tokens": 2,
+        "cache_read_input_tokens": 0,
+    }
     for name, data in rendered:
         if name != "ping":
             EVENTS_ADAPTER.validate_python(data)
 
 
 def test_sdk_accumulator_builds_the_message_with_stop_sequence_and_cache_reads() -> None:
-    rendered = run(parse(body(stream=True)), [
-        TokenDelta("a"), TokenDelta("b"), Finish("stop", Usage(10, 2, 7), stop_sequence="##"),
-    ])
+    rendered = run(
+        parse(body(stream=True)),
+        [
+            TokenDelta("a"),
+            TokenDelta("b"),
+            Finish("stop", Usage(10, 2, 7), stop_sequence="##"),
+        ],
+    )
     snapshot = None
     for name, data in rendered:
         if name != "ping":
-            snapshot = accumulate_event(event=EVENTS_ADAPTER.validate_python(data), current_snapshot=snapshot, json_bufs={})
+            snapshot = accumulate_event(
+                event=EVENTS_ADAPTER.validate_python(data), current_snapshot=snapshot, json_bufs={}
+            )
     assert snapshot is not None
     assert snapshot.content[0].type == "text" and snapshot.content[0].text == "ab"
     assert (snapshot.stop_reason, snapshot.stop_sequence) == ("stop_sequence", "##")
@@ -157,13 +201,14 @@ def test_sdk_accumulator_builds_the_message_with_stop_sequence_and_cache_reads()
 
 
 @pytest.mark.parametrize(
-    ("reason", "stop_reason"), [("length", "max_tokens"), ("cancelled", "end_turn"), ("stop", "end_turn")]
+    ("reason", "stop_reason"),
+    [("length", "max_tokens"), ("cancelled", "end_turn"), ("stop", "end_turn")],
 )
 def test_finish_reasons_map_to_stop_reasons(reason: Any, stop_reason: str) -> None:
     exchange = parse(body(stream=True))
     rendered = run(exchange, [Finish(reason)])
     assert rendered[-2][1]["delta"]["stop_reason"] == stop_reason
-    assert exchange.respond("", Finish(reason))["stop_reason"] == stop_reason
+    assert exchange.respond(Completion("", Finish(reason)))["stop_reason"] == stop_reason
 
 
 def test_error_finish_and_fail_render_an_error_event() -> None:
@@ -177,14 +222,14 @@ def test_error_finish_and_fail_render_an_error_event() -> None:
 
 def test_respond_renders_a_whole_message() -> None:
     exchange = parse(body())
-    document = exchange.respond("Hi", Finish("stop", Usage(9, 1, 4), stop_sequence="X"))
+    document = exchange.respond(Completion("Hi", Finish("stop", Usage(9, 1, 4), stop_sequence="X")))
     message = Message.model_validate(document)
     assert message.id == "msg_abc123" and message.type == "message"
     assert message.content[0].type == "text" and message.content[0].text == "Hi"
     assert message.stop_reason == "stop_sequence" and message.stop_sequence == "X"
     assert message.usage.input_tokens == 5 and message.usage.cache_read_input_tokens == 4
     with pytest.raises(GenerationError):
-        exchange.respond("", Finish("error"))
+        exchange.respond(Completion("", Finish("error")))
 
 
 @pytest.mark.parametrize(

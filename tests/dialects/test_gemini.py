@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from google.genai import types as genai_types
 
+from tokenwire.completion import Completion
 from tokenwire.dialects import GeminiDialect
 from tokenwire.errors import (
     AuthenticationError,
@@ -31,7 +32,9 @@ def body(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not ...}
 
 
-def parse(document: dict[str, Any], target: str = f"{MODEL}:streamGenerateContent", model: str = MODEL) -> Any:
+def parse(
+    document: dict[str, Any], target: str = f"{MODEL}:streamGenerateContent", model: str = MODEL
+) -> Any:
     return DIALECT.parse(document, {"target": target}, "req_abc123", model)
 
 
@@ -67,32 +70,55 @@ def test_unknown_action_or_model_in_the_path_is_404(target: str) -> None:
 
 
 def test_parse_reads_contents_system_instruction_and_generation_config() -> None:
-    request = parse(body(
-        contents=[
-            {"parts": [{"text": "a"}, {"text": "b"}]},
-            {"role": "model", "parts": [{"text": "c"}]},
-            {"role": "user", "parts": [{"text": "d"}]},
-        ],
-        systemInstruction={"parts": [{"text": "sys"}]},
-        generationConfig={
-            "maxOutputTokens": 30, "temperature": 1.5, "topP": 0.5, "topK": 40.0, "seed": 3,
-            "stopSequences": ["x"], "candidateCount": 1, "responseMimeType": "text/plain",
-        },
-    )).request
+    request = parse(
+        body(
+            contents=[
+                {"parts": [{"text": "a"}, {"text": "b"}]},
+                {"role": "model", "parts": [{"text": "c"}]},
+                {"role": "user", "parts": [{"text": "d"}]},
+            ],
+            systemInstruction={"parts": [{"text": "sys"}]},
+            generationConfig={
+                "maxOutputTokens": 30,
+                "temperature": 1.5,
+                "topP": 0.5,
+                "topK": 40.0,
+                "seed": 3,
+                "stopSequences": ["x"],
+                "candidateCount": 1,
+                "responseMimeType": "text/plain",
+            },
+        )
+    ).request
     assert [(m.role, m.content) for m in request.messages] == [
-        ("system", "sys"), ("user", "ab"), ("assistant", "c"), ("user", "d"),
+        ("system", "sys"),
+        ("user", "ab"),
+        ("assistant", "c"),
+        ("user", "d"),
     ]
-    assert (request.max_tokens, request.temperature, request.top_p, request.top_k, request.seed) == (
-        30, 1.5, 0.5, 40, 3,
+    assert (
+        request.max_tokens,
+        request.temperature,
+        request.top_p,
+        request.top_k,
+        request.seed,
+    ) == (
+        30,
+        1.5,
+        0.5,
+        40,
+        3,
     )
     assert isinstance(request.top_k, int) and request.stop == ("x",)
 
 
 def test_parse_accepts_snake_case_field_names() -> None:
-    request = parse(body(
-        system_instruction={"parts": [{"text": "sys"}]},
-        generation_config={"max_output_tokens": 7, "top_k": 3},
-    )).request
+    request = parse(
+        body(
+            system_instruction={"parts": [{"text": "sys"}]},
+            generation_config={"max_output_tokens": 7, "top_k": 3},
+        )
+    ).request
     assert request.messages[0].content == "sys"
     assert (request.max_tokens, request.top_k) == (7, 3)
 
@@ -116,7 +142,10 @@ def test_parse_accepts_snake_case_field_names() -> None:
         ({"generationConfig": {"topP": 0}}, "generationConfig.topP"),
         ({"generationConfig": {"topK": 2.5}}, "generationConfig.topK"),
         ({"generationConfig": {"seed": "s"}}, "generationConfig.seed"),
-        ({"generationConfig": {"stopSequences": ["1", "2", "3", "4", "5", "6"]}}, "generationConfig.stopSequences"),
+        (
+            {"generationConfig": {"stopSequences": ["1", "2", "3", "4", "5", "6"]}},
+            "generationConfig.stopSequences",
+        ),
     ],
 )
 def test_parse_rejects_bad_fields_with_400(fields: dict[str, Any], param: str) -> None:
@@ -175,7 +204,13 @@ def test_error_finish_and_fail_render_an_error_object() -> None:
 
 
 def test_respond_renders_a_whole_response() -> None:
-    parsed = response(dict(parse(body(), f"{MODEL}:generateContent").respond("Hi", Finish("cancelled", Usage(1, 1)))))
+    parsed = response(
+        dict(
+            parse(body(), f"{MODEL}:generateContent").respond(
+                Completion("Hi", Finish("cancelled", Usage(1, 1)))
+            )
+        )
+    )
     assert parsed.text == "Hi"
     assert parsed.candidates is not None
     assert parsed.candidates[0].finish_reason == genai_types.FinishReason.STOP
@@ -197,7 +232,9 @@ def test_respond_renders_a_whole_response() -> None:
 def test_render_error_uses_google_status_names(error: TokenwireError, status: str) -> None:
     rendered = DIALECT.render_error(error)
     assert rendered.status_code == error.status_code
-    assert rendered.content == {"error": {"code": error.status_code, "message": "x", "status": status}}
+    assert rendered.content == {
+        "error": {"code": error.status_code, "message": "x", "status": status}
+    }
 
 
 def test_class_attributes_match_the_api() -> None:

@@ -20,42 +20,102 @@ from tokenwire.interfaces import Dialect
 MODEL = "tw-model"
 SECRET = "SECRET-PROMPT"
 BAD_VALUES: list[Any] = [
-    None, [], {}, [[]], [{}], "", "x", SECRET, 0, -1, 1.5, 10**30, True, float("nan"),
-    float("inf"), {"type": "text"}, [{"type": "text", "text": []}],
+    None,
+    [],
+    {},
+    [[]],
+    [{}],
+    "",
+    "x",
+    SECRET,
+    0,
+    -1,
+    1.5,
+    10**30,
+    True,
+    float("nan"),
+    float("inf"),
+    {"type": "text"},
+    [{"type": "text", "text": []}],
 ]
 VALID: list[tuple[Dialect, dict[str, Any], str]] = [
-    (OpenAIChatDialect(), {
-        "model": MODEL, "stream": True, "stream_options": {"include_usage": True},
-        "messages": [
-            {"role": "system", "content": SECRET},
-            {"role": "user", "content": [{"type": "text", "text": SECRET}]},
-        ],
-        "max_tokens": 5, "max_completion_tokens": 6, "temperature": 1, "top_p": 1, "n": 1,
-        "seed": 1, "stop": ["a"],
-    }, ""),
-    (OpenAICompletionsDialect(), {
-        "model": MODEL, "prompt": [SECRET], "max_tokens": 5, "stop": "a", "best_of": 1,
-        "echo": False, "stream": False,
-    }, ""),
-    (AnthropicDialect(), {
-        "model": MODEL, "max_tokens": 5, "system": [{"type": "text", "text": SECRET}],
-        "messages": [{"role": "user", "content": [{"type": "text", "text": SECRET}]}],
-        "stop_sequences": ["a"], "temperature": 0.5, "top_p": 0.5, "top_k": 3, "stream": True,
-    }, ""),
-    (GeminiDialect(), {
-        "contents": [{"role": "user", "parts": [{"text": SECRET}]}],
-        "systemInstruction": {"parts": [{"text": SECRET}]},
-        "generationConfig": {
-            "maxOutputTokens": 5, "temperature": 1, "topP": 1, "topK": 1, "seed": 1,
-            "stopSequences": ["a"], "candidateCount": 1,
+    (
+        OpenAIChatDialect(),
+        {
+            "model": MODEL,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": [
+                {"role": "system", "content": SECRET},
+                {"role": "user", "content": [{"type": "text", "text": SECRET}]},
+            ],
+            "max_tokens": 5,
+            "max_completion_tokens": 6,
+            "temperature": 1,
+            "top_p": 1,
+            "n": 1,
+            "seed": 1,
+            "stop": ["a"],
         },
-    }, f"{MODEL}:generateContent"),
+        "",
+    ),
+    (
+        OpenAICompletionsDialect(),
+        {
+            "model": MODEL,
+            "prompt": [SECRET],
+            "max_tokens": 5,
+            "stop": "a",
+            "best_of": 1,
+            "echo": False,
+            "stream": False,
+        },
+        "",
+    ),
+    (
+        AnthropicDialect(),
+        {
+            "model": MODEL,
+            "max_tokens": 5,
+            "system": [{"type": "text", "text": SECRET}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": SECRET}]}],
+            "stop_sequences": ["a"],
+            "temperature": 0.5,
+            "top_p": 0.5,
+            "top_k": 3,
+            "stream": True,
+        },
+        "",
+    ),
+    (
+        GeminiDialect(),
+        {
+            "contents": [{"role": "user", "parts": [{"text": SECRET}]}],
+            "systemInstruction": {"parts": [{"text": SECRET}]},
+            "generationConfig": {
+                "maxOutputTokens": 5,
+                "temperature": 1,
+                "topP": 1,
+                "topK": 1,
+                "seed": 1,
+                "stopSequences": ["a"],
+                "candidateCount": 1,
+            },
+        },
+        f"{MODEL}:generateContent",
+    ),
 ]
 
 
 def paths(document: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
     """Every key and index path inside `document`."""
-    items = document.items() if isinstance(document, dict) else enumerate(document) if isinstance(document, list) else ()
+    items = (
+        document.items()
+        if isinstance(document, dict)
+        else enumerate(document)
+        if isinstance(document, list)
+        else ()
+    )
     for key, value in items:
         yield (*prefix, key)
         yield from paths(value, (*prefix, key))
@@ -76,10 +136,17 @@ def cases() -> Iterator[Any]:
             for value in BAD_VALUES:
                 if path == ("model",) and value == SECRET:
                     continue  # the model name is echoed on purpose: it is not prompt text
-                yield pytest.param(dialect, replaced(document, path, value), target, id=f"{dialect.name}-{path}-{value!r}")
+                yield pytest.param(
+                    dialect,
+                    replaced(document, path, value),
+                    target,
+                    id=f"{dialect.name}-{path}-{value!r}",
+                )
 
 
-@pytest.mark.parametrize(("dialect", "document", "target"), [pytest.param(d, b, t, id=d.name) for d, b, t in VALID])
+@pytest.mark.parametrize(
+    ("dialect", "document", "target"), [pytest.param(d, b, t, id=d.name) for d, b, t in VALID]
+)
 def test_the_valid_bodies_parse(dialect: Dialect, document: dict[str, Any], target: str) -> None:
     exchange = dialect.parse(document, {"target": target}, "req_1", MODEL)
     assert exchange.request.max_tokens == (6 if dialect.name == "openai-chat" else 5)
@@ -99,7 +166,9 @@ def test_a_mutated_body_parses_or_raises_a_4xx_that_hides_the_prompt(
 
 
 @pytest.mark.parametrize("dialect", [d for d, _, _ in VALID], ids=lambda d: d.name)
-@pytest.mark.parametrize("document", [{}, {"model": []}, {"model": {}}, {"messages": {}}, {"contents": {}}])
+@pytest.mark.parametrize(
+    "document", [{}, {"model": []}, {"model": {}}, {"messages": {}}, {"contents": {}}]
+)
 def test_bare_or_malformed_bodies_raise_a_4xx(dialect: Dialect, document: dict[str, Any]) -> None:
     with pytest.raises(TokenwireError) as caught:
         dialect.parse(document, {"target": f"{MODEL}:generateContent"}, "req_1", MODEL)

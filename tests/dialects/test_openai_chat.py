@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from tokenwire.completion import Completion
 from tokenwire.dialects import OpenAIChatDialect
 from tokenwire.errors import (
     ContextLengthExceededError,
@@ -40,18 +41,31 @@ def decode(payloads: Any) -> list[Any]:
 
 
 def test_parse_maps_roles_joins_text_parts_and_reads_sampling_fields() -> None:
-    exchange = parse(body(
-        messages=[
-            {"role": "developer", "content": "sys"},
-            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
-            {"role": "assistant", "content": None},
-            {"role": "user", "content": "c", "name": "bob"},
-        ],
-        temperature=0.2, top_p=0.9, seed=7, stop="END", n=1, stream=True,
-    ))
+    exchange = parse(
+        body(
+            messages=[
+                {"role": "developer", "content": "sys"},
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                },
+                {"role": "assistant", "content": None},
+                {"role": "user", "content": "c", "name": "bob"},
+            ],
+            temperature=0.2,
+            top_p=0.9,
+            seed=7,
+            stop="END",
+            n=1,
+            stream=True,
+        )
+    )
     request = exchange.request
     assert [(m.role, m.content) for m in request.messages] == [
-        ("system", "sys"), ("user", "ab"), ("assistant", ""), ("user", "c"),
+        ("system", "sys"),
+        ("user", "ab"),
+        ("assistant", ""),
+        ("user", "c"),
     ]
     assert (request.temperature, request.top_p, request.seed) == (0.2, 0.9, 7)
     assert request.stop == ("END",)
@@ -81,8 +95,14 @@ def test_max_completion_tokens_wins_over_max_tokens() -> None:
         ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
         ({"messages": [{"role": "user"}]}, "messages[0].content"),
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content[0].type"),
-        ({"messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]}, "messages[0].content[0].text"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+            "messages[0].content[0].type",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]},
+            "messages[0].content[0].text",
+        ),
         ({"n": 2}, "n"),
         ({"n": 0}, "n"),
         ({"n": True}, "n"),
@@ -108,7 +128,9 @@ def test_max_completion_tokens_wins_over_max_tokens() -> None:
         ({"stream_options": {"include_usage": 1}}, "stream_options.include_usage"),
     ],
 )
-def test_parse_rejects_bad_fields_with_400_naming_the_field(fields: dict[str, Any], param: str) -> None:
+def test_parse_rejects_bad_fields_with_400_naming_the_field(
+    fields: dict[str, Any], param: str
+) -> None:
     with pytest.raises(InvalidRequestError) as caught:
         parse(body(**fields))
     error = caught.value
@@ -144,7 +166,10 @@ def test_stream_without_include_usage_has_no_usage_key() -> None:
     assert payloads[-1] == Payload("[DONE]", sentinel=True)
     chunks = decode(payloads[:-1])
     assert [c["choices"][0]["delta"] for c in chunks] == [
-        {"role": "assistant", "content": ""}, {"content": "Hel"}, {"content": "lo"}, {},
+        {"role": "assistant", "content": ""},
+        {"content": "Hel"},
+        {"content": "lo"},
+        {},
     ]
     assert [c["choices"][0]["finish_reason"] for c in chunks] == [None, None, None, "stop"]
     assert all("usage" not in c for c in chunks)
@@ -170,7 +195,9 @@ def test_stream_with_include_usage_sends_null_usage_then_a_usage_chunk() -> None
     assert streamed[-1]["choices"][0]["finish_reason"] == "length"
     assert usage_chunk["choices"] == []
     assert usage_chunk["usage"] == {
-        "prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11,
+        "prompt_tokens": 10,
+        "completion_tokens": 1,
+        "total_tokens": 11,
         "prompt_tokens_details": {"cached_tokens": 6},
     }
     ChatCompletionChunk.model_validate(usage_chunk)
@@ -205,7 +232,7 @@ def test_error_finish_and_fail_render_an_in_band_error_then_done() -> None:
 
 def test_respond_renders_a_whole_chat_completion() -> None:
     exchange = parse(body())
-    document = exchange.respond("Hello", Finish("stop", Usage(4, 1, 2)))
+    document = exchange.respond(Completion("Hello", Finish("stop", Usage(4, 1, 2))))
     completion = ChatCompletion.model_validate(document)
     assert completion.id == "chatcmpl-abc123"
     assert completion.choices[0].message.content == "Hello"
@@ -214,14 +241,19 @@ def test_respond_renders_a_whole_chat_completion() -> None:
     assert completion.usage is not None and completion.usage.total_tokens == 5
     assert document["usage"]["prompt_tokens_details"] == {"cached_tokens": 2}
     with pytest.raises(GenerationError):
-        exchange.respond("", Finish("error"))
+        exchange.respond(Completion("", Finish("error")))
 
 
 @pytest.mark.parametrize(
     ("error", "status", "kind", "code"),
     [
         (InvalidRequestError("bad"), 400, "invalid_request_error", None),
-        (ContextLengthExceededError("long"), 400, "invalid_request_error", "context_length_exceeded"),
+        (
+            ContextLengthExceededError("long"),
+            400,
+            "invalid_request_error",
+            "context_length_exceeded",
+        ),
         (NotFoundError("no model", param="model"), 404, "invalid_request_error", "model_not_found"),
         (QueueFullError("busy"), 429, "rate_limit_error", "rate_limit_exceeded"),
         (GenerationError("boom"), 500, "server_error", None),

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from openai.types import Completion
 
+from tokenwire.completion import Completion as Gathered
 from tokenwire.dialects import OpenAICompletionsDialect
 from tokenwire.dialects.openai_completions import DEFAULT_MAX_TOKENS
 from tokenwire.errors import GenerationError, InvalidRequestError, NotFoundError
@@ -98,12 +99,14 @@ def test_stream_without_include_usage_ends_with_finish_chunk_then_done() -> None
 
 def test_fail_renders_an_in_band_error_then_done() -> None:
     first, done = decode(parse(body(stream=True)).fail(GenerationError("boom")))
-    assert first == {"error": {"message": "boom", "type": "server_error", "param": None, "code": None}}
+    assert first == {
+        "error": {"message": "boom", "type": "server_error", "param": None, "code": None}
+    }
     assert done == "[DONE]"
 
 
 def test_respond_renders_a_whole_text_completion() -> None:
-    document = parse(body()).respond("Hi there", Finish("stop", Usage(2, 2)))
+    document = parse(body()).respond(Gathered("Hi there", Finish("stop", Usage(2, 2))))
     completion = Completion.model_validate(document)
     assert completion.object == "text_completion"
     assert completion.choices[0].text == "Hi there"

@@ -181,7 +181,10 @@ async def test_anthropic_errors_before_and_during_the_stream() -> None:
         )
     assert caught.value.body == {
         "type": "error",
-        "error": {"type": "invalid_request_error", "message": caught.value.body["error"]["message"]},  # type: ignore[index]
+        "error": {
+            "type": "invalid_request_error",
+            "message": caught.value.body["error"]["message"],
+        },  # type: ignore[index]
     }
     failing = ScriptedServer(AnthropicDialect(), _failing_stream())
     with pytest.raises(anthropic.APIStatusError, match="The model crashed"):
@@ -196,7 +199,10 @@ async def test_gemini_stream_yields_text_and_usage(api_version: str | None) -> N
     server = ScriptedServer(GeminiDialect(), EVENTS)
     client = genai_client(server, api_version)
     config = genai_types.GenerateContentConfig(
-        system_instruction="be brief", max_output_tokens=20, top_k=40, temperature=0.5,
+        system_instruction="be brief",
+        max_output_tokens=20,
+        top_k=40,
+        temperature=0.5,
         stop_sequences=["x"],
     )
     chunks = [

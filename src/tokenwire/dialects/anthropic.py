@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tokenwire.completion import Completion
 from tokenwire.dialects import _validate as v
 from tokenwire.dialects._wire import id_tail, payload
 from tokenwire.errors import GenerationError, TokenwireError
@@ -213,7 +214,8 @@ class AnthropicExchange:
         # The SDK raises on an `error` event, whatever came before it.
         return [payload(_error_document(error), "error")]
 
-    def respond(self, text: str, finish: Finish) -> Mapping[str, Any]:
+    def respond(self, completion: Completion) -> Mapping[str, Any]:
+        text, finish = completion.text, completion.finish
         reason = _stop_reason(finish)
         return {
             "id": self.id,

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tokenwire.completion import Completion
 from tokenwire.dialects import _validate as v
 from tokenwire.dialects._wire import id_tail, payload
 from tokenwire.errors import GenerationError, NotFoundError, TokenwireError
@@ -245,5 +246,5 @@ class GeminiExchange:
         # google-genai raises APIError on a streamed chunk that starts with {"error":.
         return [payload(_error_document(error))]
 
-    def respond(self, text: str, finish: Finish) -> Mapping[str, Any]:
-        return self._response(text, finish)
+    def respond(self, completion: Completion) -> Mapping[str, Any]:
+        return self._response(completion.text, completion.finish)

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tokenwire.completion import Completion
 from tokenwire.dialects import _validate as v
 from tokenwire.dialects._openai_common import (
     ChunkEnvelope,
@@ -109,7 +110,8 @@ class OpenAICompletionsExchange:
     def fail(self, error: TokenwireError) -> Sequence[Payload]:
         return self.envelope.failure(error)
 
-    def respond(self, text: str, finish: Finish) -> Mapping[str, Any]:
+    def respond(self, completion: Completion) -> Mapping[str, Any]:
+        text, finish = completion.text, completion.finish
         envelope = self.envelope
         return {
             **envelope.head(),

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-from benchmarks._shared.paths import REPO
 from tokenwire.backends.onnx.backend import OnnxBackend
 
 ALL_MIDDLEWARES = ("metrics", "cancellation", "prompt_cache")
@@ -58,45 +54,6 @@ def _is_content(line: str) -> bool:
 
 
 # -- 1. throughput: middlewares on vs off, each in its own `tokenwire serve` process --------
-
-
-class ServeProcess:
-    """`tokenwire serve --backend onnx --model DIR` with the given middlewares."""
-
-    def __init__(self, model: Path, middlewares: Sequence[str]) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        command = [
-            sys.executable, "-c", "import sys; from tokenwire.cli import main; sys.exit(main())",
-            "serve", "--backend", "onnx", "--model", str(model), "--port", str(self.port),
-            "--log-level", "warning", "--no-playground",
-        ]  # fmt: skip
-        for name in middlewares:
-            command += ["--middleware", name]
-        self.process = subprocess.Popen(command, cwd=REPO)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"tokenwire serve exited with {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("tokenwire serve did not become ready")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 @dataclass(frozen=True, slots=True)

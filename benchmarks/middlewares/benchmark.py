@@ -31,11 +31,11 @@ from pathlib import Path
 from benchmarks._shared import report
 from benchmarks._shared.paths import REPO
 from benchmarks._shared.prepared_model import find_model
+from benchmarks._shared.serve import ServeProcess
 from benchmarks.middlewares._probes import (
     ALL_MIDDLEWARES,
     DisconnectSample,
     ResumeSample,
-    ServeProcess,
     Throughput,
     disconnect_once,
     percentile,

@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -29,6 +27,7 @@ import httpx
 from benchmarks._shared import report
 from benchmarks._shared.paths import REPO
 from benchmarks._shared.prepared_model import MODEL_NAME, find_model
+from benchmarks._shared.serve import ServeProcess
 
 SECTION = "prompt-cache"
 TARGET_RATIO = 10.0
@@ -100,45 +99,6 @@ def system_prompt(rules: int, first_line: str = "You are the support assistant o
     return f"{first_line} Follow these rules. {body}"
 
 
-class Server:
-    """`tokenwire serve` with the prompt cache, in its own process."""
-
-    def __init__(self, model: Path, settings: Settings) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        # The CLI names middlewares without options: the defaults (1 GiB, 16-token blocks).
-        middleware = "prompt_cache"
-        command = [
-            sys.executable, "-c", "import sys; from tokenwire.cli import main; sys.exit(main())",
-            "serve", "--model", str(model), "--port", str(self.port), "--middleware", middleware,
-            "--log-level", "warning", "--no-playground",
-        ]  # fmt: skip
-        self.process = subprocess.Popen(command, cwd=REPO)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"tokenwire serve exited with {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("tokenwire serve did not become ready")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 def ask(client: httpx.Client, system: str, question: str, settings: Settings) -> Sample:
     body = {
         "model": MODEL_NAME,
@@ -168,7 +128,8 @@ def ask(client: httpx.Client, system: str, question: str, settings: Settings) ->
 
 def run(model: Path, settings: Settings) -> list[Sample]:
     shared = system_prompt(settings.rules)
-    server = Server(model, settings)
+    # The CLI names middlewares without options: the defaults (1 GiB, 16-token blocks).
+    server = ServeProcess(model, ["prompt_cache"])
     samples: list[Sample] = []
     try:
         server.wait_ready()

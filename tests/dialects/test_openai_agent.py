@@ -249,8 +249,9 @@ def test_tool_call_deltas_stream_as_openai_does() -> None:
     chunks = stream(chat(stream=True, tools=[WEATHER, TIME]), CALL_EVENTS)
     deltas = [c["choices"][0]["delta"] for c in chunks]
     assert deltas == [
-        {"role": "assistant", "content": ""},
         {
+            "role": "assistant",
+            "content": None,
             "tool_calls": [
                 {
                     "index": 0,
@@ -258,7 +259,7 @@ def test_tool_call_deltas_stream_as_openai_does() -> None:
                     "type": "function",
                     "function": {"name": "get_weather", "arguments": '{"ci'},
                 }
-            ]
+            ],
         },
         {"tool_calls": [{"index": 0, "function": {"arguments": 'ty":"Paris"}'}}]},
         {
@@ -276,6 +277,14 @@ def test_tool_call_deltas_stream_as_openai_does() -> None:
     ]
     assert [c["choices"][0]["finish_reason"] for c in chunks][-1] == "tool_calls"
     assert sum("role" in d for d in deltas) == 1
+
+
+def test_a_turn_with_tools_that_answers_in_text_announces_the_role_first() -> None:
+    exchange = chat(stream=True, tools=[TIME])
+    assert exchange.open() == []
+    chunks = stream(exchange, [TokenDelta("Hi"), Finish("stop")])
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    assert deltas == [{"role": "assistant", "content": ""}, {"content": "Hi"}, {}]
 
 
 def test_a_forced_named_function_finishes_as_stop_like_openai() -> None:

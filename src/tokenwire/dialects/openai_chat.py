@@ -23,7 +23,7 @@ from tokenwire.dialects._openai_tools import (
 )
 from tokenwire.dialects._wire import TextTemplate, id_tail
 from tokenwire.errors import GenerationError, TokenwireError
-from tokenwire.events import Event, Finish, TokenDelta, ToolCallDelta
+from tokenwire.events import Event, Finish, Progress, TokenDelta, ToolCallDelta
 from tokenwire.interfaces import ErrorBody, Payload
 from tokenwire.requests import ChatMessage, GenerationRequest, ToolCall
 
@@ -165,12 +165,32 @@ class OpenAIChatExchange:
     stream: bool
     envelope: ChunkEnvelope
     _delta: TextTemplate | None = None
+    _role_pending: bool = False
 
     def open(self) -> Sequence[Payload]:
-        # OpenAI's first chunk announces the role with empty content.
-        return [self.envelope.chunk(_choice({"role": "assistant", "content": ""}))]
+        # OpenAI's first chunk announces the role with empty content; a turn that may call
+        # tools waits for its first event, as a call's first chunk carries the role with null
+        # content (SDK accumulators then leave `content` null, not "").
+        if self.request.tools:
+            self._role_pending = True
+            return []
+        return [self._role_chunk()]
+
+    def _role_chunk(self) -> Payload:
+        return self.envelope.chunk(_choice({"role": "assistant", "content": ""}))
 
     def render(self, event: Event) -> Sequence[Payload]:
+        if not self._role_pending or isinstance(event, Progress):
+            return self._render(event)
+        self._role_pending = False
+        if isinstance(event, ToolCallDelta) and (event.id or event.name):
+            delta = {"role": "assistant", "content": None, "tool_calls": [_call_delta(event)]}
+            return [self.envelope.chunk(_choice(delta))]
+        if isinstance(event, Finish) and event.reason == "error":
+            return self._render(event)
+        return [self._role_chunk(), *self._render(event)]
+
+    def _render(self, event: Event) -> Sequence[Payload]:
         if isinstance(event, TokenDelta):
             if event.channel == "reasoning":
                 if not event.text:

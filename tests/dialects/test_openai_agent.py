@@ -177,6 +177,10 @@ def test_parse_reads_logprobs_and_reasoning() -> None:
         ({"chat_template_kwargs": []}, "chat_template_kwargs"),
         ({"chat_template_kwargs": {"enable_thinking": 1}}, "chat_template_kwargs.enable_thinking"),
         (
+            {"chat_template_kwargs": {"enable_thinking": True, "thinking": {}}},
+            "chat_template_kwargs.thinking",
+        ),
+        (
             {"messages": [{"role": "assistant", "tool_calls": {}}]},
             "messages[0].tool_calls",
         ),

@@ -20,6 +20,7 @@ NAME_PATTERN = "^[a-zA-Z0-9_-]{1,64}$"
 _NAME = re.compile(NAME_PATTERN)
 _NAME_RULE = "expected 1 to 64 letters, digits, underscores or dashes"
 _TOOL_CHOICE_MODES = ("none", "auto", "required")
+_THINKING_KEYS = ("enable_thinking", "thinking")  # Qwen3's, and Granite's / DeepSeek's
 # Reasoning effort → `GenerationRequest.reasoning`: a model thinks or it does not, so the
 # levels that ask for (almost) no thinking turn it off and the others turn it on.
 REASONING_EFFORTS: Mapping[str, bool] = {
@@ -159,11 +160,8 @@ def parse_reasoning(body: Mapping[str, Any]) -> bool | None:
     if kwargs is None:
         return None
     kwargs = v.as_object(kwargs, "chat_template_kwargs")
-    for key in ("enable_thinking", "thinking"):
-        flag = v.optional_bool(kwargs, key, "chat_template_kwargs.")
-        if flag is not None:
-            return flag
-    return None
+    flags = [v.optional_bool(kwargs, key, "chat_template_kwargs.") for key in _THINKING_KEYS]
+    return next((flag for flag in flags if flag is not None), None)
 
 
 def parse_tool_calls(value: Any, field: str) -> tuple[ToolCall, ...]:

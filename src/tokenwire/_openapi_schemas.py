@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tokenwire import _openapi_openai_agent as agent
 from tokenwire.dialects._openai_common import MAX_STOP_SEQUENCES as OPENAI_MAX_STOPS
 from tokenwire.dialects._validate import MAX_TOKENS_LIMIT, SEED_MAX, SEED_MIN
 from tokenwire.dialects.anthropic import MAX_STOP_SEQUENCES as ANTHROPIC_MAX_STOPS
@@ -90,10 +91,15 @@ def _usage_openai() -> Schema:
     )
 
 
-def _chunk(head: Schema, kind: str, field: str, value: Schema) -> Schema:
+def _chunk(head: Schema, kind: str, field: str, value: Schema, logprobs: Schema) -> Schema:
     """A streamed chunk: one choice with a delta (or text), or none in the closing usage chunk."""
     choice = _object(
-        {"index": {"const": 0}, field: value, "finish_reason": {"enum": ["stop", "length", None]}},
+        {
+            "index": {"const": 0},
+            field: value,
+            "logprobs": logprobs,
+            "finish_reason": {"enum": [*agent.FINISH_REASONS, None]},
+        },
         ("index", field, "finish_reason"),
     )
     return _object(
@@ -135,21 +141,24 @@ def openai_schemas(model_id: str, max_tokens: int) -> dict[str, Schema]:
                 ("role", "content"),
             ),
             _object(
-                {"role": {"const": "assistant"}, "content": {"anyOf": [content, {"type": "null"}]}},
+                {
+                    "role": {"const": "assistant"},
+                    "content": {"anyOf": [content, {"type": "null"}]},
+                    "tool_calls": agent.tool_calls_in_messages(),
+                },
                 ("role",),
             ),
+            agent.tool_message(content),
         ]
     }
-    finish = {"enum": ["stop", "length"]}
+    finish = {"enum": agent.FINISH_REASONS}
+    legacy_logprobs = agent.legacy_logprobs()
     head = {"id": _STRING, "created": {"type": "integer"}, "model": _STRING}
     chat_choice = _object(
         {
             "index": {"const": 0},
-            "message": _object(
-                {"role": {"const": "assistant"}, "content": _STRING, "refusal": {"type": "null"}},
-                ("role", "content"),
-            ),
-            "logprobs": {"type": "null"},
+            "message": agent.chat_message(),
+            "logprobs": agent.chat_logprobs(),
             "finish_reason": finish,
         },
         ("index", "message", "finish_reason"),
@@ -158,8 +167,8 @@ def openai_schemas(model_id: str, max_tokens: int) -> dict[str, Schema]:
         {
             "index": {"const": 0},
             "text": _STRING,
-            "logprobs": {"type": "null"},
-            "finish_reason": finish,
+            "logprobs": legacy_logprobs,
+            "finish_reason": {"enum": ["stop", "length"]},
         },
         ("index", "text", "finish_reason"),
     )
@@ -173,8 +182,10 @@ def openai_schemas(model_id: str, max_tokens: int) -> dict[str, Schema]:
                     **_max_tokens(max_tokens),
                     "description": "Superseded by max_completion_tokens, which wins when both are sent.",
                 },
+                **agent.chat_request_properties(),
             },
             ("model", "messages"),
+            **agent.chat_request_rules(),
         ),
         "ChatCompletion": _object(
             {
@@ -189,9 +200,10 @@ def openai_schemas(model_id: str, max_tokens: int) -> dict[str, Schema]:
             head,
             "chat.completion.chunk",
             "delta",
-            _object({"role": {"const": "assistant"}, "content": _STRING}),
+            agent.chat_delta(),
+            agent.chat_logprobs(),
         ),
-        "CompletionChunk": _chunk(head, "text_completion", "text", _STRING),
+        "CompletionChunk": _chunk(head, "text_completion", "text", _STRING, legacy_logprobs),
         "CompletionRequest": _object(
             {
                 **common,
@@ -205,6 +217,7 @@ def openai_schemas(model_id: str, max_tokens: int) -> dict[str, Schema]:
                 "max_tokens": {**_max_tokens(max_tokens), "default": 16},
                 "best_of": _ONE,
                 "echo": {"enum": [False, None], "description": "Only false is supported."},
+                "logprobs": agent.legacy_logprobs_request(),
             },
             ("model", "prompt"),
         ),

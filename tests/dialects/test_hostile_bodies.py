@@ -48,6 +48,18 @@ VALID: list[tuple[Dialect, dict[str, Any], str]] = [
             "messages": [
                 {"role": "system", "content": SECRET},
                 {"role": "user", "content": [{"type": "text", "text": SECRET}]},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": SECRET},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_1", "content": SECRET},
             ],
             "max_tokens": 5,
             "max_completion_tokens": 6,
@@ -56,6 +68,27 @@ VALID: list[tuple[Dialect, dict[str, Any], str]] = [
             "n": 1,
             "seed": 1,
             "stop": ["a"],
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "f",
+                        "description": SECRET,
+                        "parameters": {"type": "object", "properties": {}},
+                        "strict": True,
+                    },
+                }
+            ],
+            "tool_choice": {"type": "function", "function": {"name": "f"}},
+            "parallel_tool_calls": False,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "s", "schema": {"type": "object"}, "strict": True},
+            },
+            "logprobs": True,
+            "top_logprobs": 2,
+            "reasoning_effort": "low",
+            "chat_template_kwargs": {"enable_thinking": True},
         },
         "",
     ),
@@ -69,6 +102,7 @@ VALID: list[tuple[Dialect, dict[str, Any], str]] = [
             "best_of": 1,
             "echo": False,
             "stream": False,
+            "logprobs": 2,
         },
         "",
     ),

@@ -27,6 +27,7 @@ MAX_STOP_SEQUENCES = 4
 _FINISH_REASONS: Mapping[FinishReason, str] = {
     "stop": "stop",
     "length": "length",
+    "tool_calls": "tool_calls",
     "cancelled": "stop",
 }
 
@@ -94,9 +95,14 @@ def require_one(body: Mapping[str, Any], key: str) -> None:
         raise v.invalid(key, "only 1 is supported (one choice per request)")
 
 
-def finish_reason(finish: Finish) -> str:
+def finish_reason(finish: Finish, *, named_tool: bool = False) -> str:
+    """OpenAI's reason for `finish`. `named_tool`: the request forced one named function."""
     if finish.reason == "error":
         raise GenerationError("The generation failed.")
+    if finish.reason == "tool_calls" and named_tool:
+        # OpenAI answers "stop", not "tool_calls", when tool_choice named the function: SDKs
+        # and agents written against it expect that. Do not fix.
+        return "stop"
     return _FINISH_REASONS[finish.reason]
 
 

@@ -15,11 +15,17 @@ from tokenwire.dialects._openai_common import (
     render_error,
     usage_object,
 )
+from tokenwire.dialects._openai_logprobs import chat_logprobs
+from tokenwire.dialects._openai_tools import (
+    parse_agent_options,
+    parse_tool_calls,
+    tool_message,
+)
 from tokenwire.dialects._wire import TextTemplate, id_tail
 from tokenwire.errors import GenerationError, TokenwireError
-from tokenwire.events import Event, Finish, TokenDelta
+from tokenwire.events import Event, Finish, Progress, TokenDelta, ToolCallDelta
 from tokenwire.interfaces import ErrorBody, Payload
-from tokenwire.requests import ChatMessage, GenerationRequest
+from tokenwire.requests import ChatMessage, GenerationRequest, ToolCall
 
 # "developer" is OpenAI's newer name for the system role (o1 and later).
 _ROLES: Mapping[str, str] = {
@@ -27,12 +33,18 @@ _ROLES: Mapping[str, str] = {
     "developer": "system",
     "user": "user",
     "assistant": "assistant",
+    "tool": "tool",
 }
-_ROLE_NAMES = "system, developer, user, assistant"
+_ROLE_NAMES = "system, developer, user, assistant, tool"
+# Reasoning text goes out under both names: vLLM's current `reasoning` (what OpenAI advised for
+# chain of thought) and `reasoning_content` (DeepSeek's, older vLLM's; LangChain and others
+# read it). See docs/dialects-and-transports.md.
+_REASONING_FIELDS = ("reasoning", "reasoning_content")
 
 
 class OpenAIChatDialect:
-    """The OpenAI Chat Completions API; text content only, one choice per request."""
+    """The OpenAI Chat Completions API: text content, tools, structured output, logprobs and
+    reasoning; one choice per request."""
 
     name: str = "openai-chat"
     routes: Sequence[str] = ("/v1/chat/completions",)
@@ -54,6 +66,7 @@ class OpenAIChatDialect:
         older = v.max_tokens(body, "max_tokens")
         options = parse_options(body, model_id, max_tokens=newer if newer is not None else older)
         messages = parse_messages(v.require(body, "messages"))
+        agent = parse_agent_options(body)
         request = GenerationRequest(
             model=options.model,
             messages=messages,
@@ -63,6 +76,13 @@ class OpenAIChatDialect:
             seed=options.seed,
             stop=options.stop,
             request_id=request_id,
+            tools=agent.tools,
+            tool_choice=agent.tool_choice,
+            parallel_tool_calls=agent.parallel_tool_calls,
+            constraint=agent.constraint,
+            logprobs=agent.logprobs,
+            top_logprobs=agent.top_logprobs,
+            reasoning=agent.reasoning,
         )
         envelope = ChunkEnvelope(
             id=f"chatcmpl-{id_tail(request_id)}",
@@ -90,7 +110,14 @@ def parse_messages(value: Any) -> tuple[ChatMessage, ...]:
         # An assistant turn may carry null content (it held only tool calls).
         if content is None and mapped == "assistant":
             content = ""
-        messages.append(ChatMessage(mapped, _content_text(content, f"{field}.content")))
+        text = _content_text(content, f"{field}.content")
+        if mapped == "tool":
+            messages.append(tool_message(message, field, text, tuple(messages)))
+            continue
+        calls: tuple[ToolCall, ...] = ()
+        if mapped == "assistant" and message.get("tool_calls") is not None:
+            calls = parse_tool_calls(message["tool_calls"], f"{field}.tool_calls")
+        messages.append(ChatMessage(mapped, text, tool_calls=calls))
     return tuple(messages)
 
 
@@ -111,8 +138,23 @@ def _content_text(content: Any, field: str) -> str:
     return "".join(texts)
 
 
-def _choice(delta: Mapping[str, Any], reason: str | None = None) -> dict[str, Any]:
-    return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+def _choice(
+    delta: Mapping[str, Any], reason: str | None = None, logprobs: Any = None
+) -> dict[str, Any]:
+    return {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
+
+
+def _call_delta(event: ToolCallDelta) -> dict[str, Any]:
+    """A call's first delta names it (`id`, `type`, `name`); the later ones add arguments."""
+    if event.id is None and event.name is None:
+        return {"index": event.index, "function": {"arguments": event.arguments}}
+    function = {"name": event.name or "", "arguments": event.arguments}
+    return {"index": event.index, "id": event.id or "", "type": "function", "function": function}
+
+
+def _named_tool(request: GenerationRequest) -> bool:
+    choice = request.tool_choice
+    return choice.mode == "required" and len(choice.names) == 1
 
 
 @dataclass(slots=True)
@@ -123,31 +165,90 @@ class OpenAIChatExchange:
     stream: bool
     envelope: ChunkEnvelope
     _delta: TextTemplate | None = None
+    _role_pending: bool = False
 
     def open(self) -> Sequence[Payload]:
-        # OpenAI's first chunk announces the role with empty content.
-        return [self.envelope.chunk(_choice({"role": "assistant", "content": ""}))]
+        # OpenAI's first chunk announces the role with empty content; a turn that may call
+        # tools waits for its first event, as a call's first chunk carries the role with null
+        # content (SDK accumulators then leave `content` null, not "").
+        if self.request.tools:
+            self._role_pending = True
+            return []
+        return [self._role_chunk()]
+
+    def _role_chunk(self) -> Payload:
+        return self.envelope.chunk(_choice({"role": "assistant", "content": ""}))
 
     def render(self, event: Event) -> Sequence[Payload]:
+        if not self._role_pending or isinstance(event, Progress):
+            return self._render(event)
+        self._role_pending = False
+        if isinstance(event, ToolCallDelta) and (event.id or event.name):
+            delta = {"role": "assistant", "content": None, "tool_calls": [_call_delta(event)]}
+            return [self.envelope.chunk(_choice(delta))]
+        if isinstance(event, Finish) and event.reason == "error":
+            return self._render(event)
+        return [self._role_chunk(), *self._render(event)]
+
+    def _render(self, event: Event) -> Sequence[Payload]:
         if isinstance(event, TokenDelta):
+            if event.channel == "reasoning":
+                if not event.text:
+                    return []
+                delta = dict.fromkeys(_REASONING_FIELDS, event.text)
+                return [self.envelope.chunk(_choice(delta, logprobs=self._logprobs(event)))]
+            if event.logprobs is not None and self.request.logprobs:
+                delta = {"content": event.text}
+                return [self.envelope.chunk(_choice(delta, logprobs=self._logprobs(event)))]
             if not event.text:
                 return []
             if self._delta is None:
                 envelope = self.envelope
                 self._delta = TextTemplate(lambda text: envelope.chunk(_choice({"content": text})))
             return [self._delta.render(event.text)]
+        if isinstance(event, ToolCallDelta):
+            if event.id is None and event.name is None and not event.arguments:
+                return []
+            return [self.envelope.chunk(_choice({"tool_calls": [_call_delta(event)]}))]
         if not isinstance(event, Finish):
             return []  # Progress notes are for middlewares; they have no wire form.
         if event.reason == "error":
             return self.fail(GenerationError("The generation failed."))
-        return self.envelope.closing(_choice({}, finish_reason(event)), event.usage)
+        reason = finish_reason(event, named_tool=_named_tool(self.request))
+        return self.envelope.closing(_choice({}, reason), event.usage)
+
+    def _logprobs(self, event: TokenDelta) -> dict[str, Any] | None:
+        # Only a request that asked gets them ("logprobs": null otherwise, as OpenAI sends).
+        if event.logprobs is None or not self.request.logprobs:
+            return None
+        return chat_logprobs(event.logprobs)
 
     def fail(self, error: TokenwireError) -> Sequence[Payload]:
         return self.envelope.failure(error)
 
     def respond(self, completion: Completion) -> Mapping[str, Any]:
-        text, finish = completion.text, completion.finish
+        finish = completion.finish
         envelope = self.envelope
+        message: dict[str, Any] = {
+            "role": "assistant",
+            # null, not "", when the turn is only tool calls, as OpenAI answers.
+            "content": completion.text or (None if completion.tool_calls else ""),
+            "refusal": None,
+        }
+        if completion.reasoning:
+            message.update(dict.fromkeys(_REASONING_FIELDS, completion.reasoning))
+        if completion.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in completion.tool_calls
+            ]
+        logprobs = None
+        if completion.logprobs is not None and self.request.logprobs:
+            logprobs = chat_logprobs(completion.logprobs)
         return {
             "id": envelope.id,
             "object": "chat.completion",
@@ -156,9 +257,9 @@ class OpenAIChatExchange:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": finish_reason(finish),
+                    "message": message,
+                    "logprobs": logprobs,
+                    "finish_reason": finish_reason(finish, named_tool=_named_tool(self.request)),
                 }
             ],
             "usage": usage_object(finish.usage),

@@ -16,6 +16,7 @@ from tokenwire.dialects._openai_common import (
     require_one,
     usage_object,
 )
+from tokenwire.dialects._openai_logprobs import legacy_logprobs
 from tokenwire.dialects._wire import id_tail
 from tokenwire.errors import GenerationError, TokenwireError
 from tokenwire.events import Event, Finish, TokenDelta
@@ -24,6 +25,8 @@ from tokenwire.requests import GenerationRequest
 
 DEFAULT_MAX_TOKENS = 16
 """The API's documented default for `max_tokens` on this endpoint (chat has none)."""
+MAX_LOGPROBS = 5
+"""The most alternatives per token the legacy `logprobs` field may ask for."""
 
 
 class OpenAICompletionsDialect:
@@ -51,6 +54,8 @@ class OpenAICompletionsDialect:
         require_one(body, "best_of")
         if v.optional_bool(body, "echo"):
             raise v.invalid("echo", "only false is supported")
+        # Legacy `logprobs` is a count: the sampled token's logprob plus that many alternatives.
+        top = v.optional_int(body, "logprobs", minimum=0, maximum=MAX_LOGPROBS)
         request = GenerationRequest(
             model=options.model,
             prompt=_prompt(v.require(body, "prompt")),
@@ -60,6 +65,8 @@ class OpenAICompletionsDialect:
             seed=options.seed,
             stop=options.stop,
             request_id=request_id,
+            logprobs=top is not None,
+            top_logprobs=top or 0,
         )
         envelope = ChunkEnvelope(
             id=f"cmpl-{id_tail(request_id)}",
@@ -83,8 +90,8 @@ def _prompt(value: Any) -> str:
     return value
 
 
-def _choice(text: str, reason: str | None = None) -> dict[str, Any]:
-    return {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
+def _choice(text: str, reason: str | None = None, logprobs: Any = None) -> dict[str, Any]:
+    return {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": reason}
 
 
 @dataclass(slots=True)
@@ -94,13 +101,23 @@ class OpenAICompletionsExchange:
     request: GenerationRequest
     stream: bool
     envelope: ChunkEnvelope
+    _offset: int = 0  # characters of answer sent so far, for logprobs' `text_offset`
 
     def open(self) -> Sequence[Payload]:
         return []
 
     def render(self, event: Event) -> Sequence[Payload]:
         if isinstance(event, TokenDelta):
-            return [self.envelope.chunk(_choice(event.text))] if event.text else []
+            # This API has no place for reasoning text; a prompt request gets none anyway.
+            if event.channel == "reasoning":
+                return []
+            logprobs = None
+            if event.logprobs is not None and self.request.logprobs:
+                logprobs = legacy_logprobs(event.logprobs, self._offset)
+            elif not event.text:
+                return []
+            self._offset += len(event.text)
+            return [self.envelope.chunk(_choice(event.text, logprobs=logprobs))]
         if not isinstance(event, Finish):
             return []  # Progress notes are for middlewares; they have no wire form.
         if event.reason == "error":
@@ -112,9 +129,11 @@ class OpenAICompletionsExchange:
 
     def respond(self, completion: Completion) -> Mapping[str, Any]:
         text, finish = completion.text, completion.finish
-        envelope = self.envelope
+        logprobs = None
+        if completion.logprobs is not None and self.request.logprobs:
+            logprobs = legacy_logprobs(completion.logprobs, 0)
         return {
-            **envelope.head(),
-            "choices": [_choice(text, finish_reason(finish))],
+            **self.envelope.head(),
+            "choices": [_choice(text, finish_reason(finish), logprobs)],
             "usage": usage_object(finish.usage),
         }

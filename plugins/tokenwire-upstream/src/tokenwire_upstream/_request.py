@@ -159,8 +159,8 @@ def _add_constraint(body: dict[str, Any], constraint: OutputConstraint, server: 
             },
         }
     elif server == "vllm":
-        # vLLM's extra field since 0.10.2 (`guided_regex`/`guided_grammar` before, removed
-        # in 0.12); its xgrammar backend converts a Lark grammar, guidance reads it as is.
+        # vLLM's extra field; the `guided_regex`/`guided_grammar` it replaced were removed
+        # in 0.12 and are now ignored with a 200. Its xgrammar backend converts Lark.
         key = "regex" if constraint.kind == "regex" else "grammar"
         body["structured_outputs"] = {key: constraint.pattern or ""}
     else:

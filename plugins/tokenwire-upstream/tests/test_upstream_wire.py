@@ -9,13 +9,9 @@ import time
 import httpx
 import pytest
 from tokenwire_upstream._errors import error_from_status, error_from_transport, retry_after
-from tokenwire_upstream._openai import (
-    Chunk,
-    UpstreamStreamError,
-    finish_reason,
-    parse_chunk,
-    request_body,
-)
+from tokenwire_upstream._openai import Chunk, UpstreamStreamError, finish_reason, parse_chunk
+from tokenwire_upstream._request import request_body
+from tokenwire_upstream._tool_calls import ToolCallFragment
 
 from tokenwire import (
     ChatMessage,
@@ -27,6 +23,7 @@ from tokenwire import (
     QueueFullError,
     RequestTooLargeError,
     ServiceUnavailableError,
+    TokenLogprob,
     Usage,
 )
 
@@ -203,3 +200,87 @@ def test_sampling_fields_the_client_left_out_are_left_to_the_upstream() -> None:
     sent = GenerationRequest(model="m", prompt="Once", temperature=1.0, top_p=1.0)
     _, body = request_body(sent, "up")
     assert (body["temperature"], body["top_p"]) == (1.0, 1.0)
+
+
+def test_chat_chunk_reads_reasoning_under_either_name() -> None:
+    for field in ("reasoning_content", "reasoning"):
+        data = json.dumps({"choices": [{"delta": {field: "hmm"}, "finish_reason": None}]})
+        assert parse_chunk(data, chat=True) == Chunk(reasoning="hmm")
+
+
+def test_chat_chunk_reads_tool_call_fragments() -> None:
+    data = json.dumps(
+        {
+            "choices": [
+                {
+                    "delta": {
+                        "tool_calls": [
+                            {"index": 0, "id": "c1", "type": "function",
+                             "function": {"name": "f", "arguments": ""}},
+                            {"index": 1, "function": {"arguments": '{"a"'}},
+                        ]
+                    },
+                    "finish_reason": None,
+                }
+            ]
+        }
+    )  # fmt: skip
+    assert parse_chunk(data, chat=True).tool_calls == (
+        ToolCallFragment(0, "c1", "f", ""),
+        ToolCallFragment(1, None, None, '{"a"'),
+    )
+
+
+def test_chat_logprobs_become_token_logprobs_most_likely_first() -> None:
+    logprobs = {
+        "content": [
+            {"token": "Hi", "logprob": -0.1, "bytes": [72, 105],
+             "top_logprobs": [{"token": "Hello", "logprob": -2.5},
+                              {"token": "Hi", "logprob": -0.1}]},
+            {"token": "!", "logprob": 0, "top_logprobs": []},
+        ]
+    }  # fmt: skip
+    data = json.dumps({"choices": [{"delta": {"content": "Hi!"}, "logprobs": logprobs}]})
+    assert parse_chunk(data, chat=True, top_logprobs=2).logprobs == (
+        TokenLogprob("Hi", -0.1, (("Hi", -0.1), ("Hello", -2.5))),
+        TokenLogprob("!", 0.0, ()),
+    )
+
+
+def test_completions_logprobs_are_read_and_cut_to_the_alternatives_asked_for() -> None:
+    # vLLM's legacy endpoint adds the chosen token to the alternatives.
+    logprobs = {
+        "tokens": ["lo", " there"],
+        "token_logprobs": [-0.5, -1.0],
+        "top_logprobs": [{"lo": -0.5, "la": -1.5, "le": -0.9}, None],
+        "text_offset": [0, 2],
+    }
+    data = json.dumps({"choices": [{"text": "lo there", "logprobs": logprobs}]})
+    assert parse_chunk(data, chat=False, top_logprobs=2).logprobs == (
+        TokenLogprob("lo", -0.5, (("lo", -0.5), ("le", -0.9))),
+        TokenLogprob(" there", -1.0, ()),
+    )
+
+
+def test_a_turn_that_called_tools_finishes_with_tool_calls() -> None:
+    assert finish_reason("tool_calls", called_tools=True) == "tool_calls"
+    # OpenAI and vLLM report a forced (named or required) call as "stop".
+    assert finish_reason("stop", called_tools=True) == "tool_calls"
+    assert finish_reason("length", called_tools=True) == "length"
+
+
+def test_upstream_400_about_tools_keeps_its_message_for_the_client() -> None:
+    # vLLM's error shape: the fields at the top level.
+    body = json.dumps(
+        {"object": "error", "type": "BadRequestError", "param": None, "code": 400,
+         "message": '"auto" tool choice requires --enable-auto-tool-choice to be set'}
+    ).encode()  # fmt: skip
+    error = error_from_status(400, body, {}, "m")
+    assert type(error) is InvalidRequestError
+    assert error.message.startswith('"auto" tool choice requires')
+    schema = openai_error("Invalid schema for response_format 'x'", param="response_format")
+    rejected = error_from_status(400, schema, {}, "m")
+    assert (rejected.message, rejected.param) == (
+        "Invalid schema for response_format 'x'",
+        "response_format",
+    )

@@ -1,4 +1,4 @@
-"""The OpenAI wire shapes the upstream speaks: request bodies out, stream chunks in."""
+"""The upstream's stream chunks, read: text, reasoning, tool-call fragments, logprobs, usage."""
 
 from __future__ import annotations
 
@@ -7,58 +7,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tokenwire import FinishReason, GenerationError, GenerationRequest, Usage
-
-CHAT_PATH = "/v1/chat/completions"
-COMPLETIONS_PATH = "/v1/completions"
-
-
-def request_body(request: GenerationRequest, model: str) -> tuple[str, dict[str, Any]]:
-    """The upstream path and JSON body for `request`, sent to the upstream model `model`."""
-    body: dict[str, Any] = {
-        "model": model,
-        "stream": True,
-        # Without this the upstream sends no token counts at all.
-        "stream_options": {"include_usage": True},
-    }
-    # Only what the client sent: an omitted field leaves the upstream its model's defaults.
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
-    if request.top_p is not None:
-        body["top_p"] = request.top_p
-    if request.messages is not None:
-        path = CHAT_PATH
-        body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
-    else:
-        path = COMPLETIONS_PATH
-        body["prompt"] = request.prompt
-    if request.max_tokens is not None:
-        # `max_tokens`, not the newer `max_completion_tokens`: llama.cpp and older vLLM
-        # know only this one, and OpenAI still accepts it.
-        body["max_tokens"] = request.max_tokens
-    if request.seed is not None:
-        body["seed"] = request.seed
-    if request.stop:
-        body["stop"] = list(request.stop)
-    if request.top_k:
-        # Not an OpenAI field; vLLM and llama.cpp read it as an extra. 0 means "off", and
-        # strict servers reject unknown fields, so it is sent only when set.
-        body["top_k"] = request.top_k
-    return path, body
+from tokenwire import FinishReason, GenerationError, TokenLogprob, Usage
+from tokenwire_upstream._tool_calls import ToolCallFragment
 
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """What one streamed chunk carries; any field may be absent."""
+    """What one streamed chunk carries; any field may be absent.
+
+    `logprobs` covers the chunk's tokens, `reasoning` and `text` alike (None: none sent).
+    """
 
     text: str = ""
     finish_reason: str | None = None
     stop_reason: str | None = None
     usage: Usage | None = None
+    reasoning: str = ""
+    tool_calls: tuple[ToolCallFragment, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] | None = None
 
 
-def parse_chunk(data: str, *, chat: bool) -> Chunk:
-    """Read one `data:` payload of a chat (`delta.content`) or completions (`text`) stream.
+def parse_chunk(data: str, *, chat: bool, top_logprobs: int = 0) -> Chunk:
+    """Read one `data:` payload of a chat (`delta`) or completions (`text`) stream.
+
+    Each token's alternatives are cut to the `top_logprobs` most likely (vLLM's legacy
+    endpoint adds the chosen token to them).
 
     Raises:
         GenerationError: the payload is not a JSON object, or it is an in-band error.
@@ -76,11 +49,20 @@ def parse_chunk(data: str, *, chat: bool) -> Chunk:
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         return Chunk(usage=usage)  # the usage-only chunk has `"choices": []`
     choice: Mapping[str, Any] = choices[0]
+    reasoning: object = None
+    tool_calls: tuple[ToolCallFragment, ...] = ()
     if chat:
         delta = choice.get("delta")
-        text = delta.get("content") if isinstance(delta, dict) else None
+        if not isinstance(delta, dict):
+            delta = {}
+        text = delta.get("content")
+        # vLLM renamed `reasoning_content` (still DeepSeek's and llama.cpp's) to `reasoning`.
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        tool_calls = _tool_call_fragments(delta.get("tool_calls"))
+        logprobs = _chat_logprobs(choice.get("logprobs"), top_logprobs)
     else:
         text = choice.get("text")
+        logprobs = _legacy_logprobs(choice.get("logprobs"), top_logprobs)
     finish_reason = choice.get("finish_reason")
     # vLLM names the stop string that matched; other servers leave it out.
     stop_reason = choice.get("stop_reason")
@@ -89,12 +71,100 @@ def parse_chunk(data: str, *, chat: bool) -> Chunk:
         finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         stop_reason=stop_reason if isinstance(stop_reason, str) else None,
         usage=usage,
+        reasoning=reasoning if isinstance(reasoning, str) else "",
+        tool_calls=tool_calls,
+        logprobs=logprobs,
     )
 
 
-def finish_reason(upstream: str | None) -> FinishReason:
-    """OpenAI's reasons in ours: "length" stays; stop, eos, tool_calls, content_filter stop."""
-    return "length" if upstream == "length" else "stop"
+def finish_reason(upstream: str | None, *, called_tools: bool = False) -> FinishReason:
+    """OpenAI's reasons in ours: "length" stays; a turn that called tools ends in
+    "tool_calls" (OpenAI and vLLM say "stop" after a forced call); the rest stop."""
+    if upstream == "length":
+        return "length"
+    if called_tools and upstream in (None, "stop", "tool_calls", "function_call"):
+        return "tool_calls"
+    return "stop"
+
+
+def _tool_call_fragments(value: object) -> tuple[ToolCallFragment, ...]:
+    if not isinstance(value, list):
+        return ()
+    fragments = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise GenerationError("The upstream server sent a malformed tool call.")
+        function = entry.get("function")
+        if not isinstance(function, dict):
+            function = {}
+        index, call_id = entry.get("index"), entry.get("id")
+        name, arguments = function.get("name"), function.get("arguments")
+        fragments.append(
+            ToolCallFragment(
+                index if isinstance(index, int) and not isinstance(index, bool) else None,
+                call_id if isinstance(call_id, str) and call_id else None,
+                name if isinstance(name, str) and name else None,
+                arguments if isinstance(arguments, str) else "",
+            )
+        )
+    return tuple(fragments)
+
+
+def _chat_logprobs(value: object, top: int) -> tuple[TokenLogprob, ...] | None:
+    """`logprobs.content`: `[{"token", "logprob", "top_logprobs": [{"token", "logprob"}]}]`."""
+    content = value.get("content") if isinstance(value, dict) else None
+    if not isinstance(content, list):
+        return None
+    out = []
+    for entry in content:
+        if not isinstance(entry, dict):
+            continue
+        token, logprob = entry.get("token"), _number(entry.get("logprob"))
+        if not isinstance(token, str) or logprob is None:
+            continue
+        alternatives = []
+        for alt in entry.get("top_logprobs") or ():
+            if isinstance(alt, dict) and isinstance(alt.get("token"), str):
+                alt_logprob = _number(alt.get("logprob"))
+                if alt_logprob is not None:
+                    alternatives.append((alt["token"], alt_logprob))
+        out.append(TokenLogprob(token, logprob, _most_likely(alternatives, top)))
+    return tuple(out)
+
+
+def _legacy_logprobs(value: object, top: int) -> tuple[TokenLogprob, ...] | None:
+    """`/v1/completions`' parallel lists: `tokens`, `token_logprobs`, `top_logprobs` (dicts)."""
+    if not isinstance(value, dict):
+        return None
+    tokens, logprobs = value.get("tokens"), value.get("token_logprobs")
+    if not isinstance(tokens, list) or not isinstance(logprobs, list):
+        return None
+    tops = value.get("top_logprobs")
+    if not isinstance(tops, list):
+        tops = []
+    out = []
+    for position, (token, raw) in enumerate(zip(tokens, logprobs, strict=False)):
+        logprob = _number(raw)
+        if not isinstance(token, str) or logprob is None:
+            continue
+        alternatives = tops[position] if position < len(tops) else None
+        pairs = [
+            (alt, number)
+            for alt, alt_logprob in (alternatives.items() if isinstance(alternatives, dict) else ())
+            if isinstance(alt, str) and (number := _number(alt_logprob)) is not None
+        ]
+        out.append(TokenLogprob(token, logprob, _most_likely(pairs, top)))
+    return tuple(out)
+
+
+def _most_likely(pairs: list[tuple[str, float]], top: int) -> tuple[tuple[str, float], ...]:
+    return tuple(sorted(pairs, key=lambda pair: -pair[1])[:top])
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
 
 
 def _usage(value: object) -> Usage | None:

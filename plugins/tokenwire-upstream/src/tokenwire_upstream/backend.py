@@ -13,13 +13,10 @@ import httpx
 
 from tokenwire import Event, Finish, GenerationError, GenerationRequest, TokenDelta, Usage
 from tokenwire_upstream._errors import MAX_ERROR_BODY_BYTES, error_from_status, error_from_transport
-from tokenwire_upstream._openai import (
-    UpstreamStreamError,
-    finish_reason,
-    parse_chunk,
-    request_body,
-)
+from tokenwire_upstream._openai import UpstreamStreamError, finish_reason, parse_chunk
+from tokenwire_upstream._request import SERVER_KINDS, ServerKind, request_body
 from tokenwire_upstream._sse import SSEDecoder
+from tokenwire_upstream._tool_calls import ToolCallSequencer
 
 logger = logging.getLogger("tokenwire.upstream")
 
@@ -43,6 +40,9 @@ class UpstreamBackend:
         max_connections: concurrent upstream requests; more wait (up to `timeout`) and
             then get 429.
         check: on start, ask `/v1/models` and fail startup if the upstream is unreachable.
+        server: what the upstream is, for the fields without a common spelling:
+            "generic" (any OpenAI-compatible server), "vllm" (adds regex and grammar
+            constraints) or "openai" (reasoning as `reasoning_effort`).
     """
 
     def __init__(
@@ -55,6 +55,7 @@ class UpstreamBackend:
         timeout: float = 60.0,
         max_connections: int = 100,
         check: bool = True,
+        server: str = "generic",
     ) -> None:
         url = httpx.URL(str(base_url))
         if url.scheme not in ("http", "https") or not url.host:
@@ -65,6 +66,9 @@ class UpstreamBackend:
             raise ValueError(f"max_connections must be an integer, got {max_connections!r}")
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        if server not in SERVER_KINDS:
+            raise ValueError(f"server must be one of {', '.join(SERVER_KINDS)}, got {server!r}")
+        self.server: ServerKind = server
         # Our paths start with /v1, so a base URL copied from an OpenAI SDK config works too.
         path = url.path.rstrip("/")
         path = path.removesuffix("/v1")
@@ -110,7 +114,7 @@ class UpstreamBackend:
         client = self._client
         if client is None:
             raise GenerationError("The upstream backend is not started.")
-        path, body = request_body(request, self.model)
+        path, body = request_body(request, self.model, self.server)
         streaming = False
         try:
             # Leaving this block — a normal end, an error, or the consumer closing us on a
@@ -143,6 +147,7 @@ class UpstreamBackend:
     ) -> AsyncGenerator[Event, None]:
         decoder = SSEDecoder()
         chat = request.is_chat
+        sequencer = ToolCallSequencer()
         deltas = 0
         reason: str | None = None
         stop_sequence: str | None = None
@@ -158,10 +163,27 @@ class UpstreamBackend:
                 if sse.data == "[DONE]":
                     done = True
                     break
-                chunk = parse_chunk(sse.data, chat=chat)
+                chunk = parse_chunk(sse.data, chat=chat, top_logprobs=request.top_logprobs)
+                # A chunk's logprobs cover all its tokens; they go with its answer text when
+                # it has both kinds (servers send one kind per chunk).
+                logprobs = chunk.logprobs if request.logprobs else None
+                if chunk.reasoning:
+                    deltas += 1
+                    reasoning_logprobs = None if chunk.text else logprobs
+                    delta = TokenDelta(
+                        chunk.reasoning, logprobs=reasoning_logprobs, channel="reasoning"
+                    )
+                    for event in sequencer.text(delta):
+                        yield event
                 if chunk.text:
                     deltas += 1
-                    yield TokenDelta(chunk.text)
+                    for event in sequencer.text(TokenDelta(chunk.text, logprobs=logprobs)):
+                        yield event
+                if chunk.tool_calls:
+                    deltas += 1
+                for fragment in chunk.tool_calls:
+                    for event in sequencer.tool_call(fragment):
+                        yield event
                 if chunk.finish_reason is not None:
                     reason = chunk.finish_reason
                 if chunk.stop_reason is not None and chunk.stop_reason in request.stop:
@@ -180,10 +202,15 @@ class UpstreamBackend:
         # neither was cut off.
         if not done and reason is None:
             raise GenerationError("The upstream server ended the stream before it finished.")
+        for event in sequencer.finish():
+            yield event
         if usage is None:
             # llama.cpp's Python server never sends usage: count what arrived.
             usage = Usage(completion_tokens=deltas)
-        yield Finish(finish_reason(reason), usage, stop_sequence=stop_sequence)
+        called_tools = sequencer.calls > 0 and stop_sequence is None
+        yield Finish(
+            finish_reason(reason, called_tools=called_tools), usage, stop_sequence=stop_sequence
+        )
 
     async def _check_upstream(self, client: httpx.AsyncClient) -> None:
         """Fail startup on an unreachable upstream; warn when it does not list our model."""

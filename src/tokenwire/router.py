@@ -4,6 +4,7 @@ behind the access log and the API-key gate. `create_app` and `TokenwireMiddlewar
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -34,6 +35,7 @@ from tokenwire.interfaces import (
     ServesRoutes,
 )
 from tokenwire.limits import Limits
+from tokenwire.middlewares.tool_calls import ToolCallParserMiddleware
 from tokenwire.openapi import openapi_routes
 from tokenwire.pipeline import build_layers
 from tokenwire.plugins import load_plugin
@@ -65,6 +67,24 @@ def _middleware(item: MiddlewareFactory | str) -> MiddlewareFactory:
     return item
 
 
+def _with_tool_call_parser(
+    backend: object, middlewares: Sequence[MiddlewareFactory | str]
+) -> list[MiddlewareFactory]:
+    """The middleware factories, with a tool-call parser innermost when the backend writes
+    tool calls as markup (it declares `tool_call_format`) and none is configured already."""
+    factories = [_middleware(item) for item in middlewares]
+    markup = getattr(backend, "tool_call_format", None)
+    if markup is None or any(_parses_tool_calls(factory) for factory in factories):
+        return factories
+    return [*factories, partial(ToolCallParserMiddleware, format=markup)]
+
+
+def _parses_tool_calls(factory: MiddlewareFactory) -> bool:
+    while isinstance(factory, partial):
+        factory = factory.func
+    return isinstance(factory, type) and issubclass(factory, ToolCallParserMiddleware)
+
+
 def build_router(
     host: BackendHost,
     *,
@@ -84,7 +104,7 @@ def build_router(
     `default` answers paths that are not tokenwire's (a 404 in OpenAI's error shape when None).
     """
     backend = host.backend
-    layers = build_layers(backend.generate, [_middleware(item) for item in middlewares])
+    layers = build_layers(backend.generate, _with_tool_call_parser(backend, middlewares))
     # Typed as objects: a capability is looked for with isinstance, never assumed.
     middleware_layers: list[object] = list(layers[:-1])
     # What middlewares offer beside their stream, each through a declared capability.

@@ -27,6 +27,7 @@ from tokenwire import (
     Progress,
     QueueFullError,
     TokenDelta,
+    ToolCallDelta,
     Usage,
     build_pipeline,
     create_app,
@@ -365,6 +366,49 @@ async def test_label_values_past_the_bound_collapse_into_other() -> None:
         assert len(models) == MAX_LABEL_VALUES + 1
         assert "other" in models
         assert Samples(text).value(name, model="other") == 10
+
+
+@pytest.mark.anyio
+async def test_tool_call_tokens_count_as_generated_and_the_first_as_the_first_token() -> None:
+    registry = CollectorRegistry()
+
+    async def backend(request: GenerationRequest) -> AsyncIterator[Event]:
+        await anyio.sleep(0.05)
+        yield ToolCallDelta(0, "call_a", "f", "", (1, 2))
+        yield ToolCallDelta(0, arguments="{}", token_ids=(3,))
+        yield ToolCallDelta(1, "call_b", "g", "{}", ())  # no ids: counts no token
+        yield TokenDelta("done", (4,))
+        # The usage says what was streamed: nothing is topped up at the end.
+        yield Finish("tool_calls", Usage(1, 4))
+
+    pipeline = build_pipeline(backend, [partial(MetricsMiddleware, registry=registry)])
+    async for _ in pipeline(GenerationRequest(model="m", prompt="p")):
+        pass
+    samples = Samples(generate_latest(registry).decode())
+    assert samples.value("tokenwire_generation_tokens_total") == 4
+    assert samples.value("tokenwire_tool_calls_total") == 2
+    assert samples.value("tokenwire_time_to_first_token_seconds_count") == 1
+    assert samples.value("tokenwire_time_to_first_token_seconds_sum") >= 0.05
+    assert samples.value("tokenwire_inter_token_latency_seconds_count") == 3
+    assert samples.value("tokenwire_requests_total", reason="tool_calls") == 1
+
+
+@pytest.mark.anyio
+async def test_a_stream_of_only_tool_calls_is_timed_from_its_first_call() -> None:
+    registry = CollectorRegistry()
+
+    async def backend(request: GenerationRequest) -> AsyncIterator[Event]:
+        yield ToolCallDelta(0, "call_a", "f", "{}", (1,))
+        await anyio.sleep(0.2)
+        yield Finish("tool_calls", Usage(1, 1))
+
+    pipeline = build_pipeline(backend, [partial(MetricsMiddleware, registry=registry)])
+    async for _ in pipeline(GenerationRequest(model="m", prompt="p")):
+        pass
+    samples = Samples(generate_latest(registry).decode())
+    assert samples.value("tokenwire_time_to_first_token_seconds_count") == 1
+    assert samples.value("tokenwire_time_to_first_token_seconds_sum") < 0.15
+    assert samples.value("tokenwire_generation_tokens_total") == 1
 
 
 # Each worker is its own process: it serves `requests` and exits, leaving its samples in

@@ -1,16 +1,37 @@
 """`echo`: streams the last user message (or the prompt) back, one word per token.
 
-Deterministic and model-free: for tests, demos and measuring the transport ceiling.
+Deterministic and model-free: for tests, demos and measuring the transport ceiling. Agent
+requests follow fixed rules (tool calls, JSON constraints, logprobs, reasoning; see
+`_echo_agent` and docs/quickstart.md), so every dialect and transport can be tested without
+a model.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
+from typing import Literal, NamedTuple
 
 import anyio
 
-from tokenwire.events import Event, Finish, FinishReason, TokenDelta, Usage
+from tokenwire.backends._echo_agent import (
+    call_id,
+    check_supported,
+    choose_tools,
+    example_arguments,
+    example_from_schema,
+    logprob_for,
+)
+from tokenwire.events import (
+    Channel,
+    Event,
+    Finish,
+    FinishReason,
+    TokenDelta,
+    ToolCallDelta,
+    Usage,
+)
 from tokenwire.requests import GenerationRequest
 
 _WORD = re.compile(r"\s*\S+|\s+$")
@@ -19,6 +40,16 @@ _WORD = re.compile(r"\s*\S+|\s+$")
 def split_words(text: str) -> list[str]:
     """Each word with its leading whitespace; the pieces join back to `text`."""
     return _WORD.findall(text)
+
+
+class _Step(NamedTuple):
+    """One token of the planned output: a text piece, a call's start (`text` is its name),
+    or a piece of call `call`'s arguments."""
+
+    kind: Literal["answer", "reasoning", "call", "arguments"]
+    text: str = ""
+    call: int = 0
+    id: str | None = None
 
 
 class EchoBackend:
@@ -42,36 +73,81 @@ class EchoBackend:
         return None
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        check_supported(request)
         if request.messages is not None:
             # Each message is split once: the echoed one is also counted in the prompt.
-            split = [(m.role, split_words(m.content)) for m in request.messages]
-            users = [words for role, words in split if role == "user"]
-            all_words = users[-1] if users else []
-            prompt_tokens = sum(len(words) for _, words in split)
+            split = [(m.role, m.content, split_words(m.content)) for m in request.messages]
+            users = [(text, words) for role, text, words in split if role == "user"]
+            text, echoed = users[-1] if users else ("", [])
+            prompt_tokens = sum(len(words) for _, _, words in split)
         else:
-            all_words = split_words(request.prompt or "")
-            prompt_tokens = len(all_words)
+            text = request.prompt or ""
+            echoed = split_words(text)
+            prompt_tokens = len(echoed)
+        plan = _plan(request, text, echoed)
         limit = request.max_tokens
         if limit is None:
             budget = request.default_max_tokens
-            limit = budget if budget is not None else len(all_words)
-        words = all_words[:limit]
+            limit = budget if budget is not None else len(plan)
+        steps = plan[:limit]
         # The whole answer is known up front, so stop strings are found in it once; a real
         # backend has to hold back text that could begin a stop string instead.
-        stop_at, stop_sequence = _find_stop("".join(words), request.stop)
+        answer = "".join(step.text for step in steps if step.kind == "answer")
+        stop_at, stop_sequence = _find_stop(answer, request.stop)
+        top = request.top_logprobs if request.logprobs else None
         emitted = 0
-        for count, word in enumerate(words, start=1):
-            if emitted + len(word) > stop_at:
+        for count, step in enumerate(steps, start=1):
+            ids = (count,)
+            if step.kind == "answer" and emitted + len(step.text) > stop_at:
                 if stop_at > emitted:
-                    yield TokenDelta(word[: stop_at - emitted], (count,))
+                    yield _text(step.text[: stop_at - emitted], ids, "answer", top)
                 yield Finish("stop", Usage(prompt_tokens, count), stop_sequence=stop_sequence)
                 return
             if self.delay:
                 await anyio.sleep(self.delay)
-            emitted += len(word)
-            yield TokenDelta(word, (count,))
-        reason: FinishReason = "length" if limit < len(all_words) else "stop"
-        yield Finish(reason, Usage(prompt_tokens, len(words)))
+            if step.kind == "call":
+                yield ToolCallDelta(step.call, step.id, step.text, "", ids)
+            elif step.kind == "arguments":
+                yield ToolCallDelta(step.call, arguments=step.text, token_ids=ids)
+            else:
+                if step.kind == "answer":
+                    emitted += len(step.text)
+                yield _text(step.text, ids, step.kind, top)
+        reason: FinishReason = "length" if limit < len(plan) else "stop"
+        if reason == "stop" and any(step.kind == "call" for step in steps):
+            reason = "tool_calls"
+        yield Finish(reason, Usage(prompt_tokens, len(steps)))
+
+
+def _plan(request: GenerationRequest, text: str, echoed: list[str]) -> list[_Step]:
+    """Every token the request would produce without a limit: reasoning first (when asked),
+    then tool calls (when a rule picks tools) or the answer."""
+    steps: list[_Step] = []
+    tools = choose_tools(request, text)
+    for index, tool in enumerate(tools):
+        steps.append(_Step("call", tool.name, index, call_id(index, tool.name, text)))
+        arguments = json.dumps(example_arguments(tool))
+        steps.extend(_Step("arguments", piece, index) for piece in split_words(arguments))
+    if not tools:
+        constraint = request.constraint
+        if constraint is not None and constraint.kind == "json_schema":
+            echoed = split_words(json.dumps(example_from_schema(constraint.schema or {})))
+        elif constraint is not None and constraint.kind == "json_object":
+            echoed = split_words(json.dumps({"echo": text}))
+        steps.extend(_Step("answer", word) for word in echoed)
+    if request.reasoning:
+        thought = (
+            f"Calling {', '.join(tool.name for tool in tools)}."
+            if tools
+            else f"Echoing {len(steps)} words."
+        )
+        steps[:0] = [_Step("reasoning", word) for word in split_words(thought)]
+    return steps
+
+
+def _text(text: str, ids: tuple[int, ...], channel: Channel, top: int | None) -> TokenDelta:
+    logprobs = None if top is None else (logprob_for(text, top),)
+    return TokenDelta(text, ids, logprobs, channel)
 
 
 def _find_stop(text: str, stops: tuple[str, ...]) -> tuple[int, str | None]:

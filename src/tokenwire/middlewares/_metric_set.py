@@ -55,6 +55,7 @@ class RequestMetrics:
     cached_prompt_tokens: Counter
     prefix_cache_queries: Counter
     prefix_cache_hits: Counter
+    tool_calls: Counter
     running: Gauge
     waiting: Gauge
 
@@ -156,9 +157,15 @@ class MetricSet:
             base,
             registry=registry,
         )
+        self.tool_calls = Counter(
+            f"{prefix}_tool_calls",
+            "Tool calls the model made, each counted once when it starts.",
+            base,
+            registry=registry,
+        )
         self.requests = Counter(
             f"{prefix}_requests",
-            "Requests that ended, by finish reason (stop, length, cancelled, error).",
+            "Requests that ended, by finish reason (stop, length, tool_calls, cancelled, error).",
             (*base, "reason"),
             registry=registry,
         )
@@ -221,6 +228,7 @@ class MetricSet:
             cached_prompt_tokens=self.cached_prompt_tokens.labels(*labels),
             prefix_cache_queries=self.prefix_cache_queries.labels(*labels),
             prefix_cache_hits=self.prefix_cache_hits.labels(*labels),
+            tool_calls=self.tool_calls.labels(*labels),
             running=self.running.labels(labels[0]),
             waiting=self.waiting.labels(labels[0]),
         )

@@ -1,7 +1,7 @@
 """`metrics`: Prometheus metrics of every stream, served at `GET /metrics`.
 
-Latency histograms (time to first token, inter-token, end to end, queue, prefill), token and
-request counters, cancellations by phase and cause, errors by type, and running/waiting
+Latency histograms (time to first token, inter-token, end to end, queue, prefill), token,
+tool-call and request counters, cancellations by phase and cause, errors by type, and running/waiting
 gauges. The registry is injected; `docs/metrics.md` lists every metric.
 """
 
@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tokenwire.errors import DeadlineExceededError, TokenwireError
-from tokenwire.events import Event, Finish, PhaseName, Progress, TokenDelta
+from tokenwire.events import Event, Finish, PhaseName, Progress, TokenDelta, ToolCallDelta
 from tokenwire.interfaces import Generate
 from tokenwire.middlewares._metric_set import MetricSet, RequestMetrics
 from tokenwire.pipeline import closing
@@ -96,7 +96,7 @@ class MetricsMiddleware:
         try:
             async with closing(self.app(request)) as events:
                 async for event in events:
-                    if isinstance(event, TokenDelta):
+                    if isinstance(event, (TokenDelta, ToolCallDelta)):
                         now = perf_counter()
                         if last_token is not None:
                             observe_gap(now - last_token)
@@ -110,9 +110,15 @@ class MetricsMiddleware:
                                 m.running.inc()
                                 waiting, running = False, True
                         last_token = now
-                        tokens = len(event.token_ids) or 1
-                        count_tokens(tokens)
-                        generated += tokens
+                        tokens = len(event.token_ids)
+                        if isinstance(event, ToolCallDelta):
+                            if event.name is not None:
+                                m.tool_calls.inc()
+                        elif not tokens:
+                            tokens = 1  # a text delta is at least one token
+                        if tokens:
+                            count_tokens(tokens)
+                            generated += tokens
                     elif isinstance(event, Progress):
                         phase = event.phase
                         if phase == "prefill" and prefill_at is None:

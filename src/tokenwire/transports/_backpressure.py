@@ -10,9 +10,10 @@ With the "coalesce" policy an `EventFeed` also sits between the pipeline and the
 dialect. Once the frame buffer is full (the client is behind), a task of the stream takes
 over pulling the pipeline's events, so the backend below goes on at its own pace, and the
 feed merges token deltas into one pending delta instead of queueing them: the client
-later receives fewer, larger deltas. Merging happens on events, before the dialect renders
-them: JSON payloads can't be merged, and one rendered chunk per token costs ~40 times the
-text's own bytes. Only once the pending text reaches the bound too does the feed stop pulling;
+later receives fewer, larger deltas. Text merges only with text of the same channel, and a
+tool call's argument fragments only with the same call's. Merging happens on events, before
+the dialect renders them: JSON payloads can't be merged, and one rendered chunk per token
+costs ~40 times the text's own bytes. Only once the pending text reaches the bound too does the feed stop pulling;
 past that the backend holds the text (the ONNX backend merges it the same way, so its
 decode loop never waits for a reader).
 
@@ -27,7 +28,7 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 from anyio.abc import TaskGroup
 
-from tokenwire.events import Event, Finish, Progress, TokenDelta
+from tokenwire.events import Event, Finish, Progress, TokenDelta, ToolCallDelta
 from tokenwire.send_buffers import SendBuffers
 
 # Events that may wait for the renderer while the client keeps up: it only runs behind the
@@ -250,7 +251,7 @@ class EventFeed:
             if not self.frames.behind:
                 if len(items) < _FEED_EVENTS:
                     break
-            elif isinstance(event, TokenDelta) and items and isinstance(items[-1], TokenDelta):
+            elif items and _mergeable(items[-1], event):
                 if self._text_bytes < self.frames.limit:
                     self._merge(event)
                     return
@@ -259,21 +260,26 @@ class EventFeed:
             if self._changed.is_set():
                 self._changed = anyio.Event()
             await self._changed.wait()
-        size = _text_bytes(event) if isinstance(event, TokenDelta) else 0
+        size = _text_bytes(event)
         items.append(event)
         self._sizes.append(size)
         self._count(size)
         self._ready.set()
 
-    def _merge(self, event: TokenDelta) -> None:
+    def _merge(self, event: Event) -> None:
         last = self._items.pop()
-        assert isinstance(last, TokenDelta)
-        logprobs = None
-        if last.logprobs is not None and event.logprobs is not None:
-            logprobs = last.logprobs + event.logprobs
-        self._items.append(
-            TokenDelta(last.text + event.text, last.token_ids + event.token_ids, logprobs)
-        )
+        merged: Event
+        if isinstance(last, TokenDelta) and isinstance(event, TokenDelta):
+            logprobs = None
+            if last.logprobs is not None and event.logprobs is not None:
+                logprobs = last.logprobs + event.logprobs
+            text, ids = last.text + event.text, last.token_ids + event.token_ids
+            merged = TokenDelta(text, ids, logprobs, last.channel)
+        else:
+            assert isinstance(last, ToolCallDelta) and isinstance(event, ToolCallDelta)
+            arguments, ids = last.arguments + event.arguments, last.token_ids + event.token_ids
+            merged = ToolCallDelta(last.index, last.id, last.name, arguments, ids)
+        self._items.append(merged)
         size = _text_bytes(event)
         self._sizes[-1] += size
         self._count(size)
@@ -284,5 +290,25 @@ class EventFeed:
             self.frames.accounts.add(size)
 
 
-def _text_bytes(delta: TokenDelta) -> int:
-    return len(delta.text.encode())
+def _mergeable(last: Event, event: Event) -> bool:
+    """Whether `event` can join `last`: text of the same channel (reasoning never joins the
+    answer), or the next arguments fragment of the same tool call (never its start)."""
+    if isinstance(event, TokenDelta):
+        return isinstance(last, TokenDelta) and last.channel == event.channel
+    if isinstance(event, ToolCallDelta):
+        return (
+            isinstance(last, ToolCallDelta)
+            and last.index == event.index
+            and event.id is None
+            and event.name is None
+        )
+    return False
+
+
+def _text_bytes(event: Event) -> int:
+    """The bytes a pending event holds for its client: text or arguments."""
+    if isinstance(event, TokenDelta):
+        return len(event.text.encode())
+    if isinstance(event, ToolCallDelta):
+        return len(event.arguments.encode())
+    return 0

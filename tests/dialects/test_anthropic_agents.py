@@ -20,7 +20,7 @@ from tokenwire.requests import ChatMessage, OutputConstraint, Tool, ToolCall, To
 MODEL = "tw-model"
 DIALECT = AnthropicDialect()
 EVENTS_ADAPTER: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
-WEATHER = {
+WEATHER: dict[str, Any] = {
     "name": "get_weather",
     "description": "Weather in a city",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
@@ -110,7 +110,7 @@ def test_tool_choice_and_thinking_map_to_the_request(
 
 
 def test_the_beta_output_format_field_is_read_too() -> None:
-    fmt = {"type": "json_schema", "schema": {"type": "object", "required": ["a"]}}
+    fmt: dict[str, Any] = {"type": "json_schema", "schema": {"type": "object", "required": ["a"]}}
     assert parse(body(output_format=fmt)).request.constraint == OutputConstraint(
         "json_schema", fmt["schema"]
     )

@@ -55,8 +55,8 @@ def parse_agent_fields(body: Mapping[str, Any]) -> AgentFields:
 def _parse_tools(value: Any) -> tuple[Tool, ...]:
     if value is None:
         return ()
+    # Names are not checked for uniqueness, unlike the API's: a schema cannot state it.
     tools: list[Tool] = []
-    seen: set[str] = set()
     for index, item in enumerate(v.as_list(value, "tools")):
         field = f"tools[{index}]"
         tool = v.as_object(item, field)
@@ -70,9 +70,6 @@ def _parse_tools(value: Any) -> tuple[Tool, ...]:
         name = v.as_str(v.require(tool, "name", f"{field}."), f"{field}.name")
         if not _TOOL_NAME.match(name):
             raise v.invalid(f"{field}.name", f"expected a name matching {TOOL_NAME_PATTERN}")
-        if name in seen:
-            raise v.invalid(f"{field}.name", "expected tool names to be unique")
-        seen.add(name)
         schema = v.as_object(v.require(tool, "input_schema", f"{field}."), f"{field}.input_schema")
         if schema.get("type") != "object":
             raise v.invalid(f"{field}.input_schema.type", 'expected "object"')
@@ -128,16 +125,17 @@ def _parse_thinking(value: Any) -> bool | None:
 
 def _parse_output(body: Mapping[str, Any]) -> OutputConstraint | None:
     # `output_config.format` is the current field; `output_format` the structured-outputs
-    # beta's, which older SDKs still send. The first one given wins.
+    # beta's, which older SDKs still send. Both are checked; the current one wins.
     config = body.get("output_config")
-    if config is not None:
-        config = v.as_object(config, "output_config")
-        fmt, field = config.get("format"), "output_config.format"
-    else:
-        fmt, field = body.get("output_format"), "output_format"
-    if fmt is None:
+    fmt = None if config is None else v.as_object(config, "output_config").get("format")
+    current = _parse_format(fmt, "output_config.format")
+    return current or _parse_format(body.get("output_format"), "output_format")
+
+
+def _parse_format(value: Any, field: str) -> OutputConstraint | None:
+    if value is None:
         return None
-    fmt = v.as_object(fmt, field)
+    fmt = v.as_object(value, field)
     if fmt.get("type") != "json_schema":
         raise v.invalid(f"{field}.type", 'expected "json_schema"')
     schema = v.as_object(v.require(fmt, "schema", f"{field}."), f"{field}.schema")

@@ -92,9 +92,7 @@ def _parse_tools(value: Any) -> tuple[Tool, ...]:
             v.as_list(declarations, f"{field}.functionDeclarations")
         ):
             tools.append(_function(declaration, f"{field}.functionDeclarations[{position}]"))
-    names = [tool.name for tool in tools]
-    if len(set(names)) != len(names):
-        raise v.invalid("tools", "expected function names to be unique")
+    # Names are not checked for uniqueness: a schema cannot state it.
     return tuple(tools)
 
 
@@ -118,18 +116,28 @@ def _function(value: Any, field: str) -> Tool:
 
 
 def to_json_schema(value: Any, field: str, depth: int = 0) -> dict[str, Any]:
-    """A Gemini (OpenAPI 3.0 subset) `Schema` as JSON Schema: lower-case types, `nullable`
+    """A Gemini (OpenAPI 3.0 subset) `Schema` as JSON Schema: lower-case types (sent in
+    either case), `nullable`
     as a `"null"` type, nested schemas converted; unknown keywords are dropped."""
     if depth > MAX_SCHEMA_DEPTH:
         raise v.invalid(field, f"expected a schema nested at most {MAX_SCHEMA_DEPTH} deep")
     schema = v.as_object(value, field)
     converted: dict[str, Any] = {key: schema[key] for key in _SAME if schema.get(key) is not None}
+    nullable = v.optional_bool(schema, "nullable", f"{field}.")
     kind = schema.get("type")
     if kind is not None:
-        if not isinstance(kind, str) or kind.upper() not in SCHEMA_TYPES:
+        if (
+            not isinstance(kind, str)
+            or kind.upper() not in SCHEMA_TYPES
+            or kind
+            not in (
+                kind.upper(),
+                kind.lower(),
+            )
+        ):
             raise v.invalid(f"{field}.type", f"expected one of {', '.join(SCHEMA_TYPES)}")
         converted["type"] = kind.lower()
-        if v.optional_bool(schema, "nullable", f"{field}.") and kind.upper() != "NULL":
+        if nullable and kind.upper() != "NULL":
             converted["type"] = [kind.lower(), "null"]
     properties = schema.get("properties")
     if properties is not None:

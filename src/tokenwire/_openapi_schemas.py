@@ -12,6 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 from tokenwire import _openapi_openai_agent as agent
+from tokenwire._openapi_messages_gemini_agent import (
+    anthropic_request_fields,
+    anthropic_response_blocks,
+    gemini_config_fields,
+    gemini_config_rules,
+    gemini_contents,
+    gemini_request_fields,
+    gemini_response_parts,
+    gemini_schema_schema,
+)
 from tokenwire.dialects._openai_common import MAX_STOP_SEQUENCES as OPENAI_MAX_STOPS
 from tokenwire.dialects._validate import MAX_TOKENS_LIMIT, SEED_MAX, SEED_MIN
 from tokenwire.dialects.anthropic import MAX_STOP_SEQUENCES as ANTHROPIC_MAX_STOPS
@@ -255,14 +265,7 @@ def anthropic_schemas(model_id: str, max_tokens: int) -> dict[str, Schema]:
             {
                 "model": _model(model_id),
                 "max_tokens": _max_tokens(max_tokens, nullable=False),
-                "messages": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": _object(
-                        {"role": {"enum": ["user", "assistant"]}, "content": content},
-                        ("role", "content"),
-                    ),
-                },
+                **anthropic_request_fields(),
                 "system": {"anyOf": [content, {"type": "null"}]},
                 "temperature": _optional("number", minimum=0, maximum=1),
                 "top_p": _TOP_P,
@@ -279,13 +282,8 @@ def anthropic_schemas(model_id: str, max_tokens: int) -> dict[str, Schema]:
                 "type": {"const": "message"},
                 "role": {"const": "assistant"},
                 "model": _STRING,
-                "content": {
-                    "type": "array",
-                    "items": _object(
-                        {"type": {"const": "text"}, "text": _STRING}, ("type", "text")
-                    ),
-                },
-                "stop_reason": {"enum": ["end_turn", "max_tokens", "stop_sequence"]},
+                "content": {"type": "array", "items": anthropic_response_blocks()},
+                "stop_reason": {"enum": ["end_turn", "max_tokens", "stop_sequence", "tool_use"]},
                 "stop_sequence": _optional("string"),
                 "usage": _object(
                     {
@@ -334,12 +332,11 @@ def gemini_schemas(max_tokens: int) -> dict[str, Schema]:
     """
     part = _object({"text": _STRING}, ("text",), description="Only text parts are supported.")
     parts = {"type": "array", "items": part}
-    # An empty role reads as unset, which means the user.
-    content = _object({"role": {"enum": ["user", "model", "", None]}, "parts": parts}, ("parts",))
     # A system instruction's role is not read.
     system = _object({"parts": parts}, ("parts",))
     config = _object(
         {
+            **gemini_config_fields(),
             "candidateCount": {"anyOf": [{"const": 1}, {"type": "null"}]},
             # These three take integral floats (40.0), as protobuf JSON clients send them.
             "maxOutputTokens": _max_tokens(max_tokens),
@@ -348,12 +345,16 @@ def gemini_schemas(max_tokens: int) -> dict[str, Schema]:
             "topP": _TOP_P,
             "seed": _SEED,
             "stopSequences": {"anyOf": [_stop_list(GEMINI_MAX_STOPS), {"type": "null"}]},
-        }
+        },
+        allOf=gemini_config_rules(),
     )
     candidate = _object(
         {
             "content": _object(
-                {"role": {"const": "model"}, "parts": {"type": "array", "items": part}},
+                {
+                    "role": {"const": "model"},
+                    "parts": {"type": "array", "items": gemini_response_parts()},
+                },
                 ("role", "parts"),
             ),
             "finishReason": {"enum": ["STOP", "MAX_TOKENS"]},
@@ -362,10 +363,12 @@ def gemini_schemas(max_tokens: int) -> dict[str, Schema]:
         ("content",),
     )
     return {
-        "Content": content,
+        "Content": gemini_contents(),
+        "GeminiSchema": gemini_schema_schema(),
         "GenerateContentRequest": _object(
             {
                 "contents": {"type": "array", "minItems": 1, "items": ref("Content")},
+                **gemini_request_fields(),
                 "systemInstruction": {"anyOf": [_STRING, system, {"type": "null"}]},
                 "generationConfig": {"anyOf": [config, {"type": "null"}]},
                 "timeout": TIMEOUT,

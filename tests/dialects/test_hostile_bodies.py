@@ -138,6 +138,94 @@ VALID: list[tuple[Dialect, dict[str, Any], str]] = [
         },
         f"{MODEL}:generateContent",
     ),
+    (
+        AnthropicDialect(),
+        {
+            "model": MODEL,
+            "max_tokens": 5,
+            "tools": [
+                {
+                    "name": "f",
+                    "description": SECRET,
+                    "input_schema": {"type": "object", "properties": {"a": {"type": "string"}}},
+                    "strict": True,
+                }
+            ],
+            "tool_choice": {"type": "tool", "name": "f", "disable_parallel_tool_use": True},
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}},
+            "messages": [
+                {"role": "user", "content": SECRET},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "thinking", "thinking": SECRET, "signature": "s"},
+                        {"type": "text", "text": SECRET},
+                        {"type": "tool_use", "id": "t1", "name": "f", "input": {"a": SECRET}},
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "t1",
+                            "content": [{"type": "text", "text": SECRET}],
+                            "is_error": False,
+                        },
+                        {"type": "text", "text": SECRET},
+                    ],
+                },
+            ],
+        },
+        "",
+    ),
+    (
+        GeminiDialect(),
+        {
+            "contents": [
+                {"role": "user", "parts": [{"text": SECRET}]},
+                {
+                    "role": "model",
+                    "parts": [
+                        {"text": SECRET, "thought": True},
+                        {"functionCall": {"name": "f", "args": {"a": SECRET}, "id": "c1"}},
+                    ],
+                },
+                {
+                    "role": "user",
+                    "parts": [
+                        {"functionResponse": {"name": "f", "response": {"r": SECRET}, "id": "c1"}}
+                    ],
+                },
+            ],
+            "tools": [
+                {
+                    "functionDeclarations": [
+                        {
+                            "name": "f",
+                            "description": SECRET,
+                            "parameters": {
+                                "type": "OBJECT",
+                                "properties": {"a": {"type": "STRING", "nullable": True}},
+                                "items": {"type": "STRING"},
+                                "anyOf": [{"type": "OBJECT"}],
+                            },
+                        },
+                        {"name": "g", "parametersJsonSchema": {"type": "object"}},
+                    ]
+                }
+            ],
+            "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["f"]}},
+            "generationConfig": {
+                "maxOutputTokens": 5,
+                "responseMimeType": "application/json",
+                "responseSchema": {"type": "ARRAY", "items": {"type": "STRING"}},
+                "thinkingConfig": {"thinkingBudget": 128, "includeThoughts": True},
+            },
+        },
+        f"{MODEL}:generateContent",
+    ),
 ]
 
 

@@ -1,23 +1,31 @@
-"""Anthropic Messages (`POST /v1/messages`): `message` and its stream of typed events."""
+"""Anthropic Messages (`POST /v1/messages`): `message` and its stream of typed events.
+
+A stream's content blocks come in the order the model produced them: thinking (reasoning),
+text, then one `tool_use` block per tool call, each at its own index.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tokenwire.completion import Completion
 from tokenwire.dialects import _validate as v
+from tokenwire.dialects._anthropic_blocks import parse_agent_fields, parse_messages
 from tokenwire.dialects._wire import id_tail, payload
 from tokenwire.errors import GenerationError, TokenwireError
-from tokenwire.events import Event, Finish, TokenDelta, Usage
+from tokenwire.events import Event, Finish, TokenDelta, ToolCallDelta, Usage
 from tokenwire.interfaces import ErrorBody, Payload
-from tokenwire.requests import ChatMessage, GenerationRequest
+from tokenwire.requests import ChatMessage, GenerationRequest, ToolCall
 
 MAX_STOP_SEQUENCES = 64
 """The API sets no documented limit; this one only bounds the work a request can ask for."""
 
-_ROLES = ("user", "assistant")
+THINKING_SIGNATURE = ""
+"""What stands for a thinking block's signature: the API signs its thinking so that it can be
+sent back unaltered; this server neither signs nor checks it, and the SDK takes an empty one."""
 
 _ERROR_TYPES: Mapping[int, str] = {
     400: "invalid_request_error",
@@ -33,7 +41,7 @@ _ERROR_TYPES: Mapping[int, str] = {
 
 
 class AnthropicDialect:
-    """The Anthropic Messages API; text blocks only."""
+    """The Anthropic Messages API: text, thinking and custom tool-use blocks."""
 
     name: str = "anthropic"
     routes: Sequence[str] = ("/v1/messages",)
@@ -55,7 +63,7 @@ class AnthropicDialect:
         # Required by this API, unlike OpenAI's.
         v.require(body, "max_tokens")
         max_tokens = v.max_tokens(body, "max_tokens")
-        messages = _parse_messages(v.require(body, "messages"))
+        messages = parse_messages(v.require(body, "messages"))
         system = body.get("system")
         if system is not None:
             messages = (ChatMessage("system", _text(system, "system")), *messages)
@@ -68,6 +76,7 @@ class AnthropicDialect:
             max_count=MAX_STOP_SEQUENCES,
             allow_string=False,
         )
+        agent = parse_agent_fields(body)
         request = GenerationRequest(
             model=model,
             messages=messages,
@@ -77,26 +86,17 @@ class AnthropicDialect:
             top_k=top_k,
             stop=stop,
             request_id=request_id,
+            tools=agent.tools,
+            tool_choice=agent.tool_choice,
+            parallel_tool_calls=agent.parallel_tool_calls,
+            constraint=agent.constraint,
+            reasoning=agent.reasoning,
         )
         stream = bool(v.optional_bool(body, "stream"))
         return AnthropicExchange(request, stream, f"msg_{id_tail(request_id)}")
 
     def render_error(self, error: TokenwireError) -> ErrorBody:
         return ErrorBody(error.status_code, _error_document(error), {})
-
-
-def _parse_messages(value: Any) -> tuple[ChatMessage, ...]:
-    items = v.as_list(value, "messages", non_empty=True)
-    messages: list[ChatMessage] = []
-    for index, item in enumerate(items):
-        field = f"messages[{index}]"
-        message = v.as_object(item, field)
-        role = v.as_str(v.require(message, "role", f"{field}."), f"{field}.role")
-        if role not in _ROLES:
-            raise v.invalid(f"{field}.role", "expected one of user, assistant")
-        content = _text(v.require(message, "content", f"{field}."), f"{field}.content")
-        messages.append(ChatMessage(role, content))
-    return tuple(messages)
 
 
 def _text(content: Any, field: str) -> str:
@@ -127,6 +127,8 @@ def _stop_reason(finish: Finish) -> str:
         raise GenerationError("The generation failed.")
     if finish.reason == "length":
         return "max_tokens"
+    if finish.reason == "tool_calls":
+        return "tool_use"
     if finish.stop_sequence is not None:
         return "stop_sequence"
     # A cancelled stream ends as "end_turn": the API has no reason for a cut-short turn.
@@ -146,6 +148,40 @@ def _usage(usage: Usage) -> dict[str, int]:
     }
 
 
+def _tool_input(call: ToolCall) -> Any:
+    """A call's arguments as the object `tool_use.input` holds."""
+    try:
+        arguments = json.loads(call.arguments)
+    except ValueError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        raise GenerationError(
+            f"The model's call of '{call.name}' has arguments that are not a JSON object."
+        )
+    return arguments
+
+
+def _content(completion: Completion) -> list[dict[str, Any]]:
+    """A whole message's blocks: thinking, then text, then the tool calls."""
+    blocks: list[dict[str, Any]] = []
+    if completion.reasoning:
+        blocks.append(
+            {"type": "thinking", "thinking": completion.reasoning, "signature": THINKING_SIGNATURE}
+        )
+    # The text block stays when empty unless tool calls follow, as the API answers.
+    if completion.text or not completion.tool_calls:
+        blocks.append({"type": "text", "text": completion.text})
+    for call in completion.tool_calls:
+        blocks.append(
+            {"type": "tool_use", "id": call.id, "name": call.name, "input": _tool_input(call)}
+        )
+    return blocks
+
+
+def _block_event(kind: str, index: int, **fields: Any) -> Payload:
+    return payload({"type": kind, "index": index, **fields}, kind)
+
+
 @dataclass(slots=True)
 class AnthropicExchange:
     """One message: renders the Messages stream events, or one whole `message`."""
@@ -153,6 +189,11 @@ class AnthropicExchange:
     request: GenerationRequest
     stream: bool
     id: str
+    # The open content block: its kind ("text", "thinking", "tool_use") and index, and the
+    # tool call it holds; blocks are numbered from 0 in the order they open.
+    _block: str | None = field(default=None, init=False)
+    _index: int = field(default=-1, init=False)
+    _call: int = field(default=-1, init=False)
 
     def open(self) -> Sequence[Payload]:
         # Usage is known only at the Finish, so message_start carries zeros and the
@@ -168,30 +209,67 @@ class AnthropicExchange:
             "stop_sequence": None,
             "usage": {"input_tokens": 0, "output_tokens": 0},
         }
-        return [
-            payload({"type": "message_start", "message": message}, "message_start"),
-            payload(
-                {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "text", "text": ""},
-                },
-                "content_block_start",
-            ),
-            payload({"type": "ping"}, "ping"),
-        ]
+        return [payload({"type": "message_start", "message": message}, "message_start")]
+
+    def _close(self) -> list[Payload]:
+        if self._block is None:
+            return []
+        closing: list[Payload] = []
+        if self._block == "thinking":
+            signature = {"type": "signature_delta", "signature": THINKING_SIGNATURE}
+            closing.append(_block_event("content_block_delta", self._index, delta=signature))
+        closing.append(_block_event("content_block_stop", self._index))
+        self._block = None
+        return closing
+
+    def _start(self, kind: str, block: dict[str, Any]) -> list[Payload]:
+        """Close the open block and open a new one; the API pings after the first."""
+        payloads = self._close()
+        self._block, self._index = kind, self._index + 1
+        payloads.append(_block_event("content_block_start", self._index, content_block=block))
+        if self._index == 0:
+            payloads.append(payload({"type": "ping"}, "ping"))
+        return payloads
+
+    def _text(self, event: TokenDelta) -> list[Payload]:
+        if not event.text:
+            return []
+        payloads: list[Payload] = []
+        if event.channel == "reasoning":
+            if self._block != "thinking":
+                block = {"type": "thinking", "thinking": "", "signature": THINKING_SIGNATURE}
+                payloads = self._start("thinking", block)
+            delta = {"type": "thinking_delta", "thinking": event.text}
+        else:
+            if self._block != "text":
+                payloads = self._start("text", {"type": "text", "text": ""})
+            delta = {"type": "text_delta", "text": event.text}
+        payloads.append(_block_event("content_block_delta", self._index, delta=delta))
+        return payloads
+
+    def _tool_call(self, event: ToolCallDelta) -> list[Payload]:
+        payloads: list[Payload] = []
+        if self._block != "tool_use" or event.index != self._call:
+            self._call = event.index
+            block = {
+                "type": "tool_use",
+                # The contract puts id and name on a call's first delta; these stand in
+                # for a backend that broke it.
+                "id": event.id or f"toolu_{id_tail(self.request.request_id)}_{event.index}",
+                "name": event.name or "",
+                "input": {},
+            }
+            payloads = self._start("tool_use", block)
+        if event.arguments:
+            delta = {"type": "input_json_delta", "partial_json": event.arguments}
+            payloads.append(_block_event("content_block_delta", self._index, delta=delta))
+        return payloads
 
     def render(self, event: Event) -> Sequence[Payload]:
         if isinstance(event, TokenDelta):
-            if not event.text:
-                return []
-            text_delta = {"type": "text_delta", "text": event.text}
-            return [
-                payload(
-                    {"type": "content_block_delta", "index": 0, "delta": text_delta},
-                    "content_block_delta",
-                )
-            ]
+            return self._text(event)
+        if isinstance(event, ToolCallDelta):
+            return self._tool_call(event)
         if not isinstance(event, Finish):
             return []  # Progress notes are for middlewares; they have no wire form.
         if event.reason == "error":
@@ -201,8 +279,11 @@ class AnthropicExchange:
             "stop_reason": reason,
             "stop_sequence": _stop_sequence(event, reason),
         }
+        # A message with no content at all still gets its (empty) text block.
+        payloads = self._start("text", {"type": "text", "text": ""}) if self._index < 0 else []
         return [
-            payload({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+            *payloads,
+            *self._close(),
             payload(
                 {"type": "message_delta", "delta": delta, "usage": _usage(event.usage)},
                 "message_delta",
@@ -215,14 +296,14 @@ class AnthropicExchange:
         return [payload(_error_document(error), "error")]
 
     def respond(self, completion: Completion) -> Mapping[str, Any]:
-        text, finish = completion.text, completion.finish
+        finish = completion.finish
         reason = _stop_reason(finish)
         return {
             "id": self.id,
             "type": "message",
             "role": "assistant",
             "model": self.request.model,
-            "content": [{"type": "text", "text": text}],
+            "content": _content(completion),
             "stop_reason": reason,
             "stop_sequence": _stop_sequence(finish, reason),
             "usage": _usage(finish.usage),

@@ -6,22 +6,24 @@ google-genai sends camelCase, so errors name fields that way.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tokenwire.completion import Completion
 from tokenwire.dialects import _validate as v
+from tokenwire.dialects._gemini_config import AgentConfig, parse_agent_config
+from tokenwire.dialects._gemini_parts import content_text, get, parse_contents
 from tokenwire.dialects._wire import id_tail, payload
 from tokenwire.errors import GenerationError, NotFoundError, TokenwireError
-from tokenwire.events import Event, Finish, TokenDelta, Usage
+from tokenwire.events import Event, Finish, TokenDelta, ToolCallDelta, Usage
 from tokenwire.interfaces import ErrorBody, Payload
-from tokenwire.requests import ChatMessage, GenerationRequest
+from tokenwire.requests import ChatMessage, GenerationRequest, ToolCall
 
 MAX_STOP_SEQUENCES = 5
 
 _ACTIONS: Mapping[str, bool] = {"generateContent": False, "streamGenerateContent": True}
-_ROLES: Mapping[str, str] = {"user": "user", "model": "assistant"}
 
 _STATUSES: Mapping[int, str] = {
     400: "INVALID_ARGUMENT",
@@ -37,7 +39,8 @@ _STATUSES: Mapping[int, str] = {
 
 
 class GeminiDialect:
-    """The Gemini API's content generation; text parts only, one candidate."""
+    """The Gemini API's content generation: text, thought and function-call parts, one
+    candidate."""
 
     name: str = "gemini"
     # google-genai calls /v1 unless asked for another API version.
@@ -59,19 +62,18 @@ class GeminiDialect:
         model, stream = _parse_target(path_params.get("target", ""))
         v.check_model(model, model_id)
         body = v.as_object(body, "body")
-        messages = _parse_contents(v.require(body, "contents"))
-        system = _get(body, "systemInstruction", "system_instruction")
+        messages = parse_contents(v.require(body, "contents"))
+        system = get(body, "systemInstruction", "system_instruction")
         if system is not None:
-            text = system if isinstance(system, str) else _content_text(system, "systemInstruction")
+            text = system if isinstance(system, str) else content_text(system, "systemInstruction")
             messages = (ChatMessage("system", text), *messages)
-        config = _get(body, "generationConfig", "generation_config")
+        config = get(body, "generationConfig", "generation_config")
+        config = {} if config is None else v.as_object(config, "generationConfig")
+        agent = parse_agent_config(body, config)
         request = _build_request(
-            {} if config is None else v.as_object(config, "generationConfig"),
-            model=model,
-            messages=messages,
-            request_id=request_id,
+            config, agent, model=model, messages=messages, request_id=request_id
         )
-        return GeminiExchange(request, stream, id_tail(request_id))
+        return GeminiExchange(request, stream, id_tail(request_id), agent.include_thoughts)
 
     def render_error(self, error: TokenwireError) -> ErrorBody:
         return ErrorBody(error.status_code, _error_document(error), {})
@@ -91,46 +93,16 @@ def _parse_target(target: str) -> tuple[str, bool]:
     return model, _ACTIONS[action]
 
 
-def _get(body: Mapping[str, Any], camel: str, snake: str) -> Any:
-    value = body.get(camel)
-    return body.get(snake) if value is None else value
-
-
-def _parse_contents(value: Any) -> tuple[ChatMessage, ...]:
-    items = v.as_list(value, "contents", non_empty=True)
-    messages: list[ChatMessage] = []
-    for index, item in enumerate(items):
-        field = f"contents[{index}]"
-        content = v.as_object(item, field)
-        # The role may be left unset in single-turn requests; it then means the user.
-        role = v.optional_str(content, "role", f"{field}.") or "user"
-        mapped = _ROLES.get(role)
-        if mapped is None:
-            raise v.invalid(f"{field}.role", "expected one of user, model")
-        messages.append(ChatMessage(mapped, _content_text(content, field)))
-    return tuple(messages)
-
-
-def _content_text(value: Any, field: str) -> str:
-    """The text of a Content's `parts`, joined; parts other than text are refused."""
-    content = v.as_object(value, field)
-    parts = v.as_list(v.require(content, "parts", f"{field}."), f"{field}.parts")
-    texts: list[str] = []
-    for index, item in enumerate(parts):
-        part_field = f"{field}.parts[{index}]"
-        part = v.as_object(item, part_field)
-        text = part.get("text")
-        if text is None:
-            raise v.invalid(part_field, "only text parts are supported")
-        texts.append(v.as_str(text, f"{part_field}.text"))
-    return "".join(texts)
-
-
 def _build_request(
-    config: Mapping[str, Any], *, model: str, messages: tuple[ChatMessage, ...], request_id: str
+    config: Mapping[str, Any],
+    agent: AgentConfig,
+    *,
+    model: str,
+    messages: tuple[ChatMessage, ...],
+    request_id: str,
 ) -> GenerationRequest:
     prefix = "generationConfig."
-    candidates = _get(config, "candidateCount", "candidate_count")
+    candidates = get(config, "candidateCount", "candidate_count")
     if candidates is not None and (
         isinstance(candidates, bool) or not isinstance(candidates, int | float) or candidates != 1
     ):
@@ -139,7 +111,7 @@ def _build_request(
         )
     # Read each field under whichever spelling the client used, validated under the camel one.
     fields = {
-        name: _get(config, name, snake)
+        name: get(config, name, snake)
         for name, snake in (
             ("maxOutputTokens", "max_output_tokens"),
             ("temperature", "temperature"),
@@ -180,6 +152,10 @@ def _build_request(
             allow_string=False,
         ),
         request_id=request_id,
+        tools=agent.tools,
+        tool_choice=agent.tool_choice,
+        constraint=agent.constraint,
+        reasoning=agent.reasoning,
     )
 
 
@@ -192,7 +168,8 @@ def _error_document(error: TokenwireError) -> dict[str, Any]:
 def _finish_reason(finish: Finish) -> str:
     if finish.reason == "error":
         raise GenerationError("The generation failed.")
-    # A cancelled stream ends as "STOP", as the other dialects end it as a plain stop.
+    # A cancelled stream ends as "STOP", as the other dialects end it as a plain stop; so
+    # does a turn that called functions, as the API ends it.
     return "MAX_TOKENS" if finish.reason == "length" else "STOP"
 
 
@@ -208,16 +185,42 @@ def _usage_metadata(usage: Usage) -> dict[str, int]:
     return metadata
 
 
+def _function_call(call: ToolCall) -> dict[str, Any]:
+    """A whole call as a `functionCall` part: Gemini sends calls whole, never in pieces."""
+    try:
+        args = json.loads(call.arguments or "{}")
+    except ValueError:
+        args = None
+    if not isinstance(args, dict):
+        raise GenerationError(
+            f"The model's call of '{call.name}' has arguments that are not a JSON object."
+        )
+    function_call: dict[str, Any] = {"name": call.name, "args": args}
+    if call.id:
+        function_call["id"] = call.id
+    return {"functionCall": function_call}
+
+
 @dataclass(slots=True)
 class GeminiExchange:
-    """One generation: renders `GenerateContentResponse`s, streamed or whole."""
+    """One generation: renders `GenerateContentResponse`s, streamed or whole.
+
+    Reasoning is sent as `thought` parts only when `thinkingConfig.includeThoughts` asked for
+    it, as the API does.
+    """
 
     request: GenerationRequest
     stream: bool
     response_id: str
+    include_thoughts: bool = False
+    # The tool call being gathered: [id, name, argument fragments...].
+    _call: list[str] | None = field(default=None, init=False)
+    _call_index: int = field(default=-1, init=False)
 
-    def _response(self, text: str, finish: Finish | None = None) -> dict[str, Any]:
-        candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}}
+    def _response(
+        self, parts: list[dict[str, Any]], finish: Finish | None = None
+    ) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}}
         if finish is not None:
             candidate["finishReason"] = _finish_reason(finish)
         candidate["index"] = 0
@@ -231,20 +234,55 @@ class GeminiExchange:
     def open(self) -> Sequence[Payload]:
         return []
 
+    def _flush_call(self) -> list[dict[str, Any]]:
+        """The gathered call as a part (none if no call is being gathered)."""
+        if self._call is None:
+            return []
+        call_id, name, *fragments = self._call
+        self._call = None
+        return [_function_call(ToolCall(call_id, name, "".join(fragments)))]
+
+    def _gather(self, event: ToolCallDelta) -> list[Payload]:
+        done: list[dict[str, Any]] = []
+        if self._call is None or event.index != self._call_index:
+            done = self._flush_call()
+            self._call, self._call_index = ["", ""], event.index
+        call = self._call
+        if event.id is not None:
+            call[0] = event.id
+        if event.name is not None:
+            call[1] = event.name
+        call.append(event.arguments)
+        return [payload(self._response(done))] if done else []
+
     def render(self, event: Event) -> Sequence[Payload]:
+        if isinstance(event, ToolCallDelta):
+            return self._gather(event)
         if isinstance(event, TokenDelta):
-            return [payload(self._response(event.text))] if event.text else []
+            if not event.text or (event.channel == "reasoning" and not self.include_thoughts):
+                return []
+            part: dict[str, Any] = {"text": event.text}
+            if event.channel == "reasoning":
+                part["thought"] = True
+            done = self._flush_call()
+            return [payload(self._response([*done, part]))]
         if not isinstance(event, Finish):
             return []  # Progress notes are for middlewares; they have no wire form.
         if event.reason == "error":
             return self.fail(GenerationError("The generation failed."))
-        # An empty text part, not none: google-genai's `.text` is None for a chunk without
-        # parts, which breaks the common `"".join(chunk.text for chunk in stream)`.
-        return [payload(self._response("", event))]
+        # An empty text part, not none, when no call ends the turn: google-genai's `.text` is
+        # None for a chunk without parts, which breaks `"".join(chunk.text for chunk in ...)`.
+        return [payload(self._response(self._flush_call() or [{"text": ""}], event))]
 
     def fail(self, error: TokenwireError) -> Sequence[Payload]:
         # google-genai raises APIError on a streamed chunk that starts with {"error":.
         return [payload(_error_document(error))]
 
     def respond(self, completion: Completion) -> Mapping[str, Any]:
-        return self._response(completion.text, completion.finish)
+        parts: list[dict[str, Any]] = []
+        if completion.reasoning and self.include_thoughts:
+            parts.append({"text": completion.reasoning, "thought": True})
+        if completion.text or not completion.tool_calls:
+            parts.append({"text": completion.text})
+        parts.extend(_function_call(call) for call in completion.tool_calls)
+        return self._response(parts, completion.finish)

@@ -236,3 +236,39 @@ async def test_openai_sdk_chat_stream_through_the_proxy_carries_the_upstream_tex
     assert "".join(texts) == "round trip through both servers"
     assert [r for r in reasons if r] == ["stop"]
     assert usage is not None and usage.completion_tokens == 5
+
+
+async def test_an_anthropic_client_in_front_of_an_openai_upstream_gets_tool_use_blocks(
+    echo_upstream: str,
+) -> None:
+    """Translation by construction: the upstream streams OpenAI `delta.tool_calls`, the plugin
+    turns them into neutral events, and the Anthropic dialect renders `tool_use` blocks."""
+    import anthropic
+
+    backend = UpstreamBackend(base_url=echo_upstream, model="echo", served_model="front")
+    weather = {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "input_schema": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    }
+    with running_server(create_app(backend)) as url:
+        async with (
+            anthropic.AsyncAnthropic(base_url=url, api_key="unused", max_retries=0) as client,
+            client.messages.stream(
+                model="front",
+                max_tokens=200,
+                messages=[{"role": "user", "content": "Weather in Paris?"}],
+                tools=[weather],  # type: ignore[list-item]
+                tool_choice={"type": "tool", "name": "get_weather"},
+            ) as stream,
+        ):
+            kinds = [event.type async for event in stream]
+            message = await stream.get_final_message()
+    assert "input_json" in kinds
+    [block] = [b for b in message.content if b.type == "tool_use"]
+    assert block.name == "get_weather" and isinstance(block.input["city"], str)  # type: ignore[index]
+    assert message.stop_reason == "tool_use"

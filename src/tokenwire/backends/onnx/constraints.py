@@ -24,6 +24,19 @@ from tokenwire.requests import GenerationRequest, OutputConstraint, Tool
 TOOL_CALL_OPEN = "<tool_call>\n"
 TOOL_CALL_CLOSE = "\n</tool_call>"
 
+# JSON may break lines and indent, but no whitespace run is longer than this: a small model
+# under a mask otherwise can write whitespace until max_tokens (a known failure of
+# constrained JSON). A schema's own "x-guidance" options override it.
+JSON_WHITESPACE = r"[\x20\x0A\x0D\x09]{0,24}"
+JSON_OPTIONS: dict[str, Any] = {"whitespace_pattern": JSON_WHITESPACE}
+# A forced call is written as the prompt's example shows it (and as `json.dumps` writes):
+# one line, ", " and ": ".
+CALL_OPTIONS: dict[str, Any] = {
+    "whitespace_flexible": False,
+    "item_separator": ", ",
+    "key_separator": ": ",
+}
+
 
 class ConstraintCompiler:
     """Builds llguidance grammars for one model's tokenizer.
@@ -152,6 +165,7 @@ def tool_calls_lark(tools: Sequence[Tool], *, parallel: bool) -> str:
             "required": ["name", "arguments"],
             "additionalProperties": False,
         }
+        schema["x-guidance"] = CALL_OPTIONS
         alternatives.append(f"call_{index}: %json {json.dumps(schema)}")
     names = " | ".join(f"call_{index}" for index in range(len(tools)))
     calls = 'call ("\\n" call)*' if parallel else "call"
@@ -166,13 +180,13 @@ def tool_calls_lark(tools: Sequence[Tool], *, parallel: bool) -> str:
 
 def _answer_grammar(constraint: OutputConstraint) -> dict[str, Any]:
     if constraint.kind == "json_object":
-        return {"json_schema": {"type": "object"}}
+        return {"json_schema": {"type": "object", "x-guidance": JSON_OPTIONS}}
     if constraint.kind == "json_schema":
         if not isinstance(constraint.schema, Mapping):
             raise InvalidRequestError(
                 "A json_schema response_format needs a schema.", param="response_format"
             )
-        return {"json_schema": _plain(constraint.schema)}
+        return {"json_schema": {"x-guidance": JSON_OPTIONS, **_plain(constraint.schema)}}
     if not constraint.pattern:
         raise InvalidRequestError(
             f"A {constraint.kind} response_format needs a pattern.", param="response_format"

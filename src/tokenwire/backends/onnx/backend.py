@@ -14,6 +14,7 @@ from tokenizers import Tokenizer
 
 from tokenwire.backends.onnx._graph_io import RunnerSettings
 from tokenwire.backends.onnx.chat_template import ChatTemplate
+from tokenwire.backends.onnx.constraints import ConstraintCompiler, TokenConstraint
 from tokenwire.backends.onnx.decode_loop import DecodeLoop
 from tokenwire.backends.onnx.detokenizer import IncrementalDetokenizer, StopMatcher
 from tokenwire.backends.onnx.generation import Generation
@@ -23,6 +24,7 @@ from tokenwire.backends.onnx.runner import ModelRunner, create_runner
 from tokenwire.backends.onnx.sampling import Sampler, SamplingParams, resolve_sampling
 from tokenwire.backends.onnx.scheduler import BackendStats, Scheduler
 from tokenwire.backends.onnx.session import Placement, create_session, resolve_device
+from tokenwire.backends.onnx.tool_prompt import render_tool_turns
 from tokenwire.errors import (
     ContextLengthExceededError,
     GenerationError,
@@ -42,12 +44,17 @@ logger = logging.getLogger("tokenwire.onnx")
 # largest gap under 100 ms on the benchmark CPU (the sweep: docs/benchmarks.md, "Gaps").
 DEFAULT_PREFILL_BUDGET_MS = 30.0
 
+# OpenAI's range for `top_logprobs`.
+MAX_TOP_LOGPROBS = 20
+
 
 class OnnxBackend:
     """Serves a model prepared by `tokenwire prepare` with continuous batching.
 
     Reuses cached prompt prefixes when the `prompt_cache` middleware offers a cache (on the
-    host: CPU, or the concat layout on any device).
+    host: CPU, or the concat layout on any device). Constrains output with llguidance
+    (`constraint`, forced tool calls) and writes tool calls as Hermes markup in the text,
+    which the router's tool-call middleware turns into tool-call events.
 
     Args:
         model: the prepared model directory; None serves the default model.
@@ -73,6 +80,9 @@ class OnnxBackend:
     Raises:
         FileNotFoundError: no prepared model is there (run `tokenwire prepare`).
     """
+
+    tool_call_format = "hermes"
+    """How tool calls appear in the text stream (the router adds the matching parser)."""
 
     def __init__(
         self,
@@ -141,6 +151,7 @@ class OnnxBackend:
         )
         self.tokenizer: Tokenizer | None = None
         self.chat_template: ChatTemplate | None = None
+        self.constraints: ConstraintCompiler | None = None
         self._loop: DecodeLoop | None = None
         self._task_group: Any = None
 
@@ -181,6 +192,10 @@ class OnnxBackend:
         tokenizer.no_padding()
         self.tokenizer = tokenizer
         self.chat_template = self._load_template(tokenizer)
+        self.constraints = ConstraintCompiler(
+            (directory / manifest.tokenizer_file).read_text(encoding="utf-8"),
+            manifest.eos_token_ids[0],
+        )
         session, self.placement = create_session(
             directory / manifest.model_file,
             self.placement,
@@ -234,12 +249,20 @@ class OnnxBackend:
             QueueFullError: too many requests are waiting (before the first event).
             ContextLengthExceededError: the prompt does not fit the context, or `max_tokens`
                 asks for more than it leaves after the prompt.
-            InvalidRequestError: the request cannot be rendered or sampled as given.
+            InvalidRequestError: the request cannot be rendered or sampled as given, its
+                `response_format`, `tools` or `tool_choice` do not compile to a grammar, or it
+                asks for what this model cannot do (`reasoning`).
         """
         loop = self._loop
         if loop is None:
             raise ServiceUnavailableError("The ONNX backend is not started.")
-        generation = self._prepare(request)
+        _check_agent_fields(request)
+        assert self.constraints is not None
+        grammar, constraint = self.constraints.grammar(request), None
+        if grammar is not None:
+            # Compiling a large schema can take a while (llguidance releases the GIL).
+            constraint = await anyio.to_thread.run_sync(self.constraints.matcher, *grammar)
+        generation = self._prepare(request, constraint)
         try:
             loop.scheduler.submit(generation)
             loop.wake()
@@ -273,7 +296,9 @@ class OnnxBackend:
             self.manifest.sampling_defaults,
         )
 
-    def _prepare(self, request: GenerationRequest) -> Generation:
+    def _prepare(
+        self, request: GenerationRequest, constraint: TokenConstraint | None = None
+    ) -> Generation:
         tokenizer = self.tokenizer
         assert tokenizer is not None
         if request.messages is not None:
@@ -282,7 +307,12 @@ class OnnxBackend:
                     f"Model {self.model_id!r} has no chat template; send a raw prompt instead.",
                     param="messages",
                 )
-            text = self.chat_template.render(request.messages)
+            # tool_choice "none": the model is not told of the tools (it cannot call them).
+            tools = request.tools if request.tool_choice.mode != "none" else ()
+            if self.chat_template.uses_tools:
+                text = self.chat_template.render(request.messages, tools)
+            else:
+                text = self.chat_template.render(render_tool_turns(request.messages, tools))
             ids = tokenizer.encode(text, add_special_tokens=False).ids
         else:
             ids = tokenizer.encode(request.prompt or "", add_special_tokens=True).ids
@@ -324,4 +354,26 @@ class OnnxBackend:
             stops=StopMatcher(request.stop),
             eos_token_ids=frozenset(self.manifest.eos_token_ids),
             prompt_cache=request.prompt_cache if self._loop.runner.prefix_reuse else None,
+            constraint=constraint,
+            top_logprobs=request.top_logprobs if request.logprobs else None,
+        )
+
+
+def _check_agent_fields(request: GenerationRequest) -> None:
+    """Refuse what a client asked for and this backend cannot do, naming the field."""
+    if request.reasoning:
+        # No model this backend serves has a thinking mode yet; a 400 beats a silent no.
+        raise InvalidRequestError(
+            "This model cannot reason before answering; send reasoning off or leave it out.",
+            param="reasoning",
+        )
+    if not 0 <= request.top_logprobs <= MAX_TOP_LOGPROBS:
+        raise InvalidRequestError(
+            f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}, got {request.top_logprobs}",
+            param="top_logprobs",
+        )
+    if request.tools and not request.is_chat and request.tool_choice.mode == "auto":
+        raise InvalidRequestError(
+            "Tools can be offered only to a chat request (messages), not a raw prompt.",
+            param="tools",
         )

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
-from jinja2 import TemplateError
+from jinja2 import TemplateError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from tokenwire.errors import InvalidRequestError
-from tokenwire.requests import ChatMessage
+from tokenwire.requests import ChatMessage, Tool
 
 
 class ChatTemplate:
@@ -32,11 +32,17 @@ class ChatTemplate:
         env.globals["strftime_now"] = _strftime_now
         env.filters["tojson"] = _tojson
         self.template = env.from_string(source)
+        self.uses_tools = "tools" in meta.find_undeclared_variables(env.parse(source))
+        """Whether the template renders `tools` itself (else the backend describes them)."""
         self.bos_token = bos_token or ""
         self.eos_token = eos_token or ""
 
-    def render(self, messages: Sequence[ChatMessage]) -> str:
+    def render(self, messages: Sequence[ChatMessage], tools: Sequence[Tool] = ()) -> str:
         """The prompt text for `messages`, ending where the assistant's answer starts.
+
+        `tools` are passed as Hugging Face passes them (`{"type": "function", "function":
+        {...}}`), and earlier calls as each message's `tool_calls`; only a template that
+        `uses_tools` should get them.
 
         Raises:
             InvalidRequestError: the template rejected the conversation (say, roles that do
@@ -44,7 +50,8 @@ class ChatTemplate:
         """
         try:
             return self.template.render(
-                messages=[{"role": m.role, "content": m.content} for m in messages],
+                messages=[_message(m) for m in messages],
+                tools=[_tool(t) for t in tools] or None,
                 add_generation_prompt=True,
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,
@@ -53,6 +60,37 @@ class ChatTemplate:
             raise InvalidRequestError(
                 f"The model's chat template rejected the messages: {exc}", param="messages"
             ) from None
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    rendered: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        rendered["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": _arguments(call.arguments)},
+            }
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        rendered["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        rendered["name"] = message.name
+    return rendered
+
+
+def _tool(tool: Tool) -> dict[str, Any]:
+    function = {"name": tool.name, "description": tool.description}
+    return {"type": "function", "function": {**function, "parameters": dict(tool.parameters)}}
+
+
+def _arguments(text: str) -> Any:
+    """A call's arguments as the templates expect them: a mapping (text if not JSON)."""
+    try:
+        return json.loads(text or "{}")
+    except ValueError:
+        return text
 
 
 def _raise_exception(message: str) -> NoReturn:

@@ -364,7 +364,7 @@ class DecodeLoop:
 
 def _sample(generation: Generation, logits: np.ndarray) -> int:
     try:
-        return generation.sampler(logits)
+        return generation.sample(logits)
     except Exception:
         # One request's bad sampling must not fail the batch; -1 makes `_accept` fail it.
         logger.exception("sampling failed (request %s)", generation.request_id)

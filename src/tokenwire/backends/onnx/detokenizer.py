@@ -30,6 +30,11 @@ class IncrementalDetokenizer:
         self._last, self._held = self._held, []
         return str(piece)
 
+    def token_text(self, token_id: int) -> str:
+        """One token's text on its own (special tokens included; half a character shows as
+        a replacement character)."""
+        return str(self._tokenizer.decode([token_id], skip_special_tokens=False))
+
     def flush(self) -> str:
         if not self._held:
             return ""

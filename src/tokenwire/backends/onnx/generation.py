@@ -7,6 +7,7 @@ one `Finish`, and hands them to the consumer without ever blocking the loop.
 from __future__ import annotations
 
 import enum
+from collections import deque
 from typing import TYPE_CHECKING
 
 import anyio
@@ -14,14 +15,26 @@ import numpy as np
 from anyio.streams.memory import MemoryObjectSendStream
 
 from tokenwire.backends.onnx.detokenizer import IncrementalDetokenizer, StopMatcher
-from tokenwire.backends.onnx.sampling import Sampler
+from tokenwire.backends.onnx.sampling import Sampler, token_logprobs
 from tokenwire.errors import TokenwireError
-from tokenwire.events import Event, Finish, FinishReason, PhaseName, Progress, TokenDelta, Usage
+from tokenwire.events import (
+    Event,
+    Finish,
+    FinishReason,
+    PhaseName,
+    Progress,
+    TokenDelta,
+    TokenLogprob,
+    Usage,
+)
 
 if TYPE_CHECKING:
+    from tokenwire.backends.onnx.constraints import TokenConstraint
     from tokenwire.prompt_cache import PromptCache, PromptMatch
 
 StreamItem = Event | TokenwireError
+RawLogprob = tuple[float, tuple[tuple[int, float], ...]]
+"""A sampled token's log probability and the top alternatives' (id, logprob), as sampled."""
 
 # Events buffered per consumer. The loop never waits for a slow reader: when the buffer is
 # nearly full, new text is merged into one pending delta. Two places stay free so that the
@@ -42,12 +55,15 @@ class Generation:
 
     __slots__ = (
         "_ids",
+        "_logprobs",
         "_pending_ids",
+        "_pending_logprobs",
         "_pending_text",
         "_send",
         "cached_tokens",
         "cancelled",
         "completion_tokens",
+        "constraint",
         "detokenizer",
         "eos_token_ids",
         "exhausted",
@@ -61,9 +77,12 @@ class Generation:
         "request_id",
         "reuse",
         "sampled",
+        "sampled_logprobs",
         "sampler",
         "slot",
+        "stop_after",
         "stops",
+        "top_logprobs",
     )
 
     def __init__(
@@ -77,6 +96,8 @@ class Generation:
         stops: StopMatcher,
         eos_token_ids: frozenset[int],
         prompt_cache: PromptCache | None = None,
+        constraint: TokenConstraint | None = None,
+        top_logprobs: int | None = None,
     ) -> None:
         self.request_id = request_id
         self.prompt_ids = prompt_ids
@@ -93,6 +114,14 @@ class Generation:
         self.exhausted = False
         self.completion_tokens = 0
         self.cancelled = False
+        # Constrained decoding: the matcher, and the token count after which its grammar
+        # was complete (the sequence ends there without sampling EOS).
+        self.constraint = constraint
+        self.stop_after: int | None = None
+        # Logprobs (None: not asked for): the worker appends one per sampled token, the
+        # emitter takes them in the same order.
+        self.top_logprobs = top_logprobs
+        self.sampled_logprobs: deque[RawLogprob] = deque()
         # Prefix reuse: the cache to look up and offer blocks to, the match still to be
         # copied into the slot (before its first prefill chunk), and the tokens it covered.
         self.prompt_cache = prompt_cache
@@ -101,6 +130,8 @@ class Generation:
         self._ids: list[int] = []  # ids whose text is still held back
         self._pending_text = ""  # text not yet delivered (the consumer's buffer was full)
         self._pending_ids: list[int] = []
+        self._logprobs: list[TokenLogprob] = []  # parallel to _ids, when asked for
+        self._pending_logprobs: list[TokenLogprob] = []
         self._send: MemoryObjectSendStream[StreamItem]
         send, receive = anyio.create_memory_object_stream[StreamItem](STREAM_BUFFER)
         self._send, self.receive = send, receive
@@ -118,6 +149,17 @@ class Generation:
         """Whether the next decode step should feed this sequence."""
         return self.active and not self.exhausted
 
+    def sample(self, logits: np.ndarray) -> int:
+        """Choose the next token from this sequence's logits row (in the worker): under the
+        constraint's mask, noting its logprob when asked for."""
+        masked = logits if self.constraint is None else self.constraint.apply(logits)
+        token_id = self.sampler(masked)
+        if self.constraint is not None:
+            self.constraint.consume(token_id)
+        if self.top_logprobs is not None:
+            self.sampled_logprobs.append(token_logprobs(logits, token_id, self.top_logprobs))
+        return token_id
+
     def schedule(self, token_id: int) -> None:
         """The loop's side of a sampled token: feed it next, unless it ends the sequence.
 
@@ -129,6 +171,9 @@ class Generation:
         self.sampled += 1
         if token_id in self.eos_token_ids or self.sampled >= self.max_new_tokens:
             self.exhausted = True
+        elif self.constraint is not None and self.constraint.finished:
+            self.exhausted = True
+            self.stop_after = self.sampled
 
     def note(self, phase: PhaseName) -> None:
         """Tell middlewares the request entered `phase` (dropped if the consumer lags)."""
@@ -139,6 +184,8 @@ class Generation:
         """Take one sampled token: stream its text, and finish on EOS, a stop string or length."""
         self.completion_tokens += 1
         self._ids.append(token_id)
+        if self.top_logprobs is not None:
+            self._logprobs.append(self._logprob(token_id))
         if token_id in self.eos_token_ids:
             self._finish("stop")
             return
@@ -146,8 +193,15 @@ class Generation:
         self._emit(text)
         if stop is not None:
             self._close(Finish("stop", self._usage(), stop_sequence=stop))
+        elif self.completion_tokens == self.stop_after:
+            self._finish("stop")  # the constraint's grammar is complete
         elif self.completion_tokens >= self.max_new_tokens:
             self._finish("length")
+
+    def _logprob(self, token_id: int) -> TokenLogprob:
+        logprob, top = self.sampled_logprobs.popleft()
+        text = self.detokenizer.token_text
+        return TokenLogprob(text(token_id), logprob, tuple((text(i), lp) for i, lp in top))
 
     def _finish(self, reason: FinishReason) -> None:
         """End normally: flush held-back text (a stop string may still complete in it)."""
@@ -170,7 +224,8 @@ class Generation:
             return
         self._pending_text += text
         self._pending_ids += self._ids
-        self._ids = []
+        self._pending_logprobs += self._logprobs
+        self._ids, self._logprobs = [], []
         self._deliver(limit=STREAM_BUFFER - _RESERVED)
 
     def _deliver(self, limit: int) -> None:
@@ -178,8 +233,9 @@ class Generation:
             return
         if self._send.statistics().current_buffer_used >= limit:
             return
-        delta = TokenDelta(self._pending_text, tuple(self._pending_ids))
-        self._pending_text, self._pending_ids = "", []
+        logprobs = tuple(self._pending_logprobs) if self.top_logprobs is not None else None
+        delta = TokenDelta(self._pending_text, tuple(self._pending_ids), logprobs)
+        self._pending_text, self._pending_ids, self._pending_logprobs = "", [], []
         self._put(delta)
 
     def _close(self, last: StreamItem) -> None:

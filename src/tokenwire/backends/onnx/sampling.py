@@ -129,3 +129,19 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the `k` largest scores, largest first."""
     ids = np.argpartition(scores, -k)[-k:] if k < scores.shape[0] else np.arange(scores.shape[0])
     return ids[np.argsort(-scores[ids], kind="stable")]
+
+
+def token_logprobs(
+    logits: np.ndarray, token_id: int, top: int
+) -> tuple[float, tuple[tuple[int, float], ...]]:
+    """`token_id`'s log probability under `logits` and the `top` likeliest tokens with theirs.
+
+    The model's own distribution: a log-softmax of the raw row, before temperature, top-k,
+    top-p or a constraint's mask (what OpenAI's `logprobs` report).
+    """
+    scores = logits.astype(np.float64)
+    peak = scores.max()
+    normaliser = peak + np.log(np.exp(scores - peak).sum())
+    best = _top(scores, top) if top > 0 else np.empty(0, dtype=np.int64)
+    alternatives = tuple((int(i), float(scores[i] - normaliser)) for i in best)
+    return float(scores[token_id] - normaliser), alternatives

@@ -1,0 +1,1 @@
+"""Constrained decoding: what a JSON Schema constraint costs the ONNX backend."""

@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 import time
 
 import httpx
@@ -168,3 +169,56 @@ def test_a_resumed_post_is_logged_under_the_streams_own_id(
     ]
     assert [rid for rid, _ in lines] == ["logged", "logged", "logged"]
     assert lines[2][1].startswith("GET /v1/streams/logged 200")
+
+
+def test_a_resumed_tool_call_stream_replays_byte_for_byte() -> None:
+    """Tool-call fragments are payloads like any other: a reconnect mid-call gets exactly the
+    bytes an unbroken stream would have carried."""
+    from tests._support.backends import EventScriptBackend
+    from tokenwire import Finish, TokenDelta, ToolCallDelta, Usage
+
+    arguments = ['{"city": ', '"Par', 'is", ', '"unit": ', '"celsius"}']
+    events = [
+        TokenDelta("Checking."),
+        ToolCallDelta(0, id="call_x", name="get_weather"),
+        *(ToolCallDelta(0, arguments=part) for part in arguments),
+        Finish("tool_calls", Usage(5, 8)),
+    ]
+    body = {
+        **chat(),
+        "tools": [{"type": "function", "function": {"name": "get_weather"}}],
+    }
+
+    def raw(app_url: str, request_id: str, drop_after: int | None) -> bytes:
+        received = b""
+        with httpx.stream(
+            "POST", f"{app_url}/v1/chat/completions", json=body,
+            headers={"x-request-id": request_id},
+        ) as response:  # fmt: skip
+            for chunk in response.iter_raw():
+                received += chunk
+                if drop_after is not None and received.count(b"\n\n") >= drop_after:
+                    break
+        if drop_after is None:
+            return received
+        kept = received[: received.index(b"\n\n", 0) + 2]
+        for _ in range(drop_after - 1):
+            kept = received[: received.index(b"\n\n", len(kept)) + 2]
+        last_id = [line for line in kept.split(b"\n") if line.startswith(b"id: ")][-1][4:]
+        with httpx.stream(
+            "GET", f"{app_url}/v1/streams/{request_id}",
+            headers={"last-event-id": last_id.decode()},
+        ) as response:  # fmt: skip
+            return kept + response.read()
+
+    app = create_app(EventScriptBackend(events, delay=0.02), resume=ResumeConfig(grace_seconds=2))
+    with running_server(app) as app_url:
+        whole = raw(app_url, "unbroken", None)
+        resumed = raw(app_url, "dropped", 4)
+    assert b'"tool_calls"' in whole and whole.count(b"\n\n") > 6
+
+    # The two requests differ only in their ids and, across a second boundary, `created`.
+    def same(raw: bytes) -> bytes:
+        return re.sub(rb'"created":\d+', b'"created":0', raw.replace(b"dropped", b"unbroken"))
+
+    assert same(resumed) == same(whole)

@@ -133,7 +133,9 @@ def test_every_control_has_a_label_and_the_answer_is_a_live_region() -> None:
     assert by_id["error"]["role"] == "alert"
     assert by_id["agent-error"]["role"] == "alert"
     # The panel's fields point at the error that names them.
-    assert by_id["tools"]["aria-describedby"] == by_id["schema"]["aria-describedby"] == "agent-error"
+    assert (
+        by_id["tools"]["aria-describedby"] == by_id["schema"]["aria-describedby"] == "agent-error"
+    )
     options = {attrs.get("value") for tag, attrs in tags if tag == "option"}
     assert {"openai", "anthropic", "gemini", "sse", "ndjson", "websocket"} <= options
 

@@ -1,21 +1,17 @@
 """The playground in a real browser: Debian's Chromium, driven by Playwright, against uvicorn.
 
 Chromium and Playwright come from scripts/install-chromium.sh (run here when either is
-missing); Playwright never downloads browsers of its own.
+missing, see `_browser.py`); Playwright never downloads browsers of its own.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
-import importlib.util
 import re
 import statistics
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -27,100 +23,19 @@ from starlette.routing import Mount
 
 from tests._support.backends import ScriptedBackend
 from tests._support.server import running_server
+from tests.playground._browser import Console, Traffic, open_playground
 from tokenwire import create_app
 from tokenwire.backends.echo import EchoBackend, split_words
 from tokenwire.interfaces import Backend, MiddlewareFactory
 from tokenwire.middlewares import CancellationMiddleware, MetricsMiddleware
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page, Request
+    from playwright.sync_api import Page
 
-CHROMIUM = Path("/usr/bin/chromium")
-INSTALL_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "install-chromium.sh"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TOKEN_DELAY = 0.04  # seconds per echoed word: slow enough to watch the text grow
 PROMPT = "Streaming works: héllo 世界 👋🏽 and every word arrives on its own, end"
 DIALECTS = ("openai", "anthropic", "gemini")
 TRANSPORTS = ("sse", "ndjson", "websocket")
-
-
-def ensure_browser() -> None:
-    """Install Chromium and Playwright when missing; fail when that fails."""
-    if CHROMIUM.exists() and importlib.util.find_spec("playwright") is not None:
-        return
-    result = subprocess.run(
-        ["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=900, check=False
-    )
-    importlib.invalidate_caches()
-    if result.returncode != 0 or importlib.util.find_spec("playwright") is None:
-        message = f"{INSTALL_SCRIPT.name} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
-        pytest.fail(message)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    ensure_browser()
-    sync_api = importlib.import_module("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
-
-
-@dataclass
-class Console:
-    """What the page logged as an error; a CSP violation or a script bug shows up here."""
-
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Traffic:
-    """The requests the page sent."""
-
-    requests: list[Request] = field(default_factory=list)
-
-    def of(self, method: str) -> list[Request]:
-        return [request for request in self.requests if request.method == method]
-
-
-@pytest.fixture(scope="module")
-def shared_page(browser: Browser) -> Iterator[tuple[Page, Console]]:
-    # One tab for the whole module (every test navigates afresh): opening a tab costs more
-    # than most of these tests.
-    context = browser.new_context()
-    opened = context.new_page()
-    opened.set_default_timeout(10_000)
-    console = Console()
-    opened.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
-    opened.on("pageerror", lambda e: console.errors.append(str(e)))
-    yield opened, console
-    context.close()
-
-
-@pytest.fixture
-def page(shared_page: tuple[Page, Console]) -> Page:
-    return shared_page[0]
-
-
-@pytest.fixture
-def console(shared_page: tuple[Page, Console]) -> Console:
-    shared_page[1].errors.clear()
-    return shared_page[1]
-
-
-@pytest.fixture
-def traffic(page: Page) -> Iterator[Traffic]:
-    recorded = Traffic()
-
-    def record(request: Request) -> None:
-        recorded.requests.append(request)
-
-    page.on("request", record)
-    yield recorded
-    page.remove_listener("request", record)
 
 
 def playground(backend: Backend, *middlewares: MiddlewareFactory) -> Starlette:
@@ -145,11 +60,6 @@ class Answer:
     rate: float | None
     tokens: str
     error: str | None
-
-
-def open_playground(page: Page, url: str) -> None:
-    page.goto(url)
-    page.wait_for_selector("body[data-models=loaded]")
 
 
 # Samples the answer's length every 10 ms inside the page, so that how busy the test

@@ -116,12 +116,26 @@ def test_every_control_has_a_label_and_the_answer_is_a_live_region() -> None:
     tags = markup(PlaygroundPage.load().html)
     labelled = {attrs["for"] for tag, attrs in tags if tag == "label" and "for" in attrs}
     controls = [attrs.get("id") for tag, attrs in tags if tag in ("input", "select", "textarea")]
-    assert set(controls) == {"dialect", "transport", "model", "max-tokens", "prompt"}
+    assert set(controls) == {
+        "dialect",
+        "transport",
+        "model",
+        "max-tokens",
+        "tools",
+        "tool-choice",
+        "schema",
+        "prompt",
+    }
     assert set(controls) <= labelled
     by_id = {attrs.get("id"): attrs for _, attrs in tags}
     assert by_id["transcript"]["aria-live"] == "polite"
     assert by_id["transcript"]["role"] == "log"
     assert by_id["error"]["role"] == "alert"
+    assert by_id["agent-error"]["role"] == "alert"
+    # The panel's fields point at the error that names them.
+    assert (
+        by_id["tools"]["aria-describedby"] == by_id["schema"]["aria-describedby"] == "agent-error"
+    )
     options = {attrs.get("value") for tag, attrs in tags if tag == "option"}
     assert {"openai", "anthropic", "gemini", "sse", "ndjson", "websocket"} <= options
 

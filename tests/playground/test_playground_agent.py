@@ -479,3 +479,43 @@ def test_agent_input_is_checked_before_any_body_is_built(page: Page, echo_url: s
         "choice": {"mode": "auto"},
         "schema": None,
     }
+
+
+@pytest.mark.parametrize(
+    ("dialect", "transport", "finish"),
+    [
+        ("anthropic", "sse", "tool_use"),
+        ("gemini", "sse", "STOP"),
+        ("anthropic", "websocket", "tool_use"),
+    ],
+)
+def test_anthropic_and_gemini_tool_calls_stream_live_into_cards(
+    page: Page, console: Console, dialect: str, transport: str, finish: str
+) -> None:
+    """The page's Anthropic and Gemini bodies are accepted by the dialects, and their streams
+    of a real server render as cards (Gemini sends each call whole)."""
+    time_args = '{"zone": "Europe/Paris"}'
+    events: list[Event] = [
+        ToolCallDelta(0, id="call_1", name="get_weather"),
+        *(ToolCallDelta(0, arguments=fragment) for fragment in WEATHER_FRAGMENTS),
+        ToolCallDelta(1, id="call_2", name="get_time", arguments=time_args),
+        Finish("tool_calls", Usage(5, 7)),
+    ]
+    backend, server = serve(events)
+    with server as url:
+        open_playground(page, url)
+        fill_tools(page, TIME_TOOL)
+        page.select_option("#tool-choice", "required")
+        send(page, dialect, transport)
+
+    final = samples(page)[-1]["cards"]
+    assert final == [
+        ["get_weather", pretty(WEATHER_ARGS), "valid"],
+        ["get_time", pretty(time_args), "valid"],
+    ]
+    assert page.text_content("#finish") == finish
+    assert page.is_hidden("#error")
+    (request,) = backend.requests
+    assert [tool.name for tool in request.tools] == ["get_weather", "get_time"]
+    assert request.tool_choice == ToolChoice("required")
+    assert console.errors == []

@@ -44,7 +44,7 @@ unit: install
 test: lint unit
 
 bench: model
-	$(BIN)/python -m benchmarks --update-docs --only transport --only onnx_backend --only prompt_cache --only upstream
+	$(BIN)/python -m benchmarks --update-docs --only transport --only onnx_backend --only prompt_cache --only upstream --only constrained
 
 soak: model
 	$(BIN)/python -m benchmarks --only soak

@@ -118,7 +118,9 @@ def _message(item: Mapping[str, Any], field: str) -> ChatMessage:
     mapped = _ROLES.get(role)
     if mapped is None:
         raise v.invalid(f"{field}.role", "expected one of user, assistant, system, developer")
-    return ChatMessage(mapped, _content(v.require(item, "content", f"{field}."), f"{field}.content"))
+    return ChatMessage(
+        mapped, _content(v.require(item, "content", f"{field}."), f"{field}.content")
+    )
 
 
 def _content(value: Any, field: str) -> str:

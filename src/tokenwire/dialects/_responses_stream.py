@@ -43,12 +43,15 @@ class OpenItem:
     call_id: str = ""
     name: str = ""
 
-    def item(self, status: str) -> dict[str, Any]:
+    def item(self, status: str, *, added: bool = False) -> dict[str, Any]:
+        """The item as it stands; as `added`, before its content part (which the
+        `response.content_part.added` that follows brings)."""
         text = "".join(self.parts)
         if self.kind == "reasoning":
-            return reasoning_item(self.id, status, text)
+            return reasoning_item(self.id, status, None if added else text)
         if self.kind == "message":
-            return message_item(self.id, status, [output_text(text, self.logprobs)])
+            content = [] if added else [output_text(text, self.logprobs)]
+            return message_item(self.id, status, content)
         return function_call_item(self.id, self.call_id, self.name, text, status)
 
 
@@ -91,7 +94,7 @@ class ResponseStream:
             self._emit(
                 "response.output_item.added",
                 output_index=item.output_index,
-                item=item.item("in_progress"),
+                item=item.item("in_progress", added=True),
             )
         )
         if item.kind == "message":
@@ -216,7 +219,9 @@ class ResponseStream:
         # A cancelled stream ends as completed with status "cancelled" (the status the API
         # gives a cancelled response): the API has no terminal event of its own for it.
         status = "cancelled" if event.reason == "cancelled" else "completed"
-        payloads.append(self._emit("response.completed", response=self._response(status, usage=usage)))
+        payloads.append(
+            self._emit("response.completed", response=self._response(status, usage=usage))
+        )
         return payloads
 
     def fail(self, error: TokenwireError) -> list[Payload]:

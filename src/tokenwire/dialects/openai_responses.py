@@ -74,9 +74,7 @@ class OpenAIResponsesDialect:
             messages=agent.messages,
             max_tokens=max_output_tokens,
             temperature=v.optional_number(body, "temperature", minimum=0, maximum=2),
-            top_p=v.optional_number(
-                body, "top_p", minimum=0, maximum=1, exclusive_minimum=True
-            ),
+            top_p=v.optional_number(body, "top_p", minimum=0, maximum=1, exclusive_minimum=True),
             request_id=request_id,
             tools=agent.tools,
             tool_choice=agent.tool_choice,

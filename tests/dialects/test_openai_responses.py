@@ -120,6 +120,8 @@ def test_agent_fields_map_to_the_request() -> None:
         ("metadata", {"metadata": {"k": 1}}),
         ("max_output_tokens", {"max_output_tokens": 0}),
         ("input", {"input": []}),
+        ("input", {"input": [{"type": "reasoning", "id": "rs_1", "summary": []}]}),
+        ("conversation", {"conversation": False}),
     ],
 )
 def test_refusals_name_the_field(field: str, fields: dict[str, Any]) -> None:

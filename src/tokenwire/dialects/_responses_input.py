@@ -54,8 +54,6 @@ def parse_input(body: Mapping[str, Any]) -> ResponsesInput:
     if instructions is not None:
         messages.append(ChatMessage("system", instructions))
     messages.extend(_items(v.require(body, "input")))
-    if not messages:
-        raise v.invalid("input", "expected a string or a non-empty array of items")
     tools = parse_tools(body.get("tools"))
     include = parse_include(body.get("include"))
     top = v.optional_int(body, "top_logprobs", minimum=0, maximum=MAX_TOP_LOGPROBS)
@@ -110,6 +108,8 @@ def _items(value: Any) -> list[ChatMessage]:
                 f"{field}.type",
                 "expected message, function_call, function_call_output or reasoning",
             )
+    if not messages:
+        raise v.invalid("input", "expected at least one message or function call item")
     return messages
 
 

@@ -61,7 +61,8 @@ class OpenAIResponsesDialect:
         v.check_model(model, model_id)
         for key in _NEEDS_STORAGE:
             value = body.get(key)
-            if value is not None and value is not False:
+            # `"background": false` asks for what is served; any other value needs storage.
+            if value is not None and not (key == "background" and value is False):
                 raise v.invalid(key, "not supported yet (stored responses are not served)")
         store = v.optional_bool(body, "store")
         parse_include(body.get("include"))

@@ -23,7 +23,9 @@ from tokenwire._openapi_operations import (
     resume_operation,
     text_get_operation,
 )
+from tokenwire._openapi_responses import responses_schemas
 from tokenwire._openapi_schemas import (
+    TIMEOUT,
     Schema,
     anthropic_schemas,
     gemini_schemas,
@@ -34,7 +36,7 @@ from tokenwire.dialects._validate import MAX_TOKENS_LIMIT
 from tokenwire.limits import Limits
 
 OPENAPI_VERSION = "3.1.0"
-ALL_DIALECTS = ("openai-chat", "openai-completions", "anthropic", "gemini")
+ALL_DIALECTS = ("openai-chat", "openai-completions", "openai-responses", "anthropic", "gemini")
 
 _SSE = "text/event-stream"
 _NDJSON = "application/x-ndjson"
@@ -156,6 +158,20 @@ def build_openapi(
                 tag="openai",
             )
         }
+    if "openai-responses" in names:
+        schemas.update(responses_schemas(model_id, cap, TIMEOUT))
+        paths["/v1/responses"] = {
+            "post": _generation(
+                "createResponse",
+                "OpenAI Responses (text and function-call items; no stored state yet).",
+                "ResponsesRequest",
+                "ResponseObject",
+                "ResponseStreamEvent",
+                "OpenAIError",
+                tag="openai",
+                sentinel=False,
+            )
+        }
     if "anthropic" in names:
         schemas.update(anthropic_schemas(model_id, cap))
         paths["/v1/messages"] = {
@@ -250,13 +266,14 @@ def _error_responses(error_schema: str) -> dict[str, Schema]:
     return responses
 
 
-def _streams(event_schema: str, error_schema: str) -> Schema:
+def _streams(event_schema: str, error_schema: str, *, sentinel: bool = True) -> Schema:
     """The two streamed media types. An SSE schema describes one event (OpenAPI 3.1 has no
     `itemSchema`); its `data`, like each NDJSON line, holds one JSON payload: an event of
-    the dialect, its in-band error, or OpenAI's closing `[DONE]` (SSE only)."""
+    the dialect, its in-band error, or OpenAI's closing `[DONE]` (SSE only; the Responses
+    stream has none)."""
     payload = {"anyOf": [ref(event_schema), ref(error_schema)]}
     data: Schema = {"type": "string", "contentMediaType": _JSON, "contentSchema": payload}
-    if error_schema == "OpenAIError":
+    if error_schema == "OpenAIError" and sentinel:
         data = {"anyOf": [{"const": "[DONE]"}, data]}
     event = {
         "type": "object",
@@ -278,8 +295,9 @@ def _generation(
     error: str,
     *,
     tag: str,
+    sentinel: bool = True,
 ) -> Schema:
-    streams = _streams(event, error)
+    streams = _streams(event, error, sentinel=sentinel)
     return {
         "operationId": operation_id,
         "summary": summary,

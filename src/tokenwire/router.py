@@ -46,7 +46,13 @@ from tokenwire.transports._resume import ResumeService
 from tokenwire.transports.resumable_sse import ResumableSSETransport
 from tokenwire.transports.sse import SSETransport
 
-DEFAULT_DIALECTS = ("openai-chat", "openai-completions", "anthropic", "gemini")
+DEFAULT_DIALECTS = (
+    "openai-chat",
+    "openai-completions",
+    "openai-responses",
+    "anthropic",
+    "gemini",
+)
 # First match wins: SSE takes any HTTP request, so it goes last.
 DEFAULT_TRANSPORTS = ("websocket", "ndjson", "sse")
 # Open even when API keys are on: probes, scrapers and the playground page.

@@ -13,6 +13,7 @@ from tokenwire.dialects import (
     GeminiDialect,
     OpenAIChatDialect,
     OpenAICompletionsDialect,
+    OpenAIResponsesDialect,
 )
 from tokenwire.errors import TokenwireError
 from tokenwire.interfaces import Dialect
@@ -103,6 +104,47 @@ VALID: list[tuple[Dialect, dict[str, Any], str]] = [
             "echo": False,
             "stream": False,
             "logprobs": 2,
+        },
+        "",
+    ),
+    (
+        OpenAIResponsesDialect(),
+        {
+            "model": MODEL,
+            "stream": True,
+            "instructions": SECRET,
+            "input": [
+                {"role": "developer", "content": SECRET},
+                {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": SECRET}],
+                },
+                {"type": "reasoning", "id": "rs_1", "summary": []},
+                {"type": "function_call", "call_id": "c1", "name": "f", "arguments": SECRET},
+                {"type": "function_call_output", "call_id": "c1", "output": SECRET},
+            ],
+            "tools": [
+                {
+                    "type": "function",
+                    "name": "f",
+                    "description": SECRET,
+                    "parameters": {"type": "object", "properties": {}},
+                    "strict": True,
+                }
+            ],
+            "tool_choice": {"type": "function", "name": "f"},
+            "parallel_tool_calls": False,
+            "text": {"format": {"type": "json_schema", "name": "s", "schema": {"type": "object"}}},
+            "reasoning": {"effort": "low"},
+            "include": ["message.output_text.logprobs"],
+            "top_logprobs": 2,
+            "max_output_tokens": 5,
+            "temperature": 1,
+            "top_p": 1,
+            "metadata": {"k": "v"},
+            "store": False,
+            "background": False,
         },
         "",
     ),

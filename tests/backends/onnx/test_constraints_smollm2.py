@@ -286,7 +286,10 @@ async def test_a_constrained_stream_is_the_same_alone_and_in_a_batch_of_eight(
     constrained = ask(
         "Describe a team as JSON.", constraint=OutputConstraint("json_schema", schema=schema)
     )
-    async with running(smollm2_dir, max_batch=8) as backend:
+    # Whole-prompt prefills: a time-budgeted chunk depends on the machine's load, and int8
+    # rounds a prompt prefilled in other chunks beside decoding rows differently (see
+    # docs/reliability.md), which would make this comparison flaky on a busy machine.
+    async with running(smollm2_dir, max_batch=8, prefill_budget_ms=None) as backend:
         alone = await collect(backend, constrained)
         results: dict[int, str] = {}
 

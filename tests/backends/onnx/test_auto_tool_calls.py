@@ -163,3 +163,14 @@ def test_auto_grammar_language(
     matcher = compiler.matcher(json.dumps({"grammars": [{"lark_grammar": lark}]}), "tools").matcher
     tokens = [*compiler.tokenizer.tokenize_str(text), EOS_ID]
     assert (matcher.validate_tokens(tokens) == len(tokens)) is valid
+
+
+def test_auto_grammar_forbids_the_mark_in_prose_as_soon_as_it_is_not_a_call(
+    tool_model_dir: Path,
+) -> None:
+    compiler = ConstraintCompiler((tool_model_dir / "tokenizer.json").read_text(), EOS_ID)
+    lark = text_or_tool_calls_lark((STRICT_WEATHER,), parallel=True)
+    matcher = compiler.matcher(json.dumps({"grammars": [{"lark_grammar": lark}]}), "tools").matcher
+    prose = compiler.tokenizer.tokenize_str("Wrap calls in <tool_call> XML tags")
+    accepted = matcher.validate_tokens(prose)
+    assert compiler.tokenizer.decode_str(prose[:accepted]).endswith("<tool_call>")

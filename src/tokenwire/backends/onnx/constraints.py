@@ -176,18 +176,19 @@ def text_or_tool_calls_lark(tools: Sequence[Tool], *, parallel: bool) -> str:
     (or, when `parallel`, one or more) Hermes blocks, EOS after the text or the last block.
 
     A block's arguments are valid under the tool's parameters if the tool is `strict`, else
-    any JSON object. The text before a call is a lazy lexeme that ends at the first
-    `<tool_call>\\n`; a turn without calls is a greedy lexeme that excludes the mark (`~`):
-    the greedy one alone cannot end just before the mark (llguidance's lexer does not back
-    up), the lazy one alone would let a turn end inside an unchecked block.
+    any JSON object. `TEXT` excludes the mark with llguidance's `~`; the text before the
+    first call is `TEXT` then the opener, one lexeme, so it ends at the first mark and the
+    mark is always a call's start. (Two lexemes `TEXT "<tool_call>\\n"` would not do: the
+    lexer does not back up out of a `TEXT` that already took "<tool_call"; and a lazy
+    `/(?s:.*)<tool_call>\\n/` would let "<tool_call>" without the newline into the text.)
     """
     mark = re.escape(TOOL_CALL_MARK)  # TOOL_CALL_OPEN is the mark and a newline
     calls = f"body ({json.dumps(chr(10) + TOOL_CALL_OPEN)} body)*" if parallel else "body"
     return "\n".join(
         [
-            f"start: TEXT | text_and_opener {calls}",
+            f"start: TEXT | TEXT_AND_OPENER {calls}",
             f"TEXT: /(?s:.*)/ & ~/(?s:.*){mark}(?s:.*)/",
-            f"text_and_opener[lazy]: /(?s:.*){mark}\\n/",
+            f"TEXT_AND_OPENER: TEXT {json.dumps(TOOL_CALL_OPEN)}",
             *_call_rules(tools, only_strict=True),
         ]
     )

@@ -49,25 +49,28 @@ class TinyConfig:
     intermediate: int = 128
     max_context: int = 256
     seed: int = 0
+    added_tokens: tuple[str, ...] = ()
 
     @property
     def head_size(self) -> int:
         return self.hidden // self.heads
 
 
-def build_tokenizer(vocab: int = 320) -> Tokenizer:
-    """A byte-level BPE tokenizer with ChatML special tokens (ids 0, 1, 2)."""
+def build_tokenizer(vocab: int = 320, added_tokens: tuple[str, ...] = ()) -> Tokenizer:
+    """A byte-level BPE tokenizer with ChatML special tokens (ids 0, 1, 2), and
+    `added_tokens` (plain text, not special) as its last ids."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab,
+        vocab_size=vocab - len(added_tokens),
         special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator(_CORPUS, trainer=trainer)
+    tokenizer.add_tokens(list(added_tokens))
     return tokenizer
 
 
@@ -272,7 +275,7 @@ def build_model(config: TinyConfig, layout: KVLayout) -> onnx.ModelProto:
 def write_model_dir(directory: Path, layout: KVLayout, config: TinyConfig = TinyConfig()) -> Path:
     """Write model.onnx, tokenizer.json, chat_template.jinja and manifest.json into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(config.vocab)
+    tokenizer = build_tokenizer(config.vocab, config.added_tokens)
     assert tokenizer.get_vocab_size() == config.vocab, tokenizer.get_vocab_size()
     assert tokenizer.token_to_id("<|im_end|>") == EOS_ID
     tokenizer.save(str(directory / "tokenizer.json"))

@@ -1,7 +1,8 @@
 """Constrained decoding: an llguidance grammar per request, and one matcher per sequence.
 
-A request's `constraint` (JSON Schema, any JSON object, a regex or a Lark grammar) and its
-forced tool calls (`tool_choice` "required" or a named tool) become one llguidance grammar.
+A request's `constraint` (JSON Schema, any JSON object, a regex or a Lark grammar), its
+forced tool calls (`tool_choice` "required" or a named tool) and its `strict` tools under
+"auto" become one llguidance grammar.
 Each sequence's `TokenConstraint` masks its logits row before sampling and consumes the
 sampled token; when the grammar is complete and only EOS may follow, the sequence stops.
 """
@@ -9,6 +10,7 @@ sampled token; when the grammar is complete and only EOS may follow, the sequenc
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,6 +25,8 @@ from tokenwire.requests import GenerationRequest, OutputConstraint, Tool
 # Hermes tool-call markup, as the tool-call parser middleware reads it back.
 TOOL_CALL_OPEN = "<tool_call>\n"
 TOOL_CALL_CLOSE = "\n</tool_call>"
+# What the parser takes for the start of a call: text under "auto" must never contain it.
+TOOL_CALL_MARK = TOOL_CALL_OPEN.rstrip("\n")
 
 # JSON may break lines and indent, but no whitespace run is longer than this: a small model
 # under a mask otherwise can write whitespace until max_tokens (a known failure of
@@ -52,7 +56,9 @@ class ConstraintCompiler:
         """The grammar `request` decodes under and the field it comes from, or None.
 
         Forced tool calls take precedence over `constraint`: the constraint shapes an answer,
-        and a turn that must call tools has none (OpenAI behaves the same).
+        and a turn that must call tools has none (OpenAI behaves the same). Under "auto", a
+        `constraint` still wins; without one, any `strict` tool constrains the turn to text or
+        calls (`text_or_tool_calls_lark`), and without strict tools it is free.
 
         Raises:
             InvalidRequestError: `tool_choice` names no tool the request offers.
@@ -66,6 +72,9 @@ class ConstraintCompiler:
             return json.dumps({"grammars": [_answer_grammar(request.constraint)]}), (
                 "response_format"
             )
+        if choice.mode == "auto" and any(tool.strict for tool in request.tools):
+            lark = text_or_tool_calls_lark(request.tools, parallel=request.parallel_tool_calls)
+            return json.dumps({"grammars": [{"lark_grammar": lark}]}), "tools"
         return None
 
     def matcher(self, grammar: str, param: str) -> TokenConstraint:
@@ -157,25 +166,51 @@ def select_tools(tools: Sequence[Tool], names: Sequence[str]) -> tuple[Tool, ...
 def tool_calls_lark(tools: Sequence[Tool], *, parallel: bool) -> str:
     """A Lark grammar for one (or, when `parallel`, one or more) Hermes `<tool_call>` blocks,
     each `{"name": <one of tools>, "arguments": <valid under its parameters>}`."""
-    alternatives = []
-    for index, tool in enumerate(tools):
-        schema = {
-            "type": "object",
-            "properties": {"name": {"const": tool.name}, "arguments": _plain(tool.parameters)},
-            "required": ["name", "arguments"],
-            "additionalProperties": False,
-        }
-        schema["x-guidance"] = CALL_OPTIONS
-        alternatives.append(f"call_{index}: %json {json.dumps(schema)}")
-    names = " | ".join(f"call_{index}" for index in range(len(tools)))
     calls = 'call ("\\n" call)*' if parallel else "call"
+    call = f"call: {json.dumps(TOOL_CALL_OPEN)} body"
+    return "\n".join([f"start: {calls}", call, *_call_rules(tools, only_strict=False)])
+
+
+def text_or_tool_calls_lark(tools: Sequence[Tool], *, parallel: bool) -> str:
+    """A Lark grammar for "auto": text that never contains `<tool_call>`, then optionally one
+    (or, when `parallel`, one or more) Hermes blocks, EOS after the text or the last block.
+
+    A block's arguments are valid under the tool's parameters if the tool is `strict`, else
+    any JSON object. `TEXT` excludes the mark with llguidance's `~`; the text before the
+    first call is `TEXT` then the opener, one lexeme, so it ends at the first mark and the
+    mark is always a call's start. (Two lexemes `TEXT "<tool_call>\\n"` would not do: the
+    lexer does not back up out of a `TEXT` that already took "<tool_call"; and a lazy
+    `/(?s:.*)<tool_call>\\n/` would let "<tool_call>" without the newline into the text.)
+    """
+    mark = re.escape(TOOL_CALL_MARK)  # TOOL_CALL_OPEN is the mark and a newline
+    calls = f"body ({json.dumps(chr(10) + TOOL_CALL_OPEN)} body)*" if parallel else "body"
     return "\n".join(
         [
-            f"start: {calls}",
-            f"call: {json.dumps(TOOL_CALL_OPEN)} ({names}) {json.dumps(TOOL_CALL_CLOSE)}",
-            *alternatives,
+            f"start: TEXT | TEXT_AND_OPENER {calls}",
+            f"TEXT: /(?s:.*)/ & ~/(?s:.*){mark}(?s:.*)/",
+            f"TEXT_AND_OPENER: TEXT {json.dumps(TOOL_CALL_OPEN)}",
+            *_call_rules(tools, only_strict=True),
         ]
     )
+
+
+def _call_rules(tools: Sequence[Tool], *, only_strict: bool) -> list[str]:
+    """`body`: one call's JSON and the block's close. Arguments follow the tool's parameters,
+    or, with `only_strict` and a tool not marked strict, are any JSON object."""
+    rules = []
+    for index, tool in enumerate(tools):
+        strict = tool.strict or not only_strict
+        arguments = _plain(tool.parameters) if strict else {"type": "object"}
+        schema = {
+            "type": "object",
+            "properties": {"name": {"const": tool.name}, "arguments": arguments},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+            "x-guidance": CALL_OPTIONS,
+        }
+        rules.append(f"call_{index}: %json {json.dumps(schema)}")
+    names = " | ".join(f"call_{index}" for index in range(len(tools)))
+    return [f"body: ({names}) {json.dumps(TOOL_CALL_CLOSE)}", *rules]
 
 
 def _answer_grammar(constraint: OutputConstraint) -> dict[str, Any]:

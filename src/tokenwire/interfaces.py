@@ -3,8 +3,9 @@
 Plugin authors implement these Protocols; they never subclass tokenwire classes. The fourth
 contract, `Transport`, is handed an `Endpoint`, so it lives beside it in `tokenwire.endpoint`.
 A middleware may also declare what it offers the app beside its stream — routes, a
-first-byte observer, a metrics registry — through the capability Protocols at the end; the
-app looks for exactly these and nothing else.
+first-byte observer, a metrics registry, a cache's size, a load observer — and a backend its
+load, through the capability Protocols at the end; the app looks for exactly these and
+nothing else.
 """
 
 from __future__ import annotations
@@ -140,3 +141,50 @@ class ExportsMetrics(Protocol):
 
     @property
     def metrics_registry(self) -> CollectorRegistry: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSnapshot:
+    """A backend's load now: requests `waiting` for a slot, `running` (prefilling or decoding),
+    `batch_size` sequences in the decode batch, the share of its KV capacity in use (0–1),
+    and the KV bytes one token takes (0 when unknown)."""
+
+    waiting: int
+    running: int
+    batch_size: int
+    kv_used_fraction: float
+    kv_token_bytes: int = 0
+
+
+@runtime_checkable
+class ReportsLoad(Protocol):
+    """A backend that reports its load, read at scrape time by the metrics middleware (the
+    Gateway API Inference Extension's endpoint picker routes on it)."""
+
+    def load(self) -> LoadSnapshot: ...
+
+
+@runtime_checkable
+class HoldsCache(Protocol):
+    """A middleware that holds a cache of KV bounded in bytes, in blocks of `cache_block_tokens`."""
+
+    @property
+    def cache_bytes(self) -> int: ...
+
+    @property
+    def cache_budget(self) -> int: ...
+
+    @property
+    def cache_block_tokens(self) -> int: ...
+
+
+@runtime_checkable
+class ObservesLoad(Protocol):
+    """A middleware that exports the backend's load and the caches' sizes (read when scraped).
+
+    `backend` is None when the backend does not report its load.
+    """
+
+    def observe_load(
+        self, model: str, backend: ReportsLoad | None, caches: Sequence[HoldsCache]
+    ) -> None: ...

@@ -30,8 +30,11 @@ from tokenwire.host import BackendHost
 from tokenwire.interfaces import (
     Dialect,
     ExportsMetrics,
+    HoldsCache,
     MiddlewareFactory,
     ObservesFirstByte,
+    ObservesLoad,
+    ReportsLoad,
     ServesRoutes,
 )
 from tokenwire.limits import Limits
@@ -129,6 +132,14 @@ def build_router(
     for layer in middleware_layers:
         if isinstance(layer, ExportsMetrics):
             send_buffers.register(layer.metrics_registry)
+    # Load gauges are read at scrape time from whoever knows them: the backend (its queue,
+    # batch and KV) and the middlewares that hold caches. The metrics middleware imports
+    # neither; it is handed them here.
+    caches = [layer for layer in middleware_layers if isinstance(layer, HoldsCache)]
+    load = backend if isinstance(backend, ReportsLoad) else None
+    for layer in middleware_layers:
+        if isinstance(layer, ObservesLoad):
+            layer.observe_load(backend.model_id, load, caches)
     pipeline = host.guard(layers[0])
 
     transport_list: list[Transport] = [_load("transports", t) for t in transports]

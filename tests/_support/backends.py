@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 import anyio
 
 from tokenwire import Event, Finish, GenerationRequest, QueueFullError, TokenDelta, Usage
+from tokenwire.interfaces import LoadSnapshot
 
 
 class ScriptedBackend:
@@ -83,3 +84,14 @@ class EventScriptBackend:
             if self.delay and index:
                 await anyio.sleep(self.delay)
             yield event
+
+
+class LoadedBackend(ScriptedBackend):
+    """A scripted backend that reports the load snapshot `snapshot` (`ReportsLoad`)."""
+
+    def __init__(self, snapshot: LoadSnapshot, tokens: Sequence[str] = ("a", "b")) -> None:
+        super().__init__(list(tokens))
+        self.snapshot = snapshot
+
+    def load(self) -> LoadSnapshot:
+        return self.snapshot

@@ -405,3 +405,88 @@ def test_helm_test_pod_checks_the_service_and_is_not_behind_it(manifests: Manife
     assert not selector <= test_pod["metadata"]["labels"].items()
     url = test_pod["spec"]["containers"][0]["command"][-1]
     assert url == f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
+
+
+KEDA_API = "keda.sh/v1alpha1"
+
+
+def test_keda_scales_on_the_waiting_gauge_through_prometheus(helm: HelmRunner) -> None:
+    manifests = helm.render("--set", "keda.enabled=true", api_versions=(KEDA_API,))
+    scaled = manifests.one("ScaledObject")
+    assert scaled["apiVersion"] == KEDA_API
+    deployment = manifests.one("Deployment")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (1, 4)
+    (trigger,) = scaled["spec"]["triggers"]
+    assert (trigger["type"], trigger["metricType"]) == ("prometheus", "AverageValue")
+    query = trigger["metadata"]["query"]
+    assert query.startswith("sum(vllm:num_requests_waiting{")
+    assert f'service="{deployment["metadata"]["name"]}"' in query
+    assert trigger["metadata"]["threshold"] == "2"
+    # KEDA owns the replica count, as an HPA would; the chart's own HPA stays off.
+    assert "replicas" not in deployment["spec"]
+    assert manifests.of_kind("HorizontalPodAutoscaler") == []
+    own = helm.render(
+        "--set",
+        "keda.enabled=true",
+        "--set",
+        "keda.prometheus.query=sum(tokenwire_requests_waiting)",
+        api_versions=(KEDA_API,),
+    )
+    (trigger,) = own.one("ScaledObject")["spec"]["triggers"]
+    assert trigger["metadata"]["query"] == "sum(tokenwire_requests_waiting)"
+
+
+@pytest.mark.parametrize(
+    ("settings", "complaint"),
+    [
+        (("keda.enabled=true", "autoscaling.enabled=true"), "exclude each other"),
+        (("keda.enabled=true", "server.middlewares={cancellation}"), "metrics"),
+        (("inferencePool.enabled=true", "server.middlewares={cancellation}"), "metrics"),
+    ],
+)
+def test_keda_and_inference_pool_refuse_values_that_cannot_work(
+    helm: HelmRunner, settings: tuple[str, ...], complaint: str
+) -> None:
+    args = [arg for setting in settings for arg in ("--set", setting)]
+    completed = helm.template(*args, api_versions=(KEDA_API,))
+    assert completed.returncode != 0
+    assert complaint in completed.stderr
+
+
+def test_keda_without_its_api_fails_instead_of_leaving_the_pods_unscaled(helm: HelmRunner) -> None:
+    completed = helm.template("--set", "keda.enabled=true")
+    assert completed.returncode != 0
+    assert KEDA_API in completed.stderr
+
+
+def test_inference_pool_labels_pods_for_the_endpoint_picker(helm: HelmRunner) -> None:
+    assert (
+        "llm-d.ai/engine-type"
+        not in helm.render().one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    )
+    manifests = helm.render("--set", "inferencePool.enabled=true")
+    deployment = manifests.one("Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["llm-d.ai/engine-type"] == "vllm"
+    assert labels["llm-d.ai/model"] == "smollm2-135m-instruct-int8"
+    # The pool's labels never join the Deployment's selector (immutable across upgrades).
+    assert not any(k.startswith("llm-d.ai/") for k in deployment["spec"]["selector"]["matchLabels"])
+    full = helm.render(*values_args("full")).one("Deployment")["spec"]["template"]["metadata"]
+    assert full["labels"]["llm-d.ai/inference-serving"] == "true"
+    assert "llm-d.ai/model" not in full["labels"]
+
+
+def test_stream_store_url_comes_from_the_existing_secret_as_an_env_var(helm: HelmRunner) -> None:
+    env = {e["name"]: e for e in helm.render().server_container()["env"]}
+    assert "TOKENWIRE_STREAM_STORE" not in env
+    container = helm.render(
+        "--set",
+        "streamStore.redis.existingSecret=redis-creds",
+        "--set",
+        "streamStore.redis.key=uri",
+    ).server_container()
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["TOKENWIRE_STREAM_STORE"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "redis-creds", "key": "uri"}
+    assert "value" not in env["TOKENWIRE_STREAM_STORE"]

@@ -498,12 +498,15 @@ def test_time_to_first_byte_is_measured_at_the_transport() -> None:
 
 
 def test_every_exposed_metric_is_documented() -> None:
-    from tokenwire.backends.echo import EchoBackend
+    from tests._support.backends import LoadedBackend
+    from tokenwire.interfaces import LoadSnapshot
 
     # Every built-in middleware, so anything that registers a metric through the app (the
-    # transports' buffered-bytes gauge included) shows on the page.
-    app = create_app(EchoBackend(), middlewares=["metrics", "cancellation", "prompt_cache"])
-    body = {"model": "echo", "stream": True, "messages": [{"role": "user", "content": "a b"}]}
+    # transports' buffered-bytes gauge included) shows on the page; a backend that reports
+    # its load, so the scrape-time gauges do too.
+    backend = LoadedBackend(LoadSnapshot(1, 1, 1, 0.5, kv_token_bytes=64))
+    app = create_app(backend, middlewares=["metrics", "cancellation", "prompt_cache"])
+    body = {"model": "scripted", "stream": True, "messages": [{"role": "user", "content": "a"}]}
     with running_server(app) as url:
         for accept in ("text/event-stream", "application/x-ndjson"):
             httpx.post(f"{url}/v1/chat/completions", json=body, headers={"accept": accept})
@@ -513,9 +516,10 @@ def test_every_exposed_metric_is_documented() -> None:
         # The family drops a counter's `_total`; the docs name the series users query.
         f"{family.name}_total" if family.type == "counter" else family.name
         for family in openmetrics_families(text)
-        if family.name.startswith("tokenwire_")
+        if family.name.startswith(("tokenwire_", "vllm:"))
     }
     assert "tokenwire_stream_buffered_bytes" in families
+    assert {"vllm:kv_cache_usage_perc", "vllm:cache_config_info"} <= families
     assert "tokenwire_time_to_first_byte_seconds" in families
     docs = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
     assert {name for name in families if f"`{name}`" not in docs} == set()

@@ -125,7 +125,30 @@ chain fail the render: a pod killed mid-drain cuts every stream it still carries
 {{- if and .Values.autoscaling.enabled .Values.autoscaling.queueDepth.enabled (not $metrics) }}
 {{- fail "autoscaling.queueDepth.enabled needs the `metrics` middleware in server.middlewares (it exports tokenwire_requests_waiting)" }}
 {{- end }}
+{{- if and .Values.autoscaling.enabled .Values.keda.enabled }}
+{{- fail "autoscaling.enabled and keda.enabled exclude each other: KEDA creates its own HPA, and two would fight over the replica count" }}
+{{- end }}
+{{- if and .Values.keda.enabled (not $metrics) }}
+{{- fail "keda.enabled needs the `metrics` middleware in server.middlewares (its query reads the waiting-requests gauge)" }}
+{{- end }}
+{{- if and .Values.keda.enabled (not (.Capabilities.APIVersions.Has "keda.sh/v1alpha1")) }}
+{{- fail "keda.enabled needs KEDA's keda.sh/v1alpha1 API in the cluster (with `helm template`, pass --api-versions keda.sh/v1alpha1)" }}
+{{- end }}
+{{- if and .Values.inferencePool.enabled (not $metrics) }}
+{{- fail "inferencePool.enabled needs the `metrics` middleware in server.middlewares: the endpoint picker routes on /metrics" }}
+{{- end }}
 {{- if and (eq .Values.model.source "existingClaim") (not .Values.model.existingClaim.claimName) }}
 {{- fail "model.source=existingClaim needs model.existingClaim.claimName" }}
+{{- end }}
+{{- end }}
+
+{{/* Pod labels an InferencePool selects on (inferencePool.enabled): the endpoint picker's
+engine label, and the pool's selector labels (by default the served model's name). */}}
+{{- define "tokenwire.inferencePoolLabels" -}}
+llm-d.ai/engine-type: {{ .Values.inferencePool.engineType | quote }}
+{{- with .Values.inferencePool.selectorLabels }}
+{{ toYaml . }}
+{{- else }}
+llm-d.ai/model: {{ .Values.model.name | trunc 63 | trimSuffix "-" | quote }}
 {{- end }}
 {{- end }}

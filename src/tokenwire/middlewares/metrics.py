@@ -1,14 +1,17 @@
 """`metrics`: Prometheus metrics of every stream, served at `GET /metrics`.
 
 Latency histograms (time to first token, inter-token, end to end, queue, prefill), token,
-tool-call and request counters, cancellations by phase and cause, errors by type, and running/waiting
-gauges. The registry is injected; `docs/metrics.md` lists every metric.
+tool-call and request counters, cancellations by phase and cause, errors by type, running/waiting
+gauges, and gauges read at scrape time from the backend's load and the prefix cache (also under
+vLLM's names, for endpoint pickers). The registry is injected; `docs/metrics.md` lists every
+metric.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from time import perf_counter
 
 import anyio
@@ -21,7 +24,8 @@ from starlette.routing import BaseRoute, Route
 
 from tokenwire.errors import DeadlineExceededError, TokenwireError
 from tokenwire.events import Event, Finish, PhaseName, Progress, TokenDelta, ToolCallDelta
-from tokenwire.interfaces import Generate
+from tokenwire.interfaces import Generate, HoldsCache, ReportsLoad
+from tokenwire.middlewares._load_collector import LoadCollector
 from tokenwire.middlewares._metric_set import MetricSet, RequestMetrics
 from tokenwire.pipeline import closing
 from tokenwire.requests import GenerationRequest
@@ -56,6 +60,7 @@ class MetricsMiddleware:
         # Under several workers every process writes its samples to files in this directory;
         # a scrape must aggregate the files, not read this process's registry.
         self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        self.load_collector: LoadCollector | None = None
         self.routes: list[BaseRoute] = [Route(path, self._serve, methods=["GET"])]
 
     @property
@@ -63,11 +68,31 @@ class MetricsMiddleware:
         """Where the app exports its own gauges too (`ExportsMetrics`)."""
         return self.registry
 
+    def observe_load(
+        self, model: str, backend: ReportsLoad | None, caches: Sequence[HoldsCache]
+    ) -> None:
+        """Export `backend`'s load and the caches' sizes, read at each scrape (`ObservesLoad`)."""
+        if self.load_collector is not None:
+            self.registry.unregister(self.load_collector)
+        self.load_collector = LoadCollector(model, backend, caches, partial(self._counts, model))
+        self.registry.register(self.load_collector)
+
+    def _counts(self, model: str) -> tuple[float, float]:
+        """This process's (waiting, running) requests of `model`, as the gauges count them."""
+        counts = []
+        for gauge in (self.metrics.waiting, self.metrics.running):
+            samples = (s for family in gauge.collect() for s in family.samples)
+            counts.append(sum(s.value for s in samples if s.labels.get("model") == model))
+        return counts[0], counts[1]
+
     async def _serve(self, request: Request) -> Response:
         registry = self.registry
         if self.multiprocess_dir is not None:
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+            if self.load_collector is not None:
+                # Read at scrape time, so this process's view only: the worker that answers.
+                registry.register(self.load_collector)
         encode, content_type = choose_encoder(request.headers.get("accept", ""))
         # Multiprocess collection reads one file per process and metric: keep it off the loop.
         body = await anyio.to_thread.run_sync(encode, registry)

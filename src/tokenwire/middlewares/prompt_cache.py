@@ -60,6 +60,19 @@ class PromptCacheMiddleware:
         self._requests = self._hits = self._cached_tokens = 0
 
     @property
+    def cache_bytes(self) -> int:
+        """KV bytes the cache holds now (`HoldsCache`, exported by the metrics middleware)."""
+        return self.cache.nbytes
+
+    @property
+    def cache_budget(self) -> int:
+        return self.cache.max_bytes
+
+    @property
+    def cache_block_tokens(self) -> int:
+        return self.cache.block_tokens
+
+    @property
     def stats(self) -> PromptCacheStats:
         return PromptCacheStats(self._requests, self._hits, self._cached_tokens, self.cache.stats)
 

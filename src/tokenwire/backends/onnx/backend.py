@@ -33,6 +33,7 @@ from tokenwire.errors import (
     TokenwireError,
 )
 from tokenwire.events import Event, Finish
+from tokenwire.interfaces import LoadSnapshot
 from tokenwire.requests import GenerationRequest
 
 logger = logging.getLogger("tokenwire.onnx")
@@ -165,6 +166,22 @@ class OnnxBackend:
         if self._loop is None:
             return BackendStats(0, 0, 0, self.max_batch, 0, 0, 0)
         return self._loop.stats()
+
+    def load(self) -> LoadSnapshot:
+        """The scheduler's counts now (`ReportsLoad`, read by the metrics middleware at scrape).
+
+        The KV cache is allocated a whole slot (`max_context` tokens) per sequence, so the share
+        of slots taken is the share of KV capacity in use: a full pod admits nothing more,
+        however short its sequences (a token count would call it nearly empty).
+        """
+        stats = self.stats
+        return LoadSnapshot(
+            waiting=stats.waiting,
+            running=stats.running + stats.prefilling,
+            batch_size=stats.running,
+            kv_used_fraction=(self.max_batch - stats.free_slots) / self.max_batch,
+            kv_token_bytes=token_bytes(self.manifest.kv),
+        )
 
     async def start(self) -> None:
         """Load the tokenizer and the session (in a worker thread), then start the loop."""

@@ -32,6 +32,7 @@ from tokenwire.events import (
 from tokenwire.host import BackendHost
 from tokenwire.interfaces import (
     Backend,
+    CountsTokens,
     Dialect,
     ErrorBody,
     Exchange,
@@ -40,8 +41,10 @@ from tokenwire.interfaces import (
     Middleware,
     MiddlewareFactory,
     ObservesFirstByte,
+    ObservesProgress,
     Payload,
     ServesRoutes,
+    ServesTokenCounts,
 )
 from tokenwire.pipeline import build_pipeline
 from tokenwire.plugins import PluginError, list_plugins, load_plugin
@@ -64,6 +67,7 @@ __all__ = [
     "ChatMessage",
     "Completion",
     "ContextLengthExceededError",
+    "CountsTokens",
     "DeadlineExceededError",
     "Dialect",
     "Endpoint",
@@ -82,6 +86,7 @@ __all__ = [
     "MiddlewareFactory",
     "NotFoundError",
     "ObservesFirstByte",
+    "ObservesProgress",
     "OutputConstraint",
     "Payload",
     "PhaseName",
@@ -92,6 +97,7 @@ __all__ = [
     "RequestTooLargeError",
     "ResumeConfig",
     "ServesRoutes",
+    "ServesTokenCounts",
     "ServiceUnavailableError",
     "TokenDelta",
     "TokenLogprob",

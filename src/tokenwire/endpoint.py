@@ -27,7 +27,14 @@ from tokenwire.errors import (
     as_tokenwire_error,
 )
 from tokenwire.events import Event, Finish, Progress
-from tokenwire.interfaces import Dialect, ErrorBody, Exchange, Generate, Payload
+from tokenwire.interfaces import (
+    Dialect,
+    ErrorBody,
+    Exchange,
+    Generate,
+    ObservesProgress,
+    Payload,
+)
 from tokenwire.limits import Limits
 from tokenwire.pipeline import closing
 from tokenwire.requests import GenerationRequest
@@ -66,9 +73,12 @@ class Call:
         if events is None:
             events = self.generate(self.request)
         async with closing(events):
+            observer = exchange if isinstance(exchange, ObservesProgress) else None
             try:
                 first = await events.__anext__()
                 while isinstance(first, Progress):
+                    if observer is not None:
+                        observer.observe_progress(first)
                     first = await events.__anext__()
             except StopAsyncIteration:
                 raise _no_finish(self.request) from None

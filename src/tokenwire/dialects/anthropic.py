@@ -16,7 +16,7 @@ from tokenwire.dialects import _validate as v
 from tokenwire.dialects._anthropic_blocks import parse_agent_fields, parse_messages
 from tokenwire.dialects._wire import id_tail, payload
 from tokenwire.errors import GenerationError, TokenwireError
-from tokenwire.events import Event, Finish, TokenDelta, ToolCallDelta, Usage
+from tokenwire.events import Event, Finish, Progress, TokenDelta, ToolCallDelta, Usage
 from tokenwire.interfaces import ErrorBody, Payload
 from tokenwire.requests import ChatMessage, GenerationRequest, ToolCall
 
@@ -194,11 +194,17 @@ class AnthropicExchange:
     _block: str | None = field(default=None, init=False)
     _index: int = field(default=-1, init=False)
     _call: int = field(default=-1, init=False)
+    # The prompt's counts from the backend's prefill note, for message_start.
+    _prompt: Usage = field(default=Usage(), init=False)
+
+    def observe_progress(self, event: Progress) -> None:
+        if event.prompt_tokens is not None:
+            self._prompt = Usage(event.prompt_tokens, 0, event.cached_prompt_tokens)
 
     def open(self) -> Sequence[Payload]:
-        # Usage is known only at the Finish, so message_start carries zeros and the
-        # message_delta carries the real counts: the SDK's accumulator takes input_tokens
-        # and cache_read_input_tokens from message_delta when present.
+        # The prompt's counts as the backend stated them before the first token (zeros from
+        # a backend that does not): the API reports them here, and clients that track their
+        # context read them. message_delta repeats them with the output count.
         message: dict[str, Any] = {
             "id": self.id,
             "type": "message",
@@ -207,7 +213,7 @@ class AnthropicExchange:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "usage": _usage(self._prompt),
         }
         return [payload({"type": "message_start", "message": message}, "message_start")]
 

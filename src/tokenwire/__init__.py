@@ -32,6 +32,7 @@ from tokenwire.events import (
 from tokenwire.host import BackendHost
 from tokenwire.interfaces import (
     Backend,
+    CountsTokens,
     Dialect,
     ErrorBody,
     Exchange,
@@ -43,9 +44,11 @@ from tokenwire.interfaces import (
     MiddlewareFactory,
     ObservesFirstByte,
     ObservesLoad,
+    ObservesProgress,
     Payload,
     ReportsLoad,
     ServesRoutes,
+    ServesTokenCounts,
 )
 from tokenwire.pipeline import build_pipeline
 from tokenwire.plugins import PluginError, list_plugins, load_plugin
@@ -68,6 +71,7 @@ __all__ = [
     "ChatMessage",
     "Completion",
     "ContextLengthExceededError",
+    "CountsTokens",
     "DeadlineExceededError",
     "Dialect",
     "Endpoint",
@@ -89,6 +93,7 @@ __all__ = [
     "NotFoundError",
     "ObservesFirstByte",
     "ObservesLoad",
+    "ObservesProgress",
     "OutputConstraint",
     "Payload",
     "PhaseName",
@@ -100,6 +105,7 @@ __all__ = [
     "RequestTooLargeError",
     "ResumeConfig",
     "ServesRoutes",
+    "ServesTokenCounts",
     "ServiceUnavailableError",
     "TokenDelta",
     "TokenLogprob",

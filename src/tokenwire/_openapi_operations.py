@@ -15,7 +15,7 @@ def json_response(schema: Schema, description: str, headers: Schema | None = Non
     return response
 
 
-def health_operation(kind: str, description: str) -> Schema:
+def health_operation(kind: str, description: str, operation_id: str | None = None) -> Schema:
     body = {
         "type": "object",
         "properties": {"status": {"type": "string"}, "model": {"type": "string"}},
@@ -24,7 +24,7 @@ def health_operation(kind: str, description: str) -> Schema:
     responses = {"200": json_response(body, description)}
     if kind == "readiness":
         responses["503"] = json_response(body, "The backend is starting, draining or unhealthy.")
-    return {"operationId": kind, "tags": ["health"], "responses": responses}
+    return {"operationId": operation_id or kind, "tags": ["health"], "responses": responses}
 
 
 def models_list_operation() -> Schema:

@@ -261,6 +261,16 @@ def anthropic_schemas(model_id: str, max_tokens: int) -> dict[str, Schema]:
     """Messages: request, message, stream events and the error."""
     content = _text_parts("Text, or an array of text blocks.")
     return {
+        # What a Messages request says of its prompt, and nothing the count ignores.
+        "MessagesCountTokensRequest": _object(
+            {
+                "model": _model(model_id),
+                **anthropic_request_fields(),
+                "system": {"anyOf": [content, {"type": "null"}]},
+            },
+            ("model", "messages"),
+        ),
+        "MessageTokensCount": _object({"input_tokens": _COUNT}, ("input_tokens",)),
         "MessagesRequest": _object(
             {
                 "model": _model(model_id),
@@ -362,18 +372,29 @@ def gemini_schemas(max_tokens: int) -> dict[str, Schema]:
         },
         ("content",),
     )
+    request: Schema = {
+        "contents": {"type": "array", "minItems": 1, "items": ref("Content")},
+        **gemini_request_fields(),
+        "systemInstruction": {"anyOf": [_STRING, system, {"type": "null"}]},
+        "generationConfig": {"anyOf": [config, {"type": "null"}]},
+    }
     return {
         "Content": gemini_contents(),
         "GeminiSchema": gemini_schema_schema(),
-        "GenerateContentRequest": _object(
+        "GenerateContentRequest": _object({**request, "timeout": TIMEOUT}, ("contents",)),
+        # A countTokens body is read as a generateContent one, timeout aside.
+        "CountTokensRequest": _object(request, ("contents",)),
+        "CountTokensResponse": _object(
             {
-                "contents": {"type": "array", "minItems": 1, "items": ref("Content")},
-                **gemini_request_fields(),
-                "systemInstruction": {"anyOf": [_STRING, system, {"type": "null"}]},
-                "generationConfig": {"anyOf": [config, {"type": "null"}]},
-                "timeout": TIMEOUT,
+                "totalTokens": _COUNT,
+                "promptTokensDetails": {
+                    "type": "array",
+                    "items": _object(
+                        {"modality": _STRING, "tokenCount": _COUNT}, ("modality", "tokenCount")
+                    ),
+                },
             },
-            ("contents",),
+            ("totalTokens",),
         ),
         "GenerateContentResponse": _object(
             {

@@ -27,7 +27,14 @@ from tokenwire.errors import (
     as_tokenwire_error,
 )
 from tokenwire.events import Event, Finish, Progress
-from tokenwire.interfaces import Dialect, ErrorBody, Exchange, Generate, Payload
+from tokenwire.interfaces import (
+    Dialect,
+    ErrorBody,
+    Exchange,
+    Generate,
+    ObservesProgress,
+    Payload,
+)
 from tokenwire.limits import Limits
 from tokenwire.pipeline import closing
 from tokenwire.requests import GenerationRequest
@@ -66,9 +73,12 @@ class Call:
         if events is None:
             events = self.generate(self.request)
         async with closing(events):
+            observer = exchange if isinstance(exchange, ObservesProgress) else None
             try:
                 first = await events.__anext__()
                 while isinstance(first, Progress):
+                    if observer is not None:
+                        observer.observe_progress(first)
                     first = await events.__anext__()
             except StopAsyncIteration:
                 raise _no_finish(self.request) from None
@@ -193,23 +203,7 @@ class Endpoint:
             TokenwireError: the body is too large, not JSON, or not valid for the dialect.
         """
         limits = self.limits
-        if len(body) > limits.max_body_bytes:
-            raise RequestTooLargeError(
-                f"Request body is {len(body)} bytes; the limit is {limits.max_body_bytes} bytes."
-            )
-        try:
-            document = json.loads(body)
-        except RecursionError:
-            raise InvalidRequestError("Request body is nested too deeply.") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidRequestError(f"Request body is not valid JSON: {exc}") from None
-        if not isinstance(document, dict):
-            raise InvalidRequestError("Request body must be a JSON object.")
-        if has_lone_surrogate(body, document):
-            raise InvalidRequestError(
-                "Request body is not valid JSON text: it holds an unpaired UTF-16 surrogate "
-                "(a \\ud800-\\udfff escape), which no UTF-8 text can carry."
-            )
+        document = self.decode(body)
         try:
             exchange = self.dialect.parse(document, path_params, request_id, self.model_id)
         except RecursionError:
@@ -239,6 +233,32 @@ class Endpoint:
             default_max_tokens=limits.max_tokens,
         )
         return Call(exchange, self.generate, request)
+
+    def decode(self, body: bytes | str) -> dict[str, Any]:
+        """A request body as the JSON object it must be.
+
+        Raises:
+            TokenwireError: the body is too large, not JSON, or not an object.
+        """
+        limit = self.limits.max_body_bytes
+        if len(body) > limit:
+            raise RequestTooLargeError(
+                f"Request body is {len(body)} bytes; the limit is {limit} bytes."
+            )
+        try:
+            document = json.loads(body)
+        except RecursionError:
+            raise InvalidRequestError("Request body is nested too deeply.") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidRequestError(f"Request body is not valid JSON: {exc}") from None
+        if not isinstance(document, dict):
+            raise InvalidRequestError("Request body must be a JSON object.")
+        if has_lone_surrogate(body, document):
+            raise InvalidRequestError(
+                "Request body is not valid JSON text: it holds an unpaired UTF-16 surrogate "
+                "(a \\ud800-\\udfff escape), which no UTF-8 text can carry."
+            )
+        return document
 
     def render_error(self, error: TokenwireError) -> ErrorBody:
         body = self.dialect.render_error(error)

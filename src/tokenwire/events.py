@@ -83,10 +83,15 @@ class Progress:
     """A backend's note that a request entered a phase: queued, prefill, or decode.
 
     Optional: backends that have no queue need not send it. Middlewares read it (queue time,
-    prefill time, the phase a cancellation hit); transports and dialects never see it.
+    prefill time, the phase a cancellation hit); transports never see it, and a dialect's
+    exchange only when it declares `ObservesProgress`. A "prefill" note may state the
+    prompt's size before the first token: `prompt_tokens` (None: not stated) including
+    `cached_prompt_tokens`, as the `Finish`'s usage will count them.
     """
 
     phase: PhaseName
+    prompt_tokens: int | None = None
+    cached_prompt_tokens: int = 0
 
 
 Event = TokenDelta | ToolCallDelta | Finish | Progress

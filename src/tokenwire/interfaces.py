@@ -3,9 +3,10 @@
 Plugin authors implement these Protocols; they never subclass tokenwire classes. The fourth
 contract, `Transport`, is handed an `Endpoint`, so it lives beside it in `tokenwire.endpoint`.
 A middleware may also declare what it offers the app beside its stream — routes, a
-first-byte observer, a metrics registry, a cache's size, a load observer — and a backend its
-load, through the capability Protocols at the end; the app looks for exactly these and
-nothing else.
+first-byte observer, a metrics registry, a cache's size, a load observer — and a backend, dialect
+or exchange what it can do beside streaming (report its load, count a prompt's tokens, read
+the backend's progress notes), through the capability Protocols at the end; the app looks for
+exactly these and nothing else.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from tokenwire.completion import Completion
-from tokenwire.events import Event
+from tokenwire.events import Event, Progress
 from tokenwire.requests import GenerationRequest
 
 if TYPE_CHECKING:
@@ -188,3 +189,38 @@ class ObservesLoad(Protocol):
     def observe_load(
         self, model: str, backend: ReportsLoad | None, caches: Sequence[HoldsCache]
     ) -> None: ...
+
+
+@runtime_checkable
+class CountsTokens(Protocol):
+    """A backend that counts the tokens it would prefill for a request: the prompt exactly
+    as its `generate` renders it (chat template, tools described), without running it."""
+
+    async def count_tokens(self, request: GenerationRequest) -> int: ...
+
+
+@runtime_checkable
+class ServesTokenCounts(Protocol):
+    """A dialect whose API also counts a prompt's tokens (Anthropic's
+    `/v1/messages/count_tokens`, Gemini's `:countTokens`).
+
+    `count_routes` are those paths (POST); `parse_count` reads a body into the request whose
+    prompt is counted, validated as `parse` validates a generation's; `render_count` is the
+    answer's body.
+    """
+
+    count_routes: Sequence[str]
+
+    def parse_count(
+        self, body: Any, path_params: Mapping[str, str], request_id: str, model_id: str
+    ) -> GenerationRequest: ...
+
+    def render_count(self, tokens: int) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
+class ObservesProgress(Protocol):
+    """An exchange that reads the backend's `Progress` notes before the first token, e.g. to
+    put the prompt's size in the payloads `open` returns."""
+
+    def observe_progress(self, event: Progress) -> None: ...

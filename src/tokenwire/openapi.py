@@ -131,6 +131,11 @@ def build_openapi(
             "get": health_operation("liveness", "Always 200 while the process serves.")
         },
         "/health/ready": {"get": health_operation("readiness", "200 once the backend is ready.")},
+        "/health": {
+            "get": health_operation(
+                "readiness", "The same as `/health/ready`.", operation_id="health"
+            )
+        },
         "/v1/models": {"get": models_list_operation()},
         "/v1/models/{model_id}": {"get": model_get_operation()},
     }
@@ -185,6 +190,16 @@ def build_openapi(
                 tag="anthropic",
             )
         }
+        paths["/v1/messages/count_tokens"] = {
+            "post": _count(
+                "countMessageTokens",
+                "Anthropic token counting: the prompt's tokens as the backend would read them.",
+                "MessagesCountTokensRequest",
+                "MessageTokensCount",
+                "AnthropicError",
+                tag="anthropic",
+            )
+        }
     if "gemini" in names:
         schemas.update(gemini_schemas(cap))
         for version in ("v1beta", "v1"):
@@ -192,6 +207,18 @@ def build_openapi(
                 paths[f"/{version}/models/{{model}}:{action}"] = {
                     "post": _gemini(model_id, version, action, streamed)
                 }
+            paths[f"/{version}/models/{{model}}:countTokens"] = {
+                "post": _count(
+                    f"countTokens_{version}",
+                    f"Gemini countTokens ({version}): the prompt's tokens as the backend would "
+                    "read them.",
+                    "CountTokensRequest",
+                    "CountTokensResponse",
+                    "GeminiError",
+                    tag="gemini",
+                    parameters=[_gemini_model(model_id)],
+                )
+            }
     if cancellation:
         paths["/v1/requests/{request_id}"] = {"delete": cancel_operation()}
     if resume:
@@ -316,6 +343,48 @@ def _generation(
     }
 
 
+def _count(
+    operation_id: str,
+    summary: str,
+    request: str,
+    response: str,
+    error: str,
+    *,
+    tag: str,
+    parameters: list[Schema] | None = None,
+) -> Schema:
+    """A token count: not a stream, never queued (no 429), no deadline (no 504)."""
+    errors = _error_responses(error)
+    del errors["429"], errors["504"]
+    errors["400"] = json_response(
+        ref(error),
+        _ERRORS["400"] + " Also: the backend cannot count tokens.",
+        _REQUEST_ID_HEADER,
+    )
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "description": "Counts the prompt exactly as a generation of the same request would "
+        "prefill it (chat template and tools included).",
+        "tags": [tag],
+        "parameters": parameters or [],
+        "requestBody": {"required": True, "content": {_JSON: {"schema": ref(request)}}},
+        "responses": {
+            "200": json_response(ref(response), "The count.", _REQUEST_ID_HEADER),
+            **errors,
+        },
+    }
+
+
+def _gemini_model(model_id: str) -> Schema:
+    return {
+        "name": "model",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": [model_id]},
+    }
+
+
 def _gemini(model_id: str, version: str, action: str, streamed: bool) -> Schema:
     streams = _streams("GenerateContentResponse", "GeminiError")
     content = streams if streamed else {_JSON: {"schema": ref("GenerateContentResponse")}}
@@ -330,15 +399,7 @@ def _gemini(model_id: str, version: str, action: str, streamed: bool) -> Schema:
         "summary": f"Gemini {action} ({version}).",
         "description": "The model may also be given as `models/{model}`." + note,
         "tags": ["gemini"],
-        "parameters": [
-            {
-                "name": "model",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "string", "enum": [model_id]},
-            },
-            *_REQUEST_HEADERS,
-        ],
+        "parameters": [_gemini_model(model_id), *_REQUEST_HEADERS],
         "requestBody": {
             "required": True,
             "content": {_JSON: {"schema": ref("GenerateContentRequest")}},

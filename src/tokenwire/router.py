@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tokenwire._auth_gate import AuthGate
 from tokenwire.access_log import AccessLog
 from tokenwire.auth import ApiKeys, ConcurrencyLimit
+from tokenwire.count_route import CountRoute
 from tokenwire.dialect_route import DialectRoute
 from tokenwire.dialects.openai_chat import OpenAIChatDialect
 from tokenwire.endpoint import Endpoint, Transport
@@ -36,6 +37,7 @@ from tokenwire.interfaces import (
     ObservesLoad,
     ReportsLoad,
     ServesRoutes,
+    ServesTokenCounts,
 )
 from tokenwire.limits import Limits
 from tokenwire.middlewares.tool_calls import ToolCallParserMiddleware
@@ -59,7 +61,14 @@ DEFAULT_DIALECTS = (
 # First match wins: SSE takes any HTTP request, so it goes last.
 DEFAULT_TRANSPORTS = ("websocket", "ndjson", "sse")
 # Open even when API keys are on: probes, scrapers and the playground page.
-DEFAULT_PUBLIC_PATHS = ("/health/live", "/health/ready", "/metrics", "/", "/openapi.json")
+DEFAULT_PUBLIC_PATHS = (
+    "/health",
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+    "/",
+    "/openapi.json",
+)
 
 
 def _load(kind: str, item: Any) -> Any:
@@ -198,6 +207,7 @@ def build_router(
         return JSONResponse(model_card())
 
     routes: list[BaseRoute] = [
+        Route("/health", ready, methods=["GET"]),  # what load tools probe (guidellm)
         Route("/health/live", live, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),
         Route("/v1/models", list_models, methods=["GET"]),
@@ -209,6 +219,14 @@ def build_router(
 
         routes.extend(playground_routes())
     dialect_routes: list[tuple[BaseRoute, Endpoint]] = []
+    for endpoint in endpoints.values():
+        # Token counts first: a dialect's stream paths may match them too (Gemini's).
+        if isinstance(endpoint.dialect, ServesTokenCounts):
+            count_app = CountRoute(endpoint, endpoint.dialect, host)
+            for path in endpoint.dialect.count_routes:
+                counted = Route(path, count_app)
+                routes.append(counted)
+                dialect_routes.append((counted, endpoint))
     for endpoint in endpoints.values():
         route_app = DialectRoute(endpoint, transport_list, host, concurrency)
         for path in endpoint.dialect.routes:

@@ -9,7 +9,7 @@ from tokenwire.backends._echo_agent import example_from_schema
 from tokenwire.backends.echo import EchoBackend, split_words
 from tokenwire.completion import Completion, CompletionBuilder
 from tokenwire.errors import InvalidRequestError
-from tokenwire.events import Event, TokenLogprob, ToolCallDelta
+from tokenwire.events import Event, Progress, TokenLogprob, ToolCallDelta
 from tokenwire.requests import OutputConstraint, Tool, ToolChoice
 
 
@@ -18,7 +18,7 @@ async def run(backend: EchoBackend, request: GenerationRequest) -> tuple[list[st
     async for event in backend.generate(request):
         if isinstance(event, TokenDelta):
             texts.append(event.text)
-        else:
+        elif isinstance(event, Finish):
             return texts, event
     raise AssertionError("no Finish")
 
@@ -39,6 +39,17 @@ async def test_echoes_last_user_message_one_word_per_token() -> None:
     assert finish.reason == "stop"
     assert finish.usage.completion_tokens == 5
     assert finish.usage.prompt_tokens == 2 + 1 + 5
+
+
+@pytest.mark.anyio
+async def test_the_prefill_note_and_count_tokens_state_the_prompt_usage() -> None:
+    request = chat("Hello  wide 世界 👋🏽 ok")
+    backend = EchoBackend()
+    events = [event async for event in backend.generate(request)]
+    finish = events[-1]
+    assert isinstance(finish, Finish)
+    assert events[0] == Progress("prefill", finish.usage.prompt_tokens)
+    assert await backend.count_tokens(request) == finish.usage.prompt_tokens == 8
 
 
 @pytest.mark.anyio
@@ -101,7 +112,10 @@ TIME = Tool("get_time", parameters={"type": "object", "properties": {}})
 
 
 async def events_of(request: GenerationRequest) -> list[Event]:
-    return [event async for event in EchoBackend().generate(request)]
+    """The stream after its opening prefill note."""
+    events = [event async for event in EchoBackend().generate(request)]
+    assert isinstance(events[0], Progress) and events[0].phase == "prefill"
+    return events[1:]
 
 
 def built(events: list[Event]) -> Completion:

@@ -71,7 +71,7 @@ schema = schemathesis.openapi.from_dict(DOCUMENT, config=fuzz_config())
 
 def dialect_of(method: str, path: str) -> str:
     """Which dialect's error shape a request answers in (OpenAI's for tokenwire's own routes)."""
-    if path == "/v1/messages":
+    if path in ("/v1/messages", "/v1/messages/count_tokens"):
         return "anthropic"
     # Gemini's routes own every path under /v1beta/models/ and /v1/models/, but for GET and
     # HEAD on /v1/models/{model_id}, OpenAI's model card.

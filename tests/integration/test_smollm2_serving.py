@@ -87,3 +87,63 @@ def test_client_disconnect_frees_the_slot(smollm2: tuple[str, OnnxBackend]) -> N
     while backend.stats.running and time.monotonic() < deadline:
         time.sleep(0.01)
     assert backend.stats.running == 0
+
+
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "The current weather in a city.",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+@pytest.mark.parametrize("tools", [[], [WEATHER_TOOL]], ids=["plain", "tools"])
+def test_anthropic_count_tokens_is_exactly_the_prefill(
+    smollm2: tuple[str, OnnxBackend],
+    tools: list[dict[str, object]],
+    request: pytest.FixtureRequest,
+) -> None:
+    url, backend = smollm2
+    client = anthropic.Anthropic(base_url=url, api_key="x", max_retries=0)
+    request.addfinalizer(client.close)
+    asked: dict[str, object] = {
+        "model": backend.model_id,
+        "system": "You are a helpful assistant.",
+        "messages": [{"role": "user", "content": "What is the weather in Tokyo? 東京 👋"}],
+    }
+    if tools:
+        asked["tools"] = tools
+    counted = client.messages.count_tokens(**asked)  # type: ignore[arg-type]
+    with client.messages.stream(max_tokens=4, **asked) as stream:  # type: ignore[arg-type]
+        events = list(stream)
+        final = stream.get_final_message()
+    # Anthropic's input_tokens leaves out cache reads; a count is the whole prompt.
+    cached = final.usage.cache_read_input_tokens or 0
+    assert counted.input_tokens == final.usage.input_tokens + cached > 20
+    start = events[0]
+    assert start.type == "message_start"
+    assert start.message.usage.input_tokens == final.usage.input_tokens
+    assert (start.message.usage.cache_read_input_tokens or 0) == cached
+    if tools:  # the tool prompt is counted, as it is prefilled
+        plain = client.messages.count_tokens(
+            model=backend.model_id,
+            system=asked["system"],
+            messages=asked["messages"],  # type: ignore[arg-type]
+        )
+        assert counted.input_tokens > plain.input_tokens + 50
+
+
+def test_gemini_count_tokens_is_exactly_the_prefill(
+    smollm2: tuple[str, OnnxBackend], request: pytest.FixtureRequest
+) -> None:
+    url, backend = smollm2
+    client = genai.Client(api_key="x", http_options=types.HttpOptions(base_url=url))
+    request.addfinalizer(client.close)
+    contents = "Name the capital city of France."
+    counted = client.models.count_tokens(model=backend.model_id, contents=contents)
+    reply = client.models.generate_content(
+        model=backend.model_id,
+        contents=contents,
+        config=types.GenerateContentConfig(max_output_tokens=4),
+    )
+    assert reply.usage_metadata is not None
+    assert counted.total_tokens == reply.usage_metadata.prompt_token_count > 5

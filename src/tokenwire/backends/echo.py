@@ -28,6 +28,7 @@ from tokenwire.events import (
     Event,
     Finish,
     FinishReason,
+    Progress,
     TokenDelta,
     ToolCallDelta,
     Usage,
@@ -72,18 +73,14 @@ class EchoBackend:
     async def close(self) -> None:
         return None
 
+    async def count_tokens(self, request: GenerationRequest) -> int:
+        """The prompt's words, as `generate` counts them in its usage."""
+        return _read_prompt(request)[2]
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
         check_supported(request)
-        if request.messages is not None:
-            # Each message is split once: the echoed one is also counted in the prompt.
-            split = [(m.role, m.content, split_words(m.content)) for m in request.messages]
-            users = [(text, words) for role, text, words in split if role == "user"]
-            text, echoed = users[-1] if users else ("", [])
-            prompt_tokens = sum(len(words) for _, _, words in split)
-        else:
-            text = request.prompt or ""
-            echoed = split_words(text)
-            prompt_tokens = len(echoed)
+        text, echoed, prompt_tokens = _read_prompt(request)
+        yield Progress("prefill", prompt_tokens)
         plan = _plan(request, text, echoed)
         limit = request.max_tokens
         if limit is None:
@@ -117,6 +114,19 @@ class EchoBackend:
         if reason == "stop" and any(step.kind == "call" for step in steps):
             reason = "tool_calls"
         yield Finish(reason, Usage(prompt_tokens, len(steps)))
+
+
+def _read_prompt(request: GenerationRequest) -> tuple[str, list[str], int]:
+    """The text to echo, its words, and the prompt's size in words (every message's)."""
+    if request.messages is None:
+        text = request.prompt or ""
+        echoed = split_words(text)
+        return text, echoed, len(echoed)
+    # Each message is split once: the echoed one is also counted in the prompt.
+    split = [(m.role, m.content, split_words(m.content)) for m in request.messages]
+    users = [(text, words) for role, text, words in split if role == "user"]
+    text, echoed = users[-1] if users else ("", [])
+    return text, echoed, sum(len(words) for _, _, words in split)
 
 
 def _plan(request: GenerationRequest, text: str, echoed: list[str]) -> list[_Step]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tokenwire.completion import Completion
@@ -16,7 +16,7 @@ from tokenwire.dialects import _validate as v
 from tokenwire.dialects._anthropic_blocks import parse_agent_fields, parse_messages
 from tokenwire.dialects._wire import id_tail, payload
 from tokenwire.errors import GenerationError, TokenwireError
-from tokenwire.events import Event, Finish, TokenDelta, ToolCallDelta, Usage
+from tokenwire.events import Event, Finish, Progress, TokenDelta, ToolCallDelta, Usage
 from tokenwire.interfaces import ErrorBody, Payload
 from tokenwire.requests import ChatMessage, GenerationRequest, ToolCall
 
@@ -45,6 +45,7 @@ class AnthropicDialect:
 
     name: str = "anthropic"
     routes: Sequence[str] = ("/v1/messages",)
+    count_routes: Sequence[str] = ("/v1/messages/count_tokens",)
     sse_fields: bool = True
     keepalive: Payload | None = Payload('{"type": "ping"}', event="ping")
 
@@ -57,16 +58,10 @@ class AnthropicDialect:
             InvalidRequestError: a field is missing, of the wrong type or out of range.
             NotFoundError: the body names a model other than `model_id`.
         """
-        body = v.as_object(body, "body")
-        model = v.as_str(v.require(body, "model"), "model")
-        v.check_model(model, model_id)
+        request = self.parse_count(body, path_params, request_id, model_id)
         # Required by this API, unlike OpenAI's.
         v.require(body, "max_tokens")
         max_tokens = v.max_tokens(body, "max_tokens")
-        messages = parse_messages(v.require(body, "messages"))
-        system = body.get("system")
-        if system is not None:
-            messages = (ChatMessage("system", _text(system, "system")), *messages)
         temperature = v.optional_number(body, "temperature", minimum=0, maximum=1)
         top_p = v.optional_number(body, "top_p", minimum=0, maximum=1, exclusive_minimum=True)
         top_k = v.optional_int(body, "top_k", minimum=0, maximum=v.MAX_TOKENS_LIMIT)
@@ -76,15 +71,38 @@ class AnthropicDialect:
             max_count=MAX_STOP_SEQUENCES,
             allow_string=False,
         )
-        agent = parse_agent_fields(body)
-        request = GenerationRequest(
-            model=model,
-            messages=messages,
+        request = replace(
+            request,
             max_tokens=max_tokens,
             temperature=temperature,
             top_p=top_p,
             top_k=top_k,
             stop=stop,
+        )
+        stream = bool(v.optional_bool(body, "stream"))
+        return AnthropicExchange(request, stream, f"msg_{id_tail(request_id)}")
+
+    def parse_count(
+        self, body: Any, path_params: Mapping[str, str], request_id: str, model_id: str
+    ) -> GenerationRequest:
+        """Validate what a Messages request (or a token count) says of the prompt: the
+        model, the messages, the system prompt, the tools and the other agent fields.
+
+        Raises:
+            InvalidRequestError: a field is missing, of the wrong type or out of range.
+            NotFoundError: the body names a model other than `model_id`.
+        """
+        body = v.as_object(body, "body")
+        model = v.as_str(v.require(body, "model"), "model")
+        v.check_model(model, model_id)
+        messages = parse_messages(v.require(body, "messages"))
+        system = body.get("system")
+        if system is not None:
+            messages = (ChatMessage("system", _text(system, "system")), *messages)
+        agent = parse_agent_fields(body)
+        return GenerationRequest(
+            model=model,
+            messages=messages,
             request_id=request_id,
             tools=agent.tools,
             tool_choice=agent.tool_choice,
@@ -92,8 +110,9 @@ class AnthropicDialect:
             constraint=agent.constraint,
             reasoning=agent.reasoning,
         )
-        stream = bool(v.optional_bool(body, "stream"))
-        return AnthropicExchange(request, stream, f"msg_{id_tail(request_id)}")
+
+    def render_count(self, tokens: int) -> Mapping[str, Any]:
+        return {"input_tokens": tokens}
 
     def render_error(self, error: TokenwireError) -> ErrorBody:
         return ErrorBody(error.status_code, _error_document(error), {})
@@ -194,11 +213,17 @@ class AnthropicExchange:
     _block: str | None = field(default=None, init=False)
     _index: int = field(default=-1, init=False)
     _call: int = field(default=-1, init=False)
+    # The prompt's counts from the backend's prefill note, for message_start.
+    _prompt: Usage = field(default=Usage(), init=False)
+
+    def observe_progress(self, event: Progress) -> None:
+        if event.prompt_tokens is not None:
+            self._prompt = Usage(event.prompt_tokens, 0, event.cached_prompt_tokens)
 
     def open(self) -> Sequence[Payload]:
-        # Usage is known only at the Finish, so message_start carries zeros and the
-        # message_delta carries the real counts: the SDK's accumulator takes input_tokens
-        # and cache_read_input_tokens from message_delta when present.
+        # The prompt's counts as the backend stated them before the first token (zeros from
+        # a backend that does not): the API reports them here, and clients that track their
+        # context read them. message_delta repeats them with the output count.
         message: dict[str, Any] = {
             "id": self.id,
             "type": "message",
@@ -207,7 +232,7 @@ class AnthropicExchange:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "usage": _usage(self._prompt),
         }
         return [payload({"type": "message_start", "message": message}, "message_start")]
 

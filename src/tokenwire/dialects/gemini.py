@@ -45,6 +45,11 @@ class GeminiDialect:
     name: str = "gemini"
     # google-genai calls /v1 unless asked for another API version.
     routes: Sequence[str] = ("/v1beta/models/{target:path}", "/v1/models/{target:path}")
+    # Matched before `routes`, which would take these paths too.
+    count_routes: Sequence[str] = (
+        "/v1beta/models/{model:path}:countTokens",
+        "/v1/models/{model:path}:countTokens",
+    )
     # google-genai parses every SSE line that is not `data: ` as JSON: no ids, events or
     # comments may reach it.
     sse_fields: bool = False
@@ -61,19 +66,28 @@ class GeminiDialect:
         """
         model, stream = _parse_target(path_params.get("target", ""))
         v.check_model(model, model_id)
-        body = v.as_object(body, "body")
-        messages = parse_contents(v.require(body, "contents"))
-        system = get(body, "systemInstruction", "system_instruction")
-        if system is not None:
-            text = system if isinstance(system, str) else content_text(system, "systemInstruction")
-            messages = (ChatMessage("system", text), *messages)
-        config = get(body, "generationConfig", "generation_config")
-        config = {} if config is None else v.as_object(config, "generationConfig")
-        agent = parse_agent_config(body, config)
-        request = _build_request(
-            config, agent, model=model, messages=messages, request_id=request_id
-        )
+        request, agent = _parse_body(body, model, request_id)
         return GeminiExchange(request, stream, id_tail(request_id), agent.include_thoughts)
+
+    def parse_count(
+        self, body: Any, path_params: Mapping[str, str], request_id: str, model_id: str
+    ) -> GenerationRequest:
+        """Validate a countTokens request: `contents` and whatever else a generateContent
+        body may say of the prompt (`systemInstruction`, `tools`), validated alike.
+
+        Raises:
+            InvalidRequestError: a field is missing, of the wrong type or out of range.
+            NotFoundError: the path names another model.
+        """
+        model = path_params.get("model", "").removeprefix("models/")
+        v.check_model(model, model_id)
+        return _parse_body(body, model, request_id)[0]
+
+    def render_count(self, tokens: int) -> Mapping[str, Any]:
+        return {
+            "totalTokens": tokens,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}],
+        }
 
     def render_error(self, error: TokenwireError) -> ErrorBody:
         return ErrorBody(error.status_code, _error_document(error), {})
@@ -91,6 +105,21 @@ def _parse_target(target: str) -> tuple[str, bool]:
             param="path",
         )
     return model, _ACTIONS[action]
+
+
+def _parse_body(body: Any, model: str, request_id: str) -> tuple[GenerationRequest, AgentConfig]:
+    """A generateContent body (or a countTokens one) as the request it asks for."""
+    body = v.as_object(body, "body")
+    messages = parse_contents(v.require(body, "contents"))
+    system = get(body, "systemInstruction", "system_instruction")
+    if system is not None:
+        text = system if isinstance(system, str) else content_text(system, "systemInstruction")
+        messages = (ChatMessage("system", text), *messages)
+    config = get(body, "generationConfig", "generation_config")
+    config = {} if config is None else v.as_object(config, "generationConfig")
+    agent = parse_agent_config(body, config)
+    request = _build_request(config, agent, model=model, messages=messages, request_id=request_id)
+    return request, agent
 
 
 def _build_request(

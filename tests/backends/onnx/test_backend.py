@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from contextlib import aclosing
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -22,7 +23,7 @@ from tokenwire.errors import (
     ServiceUnavailableError,
 )
 from tokenwire.events import Finish, Progress, TokenDelta
-from tokenwire.requests import ChatMessage, GenerationRequest
+from tokenwire.requests import ChatMessage, GenerationRequest, Tool
 
 pytestmark = pytest.mark.anyio
 
@@ -227,7 +228,7 @@ async def test_closing_a_stream_mid_prefill_frees_its_slot(model_dir: Path) -> N
     async with running(model_dir, max_batch=2, prefill_chunk=2) as backend:
         async with aclosing(backend.generate(request(long_prompt, 4))) as stream:
             async for event in stream:
-                if event == Progress("prefill"):
+                if isinstance(event, Progress) and event.phase == "prefill":
                     break
             await anyio.sleep(0.01)
             assert backend.stats.prefilling == 1
@@ -429,3 +430,20 @@ async def test_the_servers_budget_is_cut_to_the_room_left_not_refused(model_dir:
         assert usage.prompt_tokens + usage.completion_tokens == 40
     assert budgeted.ids == unnamed.ids[:3]
     assert named.ids == unnamed.ids[:5]  # the client's own max_tokens wins over the budget
+
+
+async def test_count_tokens_and_the_prefill_note_state_the_prompt_usage(model_dir: Path) -> None:
+    messages = (ChatMessage("system", "Be brief."), ChatMessage("user", "Hello there"))
+    chat = GenerationRequest(model="tiny", messages=messages, max_tokens=4)
+    async with running(model_dir) as backend:
+        for asked in (request(PROMPT, 4), chat):
+            counted = await backend.count_tokens(asked)
+            result = await collect(backend, asked)
+            notes = [e for e in result.events if isinstance(e, Progress)]
+            prefill = next(e for e in notes if e.phase == "prefill")
+            assert counted == prefill.prompt_tokens == result.finish.usage.prompt_tokens
+            assert prefill.cached_prompt_tokens == result.finish.usage.cached_prompt_tokens
+        # Tools are described in a system turn (here past this tiny context): counted too.
+        tool = Tool("get_weather", "The weather.", {"type": "object", "properties": {}})
+        with_tools = await backend.count_tokens(replace(chat, tools=(tool,)))
+        assert with_tools > await backend.count_tokens(chat) + 20

@@ -12,7 +12,7 @@ import pytest
 
 from tests.backends.onnx._helpers import Result, collect, request, running
 from tokenwire.backends.onnx import OnnxBackend
-from tokenwire.events import Finish, TokenDelta
+from tokenwire.events import Finish, Progress, TokenDelta
 from tokenwire.middlewares.prompt_cache import PromptCacheMiddleware
 from tokenwire.prompt_cache import PromptCache
 from tokenwire.requests import ChatMessage, GenerationRequest
@@ -216,3 +216,22 @@ async def test_without_a_cache_nothing_is_reported_cached(model_dir: Path) -> No
     async with running(model_dir) as backend:
         results = [await collect(backend, request("Numbers: 1 2 3", 4)) for _ in range(2)]
     assert [r.finish.usage.cached_prompt_tokens for r in results] == [0, 0]
+
+
+async def test_the_prefill_note_counts_the_cached_prefix_as_the_usage_does(
+    model_dir: Path,
+) -> None:
+    prompt = "Once upon a time there was a tiny robot"
+    async with running(model_dir) as backend:
+        middleware = PromptCacheMiddleware(
+            backend.generate, cache=PromptCache(max_bytes=1 << 24, block_tokens=4)
+        )
+        await through(middleware, request(prompt, 2))
+        hit = await through(middleware, request(prompt, 2))
+    usage = hit.finish.usage
+    prefill = next(e for e in hit.events if isinstance(e, Progress) and e.phase == "prefill")
+    assert usage.cached_prompt_tokens > 0
+    assert (prefill.prompt_tokens, prefill.cached_prompt_tokens) == (
+        usage.prompt_tokens,
+        usage.cached_prompt_tokens,
+    )

@@ -313,27 +313,45 @@ class OnnxBackend:
             self.manifest.sampling_defaults,
         )
 
+    async def count_tokens(self, request: GenerationRequest) -> int:
+        """The tokens `generate` would prefill for `request` (its context limits aside).
+
+        Raises:
+            ServiceUnavailableError: the backend is not started.
+            InvalidRequestError: the model has no chat template for messages, or the
+                template rejected them.
+        """
+        if self.tokenizer is None:
+            raise ServiceUnavailableError("The ONNX backend is not started.")
+        return len(self._prompt_ids(request))
+
+    def _prompt_ids(self, request: GenerationRequest) -> list[int]:
+        """The prompt as the model reads it: messages through the chat template, with the
+        tools offered (described in a system turn when the template has no tools of its
+        own), or the raw prompt with the tokenizer's special tokens."""
+        tokenizer = self.tokenizer
+        assert tokenizer is not None
+        if request.messages is None:
+            return list(tokenizer.encode(request.prompt or "", add_special_tokens=True).ids)
+        if self.chat_template is None:
+            raise InvalidRequestError(
+                f"Model {self.model_id!r} has no chat template; send a raw prompt instead.",
+                param="messages",
+            )
+        # tool_choice "none": the model is not told of the tools (it cannot call them).
+        tools = request.tools if request.tool_choice.mode != "none" else ()
+        if self.chat_template.uses_tools:
+            text = self.chat_template.render(request.messages, tools)
+        else:
+            text = self.chat_template.render(render_tool_turns(request.messages, tools))
+        return list(tokenizer.encode(text, add_special_tokens=False).ids)
+
     def _prepare(
         self, request: GenerationRequest, constraint: TokenConstraint | None = None
     ) -> Generation:
         tokenizer = self.tokenizer
         assert tokenizer is not None
-        if request.messages is not None:
-            if self.chat_template is None:
-                raise InvalidRequestError(
-                    f"Model {self.model_id!r} has no chat template; send a raw prompt instead.",
-                    param="messages",
-                )
-            # tool_choice "none": the model is not told of the tools (it cannot call them).
-            tools = request.tools if request.tool_choice.mode != "none" else ()
-            if self.chat_template.uses_tools:
-                text = self.chat_template.render(request.messages, tools)
-            else:
-                text = self.chat_template.render(render_tool_turns(request.messages, tools))
-            ids = tokenizer.encode(text, add_special_tokens=False).ids
-        else:
-            ids = tokenizer.encode(request.prompt or "", add_special_tokens=True).ids
-        prompt = np.asarray(ids, dtype=np.int64)
+        prompt = np.asarray(self._prompt_ids(request), dtype=np.int64)
         if len(prompt) == 0:
             raise InvalidRequestError("The prompt is empty.", param="prompt")
         if len(prompt) >= self.context_length:

@@ -189,6 +189,8 @@ class DecodeLoop:
             self.runner.release(slot)
         for generation in self.scheduler.admit():
             self._match_prefix(generation)
+            # Noted once the cached prefix is known, so the note's counts match the usage.
+            generation.note("prefill")
 
     def _match_prefix(self, generation: Generation) -> None:
         cache = generation.prompt_cache

@@ -81,14 +81,14 @@ class Scheduler:
             generation.retire()
 
     def admit(self) -> list[Generation]:
-        """Give free slots to waiting requests, in arrival order; returns those admitted."""
+        """Give free slots to waiting requests, in arrival order; returns those admitted
+        (the caller notes their prefill, once it knows their cached prefix)."""
         admitted = []
         while self.waiting and self._free:
             generation = self.waiting.popleft()
             generation.slot = heapq.heappop(self._free)
             generation.phase = Phase.PREFILLING
             self.prefilling.append(generation)
-            generation.note("prefill")
             admitted.append(generation)
         return admitted
 

@@ -82,11 +82,17 @@ class Finish:
 class Progress:
     """A backend's note that a request entered a phase: queued, prefill, or decode.
 
-    Optional: backends that have no queue need not send it. Middlewares read it (queue time,
-    prefill time, the phase a cancellation hit); transports and dialects never see it.
+    Optional, but the first one also says the backend accepted the request (it is
+    *admitted*), which lets the transport start the response before the first token (see
+    `tokenwire.stream_start`). Middlewares read it (queue time, prefill time, the phase a
+    cancellation hit); a client that asked for progress gets it as a payload. In the prefill
+    phase `done` and `total` may count the prompt tokens prefilled so far (cached ones
+    included) and in all; a backend that prefills in chunks sends one per chunk.
     """
 
     phase: PhaseName
+    done: int | None = None
+    total: int | None = None
 
 
 Event = TokenDelta | ToolCallDelta | Finish | Progress

@@ -176,9 +176,13 @@ class Generation:
             self.stop_after = self.sampled
 
     def note(self, phase: PhaseName) -> None:
-        """Tell middlewares the request entered `phase` (dropped if the consumer lags)."""
+        """Tell middlewares the request entered `phase` (dropped if the consumer lags); a
+        prefill note counts the prompt tokens prefilled so far."""
         if self._send.statistics().current_buffer_used < STREAM_BUFFER - _RESERVED:
-            self._put(Progress(phase))
+            if phase == "prefill":
+                self._put(Progress(phase, self.prefilled, self.prompt_tokens))
+            else:
+                self._put(Progress(phase))
 
     def accept(self, token_id: int) -> None:
         """Take one sampled token: stream its text, and finish on EOS, a stop string or length."""

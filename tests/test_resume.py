@@ -238,7 +238,10 @@ def test_a_stream_dropped_while_queued_after_early_headers_resumes_from_its_star
     backend = QueuedBackend(words, queued_for=1.0)
     with running_server(queued_app(backend, early_headers_after=0.05)) as url:
         with httpx.stream(
-            "POST", f"{url}/v1/chat/completions", json=chat("queued"), headers={"x-request-id": "q-1"}
+            "POST",
+            f"{url}/v1/chat/completions",
+            json=chat("queued"),
+            headers={"x-request-id": "q-1"},
         ) as response:
             assert response.status_code == 200
             assert response.headers["x-request-id"] == "q-1"

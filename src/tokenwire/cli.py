@@ -116,9 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
         public_paths=public_paths,
         cors_origins=config.cors_origins,
         keepalive_seconds=config.keepalive_seconds,
-        early_headers_after=(
-            None if math.isinf(config.early_headers_after) else config.early_headers_after
-        ),
+        early_headers_after=config.early_headers_delay(),
         playground=config.playground,
         resume=None if config.resume_grace is None else ResumeConfig(config.resume_grace),
     )

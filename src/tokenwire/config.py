@@ -71,6 +71,10 @@ class ServeConfig:
         if not 0 < self.keepalive_seconds < math.inf:
             raise ValueError(f"keepalive_seconds must be > 0, got {self.keepalive_seconds}")
 
+    def early_headers_delay(self) -> float | None:
+        """`create_app`'s `early_headers_after`: None (never) for `inf`."""
+        return None if math.isinf(self.early_headers_after) else self.early_headers_after
+
     def limits(self) -> Limits:
         """The request and stream limits these settings give."""
         values = {f.name: getattr(self, f.name) for f in fields(Limits)}

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests._support.asgi import sse_events
-from tests._support.backends import ScriptedBackend
+from tests._support.backends import QueuedBackend, ScriptedBackend
 from tests._support.server import running_server
 from tokenwire import ResumeConfig, create_app
 
@@ -222,3 +222,50 @@ def test_a_resumed_tool_call_stream_replays_byte_for_byte() -> None:
         return re.sub(rb'"created":\d+', b'"created":0', raw.replace(b"dropped", b"unbroken"))
 
     assert same(resumed) == same(whole)
+
+
+def queued_app(backend: QueuedBackend, early_headers_after: float | None):  # type: ignore[no-untyped-def]
+    return create_app(
+        backend,
+        resume=ResumeConfig(grace_seconds=3),
+        keepalive_seconds=0.1,
+        early_headers_after=early_headers_after,
+    )
+
+
+def test_a_stream_dropped_while_queued_after_early_headers_resumes_from_its_start() -> None:
+    words = [" a", " b", " c"]
+    backend = QueuedBackend(words, queued_for=1.0)
+    with running_server(queued_app(backend, early_headers_after=0.05)) as url:
+        with httpx.stream(
+            "POST",
+            f"{url}/v1/chat/completions",
+            json=chat("queued"),
+            headers={"x-request-id": "q-1"},
+        ) as response:
+            assert response.status_code == 200
+            assert response.headers["x-request-id"] == "q-1"
+            assert next(response.iter_bytes()).startswith(b": keep-alive")
+        # Dropped while still queued: no payload, no Last-Event-ID, but the client has the id.
+        time.sleep(0.2)
+        with httpx.stream("GET", f"{url}/v1/streams/q-1") as response:
+            assert response.status_code == 200
+            events = [e for e in read_events(response) if "data" in e]
+    assert content(events) == "".join(words)
+    assert [e["id"] for e in events] == [f"q-1:{i}" for i in range(len(events))]
+    assert backend.cancelled == 0
+
+
+def test_a_stream_dropped_while_queued_without_early_headers_is_cancelled_at_once() -> None:
+    backend = QueuedBackend([" a"], queued_for=1.0)
+    with running_server(queued_app(backend, early_headers_after=None)) as url:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                f"{url}/v1/chat/completions",
+                json=chat("queued"),
+                headers={"x-request-id": "q-2"},
+                timeout=httpx.Timeout(5, read=0.3),
+            )
+        time.sleep(0.2)
+        assert httpx.get(f"{url}/v1/streams/q-2").status_code == 404
+    assert backend.cancelled == 1

@@ -39,6 +39,7 @@ def create_app(
     public_paths: Iterable[str] = DEFAULT_PUBLIC_PATHS,
     cors_origins: Sequence[str] = (),
     keepalive_seconds: float = 15.0,
+    early_headers_after: float | None = 1.0,
     playground: bool = True,
     resume: ResumeConfig | None = None,
 ) -> Starlette:
@@ -58,7 +59,11 @@ def create_app(
         api_keys: accepted API keys; none means no auth.
         public_paths: paths that need no key even when keys are set.
         cors_origins: origins allowed to call from browsers (CORS is off when empty).
-        keepalive_seconds: idle time before an SSE keep-alive is sent.
+        keepalive_seconds: idle time before a keep-alive is sent (SSE comment or the
+            dialect's ping, an NDJSON `{"type":"keepalive"}` line, a WebSocket message).
+        early_headers_after: seconds a request the backend admitted may wait for its first
+            token before the response starts with headers and keep-alives, so proxies keep
+            the connection (0: at admission; None: never). A failure after that is in band.
         playground: serve the playground page at `/`.
         resume: make OpenAI and Anthropic SSE streams resumable (off when None).
     """
@@ -72,6 +77,7 @@ def create_app(
         api_keys=api_keys,
         public_paths=public_paths,
         keepalive_seconds=keepalive_seconds,
+        early_headers_after=early_headers_after,
         playground=playground,
         resume=resume,
     )

@@ -7,6 +7,7 @@ import functools
 import inspect
 import logging
 import logging.config
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -93,6 +94,8 @@ def load_config(args: argparse.Namespace) -> ServeConfig:
         slow_client_policy=args.slow_client_policy,
         send_timeout_seconds=args.send_timeout,
         send_buffer_bytes=args.send_buffer_bytes,
+        early_headers_after=args.early_headers_after,
+        keepalive_seconds=args.keepalive,
     )
 
 
@@ -113,6 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
         public_paths=public_paths,
         cors_origins=config.cors_origins,
         keepalive_seconds=config.keepalive_seconds,
+        early_headers_after=config.early_headers_delay(),
         playground=config.playground,
         resume=None if config.resume_grace is None else ResumeConfig(config.resume_grace),
     )
@@ -133,6 +137,26 @@ def _plugins(args: argparse.Namespace) -> int:
         for name, target in list_plugins(kind).items():
             print(f"  {name:<20} {target}")
     return 0
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _delay_seconds(text: str) -> float:
+    """Seconds >= 0, or "off" (infinity: never)."""
+    if text.strip().lower() == "off":
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0 or 'off'")
+    return value
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -229,6 +253,20 @@ def make_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="bytes a stream may hold for a slow client (default: 65536)",
+    )
+    serve.add_argument(
+        "--keepalive",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="idle seconds before a stream sends a keep-alive (default: 15); keep it below "
+        "every proxy's idle timeout",
+    )
+    serve.add_argument(
+        "--early-headers-after",
+        type=_delay_seconds,
+        metavar="SECONDS",
+        help="an admitted request that waits this long for its first token gets its headers "
+        "and keep-alives at once (0: at admission; 'off': never; default: 1)",
     )
     serve.add_argument("--no-playground", action="store_true", help="do not serve the page at /")
     serve.set_defaults(handler=_serve)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -45,6 +46,8 @@ class ServeConfig:
     playground: bool = True
     resume_grace: float | None = None
     keepalive_seconds: float = 15.0
+    # `inf` (TOML `inf`, flag `off`): never start a response before its first payload.
+    early_headers_after: float = 1.0
     log_level: str = "info"
     log_format: str = "text"
     drain_grace: float = 20.0
@@ -58,6 +61,19 @@ class ServeConfig:
             + ", ".join(f"{f.name}={getattr(shown, f.name)!r}" for f in fields(self))
             + ")"
         )
+
+    def __post_init__(self) -> None:
+        if not self.early_headers_after >= 0:
+            raise ValueError(
+                f"early_headers_after must be >= 0 seconds (inf: never), "
+                f"got {self.early_headers_after}"
+            )
+        if not 0 < self.keepalive_seconds < math.inf:
+            raise ValueError(f"keepalive_seconds must be > 0, got {self.keepalive_seconds}")
+
+    def early_headers_delay(self) -> float | None:
+        """`create_app`'s `early_headers_after`: None (never) for `inf`."""
+        return None if math.isinf(self.early_headers_after) else self.early_headers_after
 
     def limits(self) -> Limits:
         """The request and stream limits these settings give."""

@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -39,6 +39,7 @@ from tokenwire.limits import Limits
 from tokenwire.pipeline import closing
 from tokenwire.requests import GenerationRequest
 from tokenwire.send_buffers import SendBuffers
+from tokenwire.stream_start import StreamStart
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -48,11 +49,17 @@ logger = logging.getLogger("tokenwire")
 
 @dataclass(slots=True)
 class Call:
-    """One accepted request: its exchange (dialect state) and the pipeline it runs through."""
+    """One accepted request: its exchange (dialect state) and the pipeline it runs through.
+
+    `start` is shared with the transport until the first payload (see `StreamStart`);
+    `progress` is True when the client asked for progress payloads before the first token.
+    """
 
     exchange: Exchange
     generate: Generate
     request: GenerationRequest
+    start: StreamStart = field(default_factory=StreamStart)
+    progress: bool = False
 
     @property
     def stream(self) -> bool:
@@ -66,24 +73,39 @@ class Call:
         of its own, e.g. to merge deltas for a slow client).
 
         The first backend event is awaited before anything is yielded, so a failure before
-        the first token raises (and becomes a real HTTP error); a failure after it becomes
-        the dialect's in-band error payloads and ends the stream cleanly.
+        the first token raises (and becomes a real HTTP error) — unless the transport
+        committed to the response early (`StreamStart.commit`) or a progress payload went
+        out; a failure after that becomes the dialect's in-band error payloads and ends the
+        stream cleanly.
         """
         exchange = self.exchange
+        start = self.start
         if events is None:
             events = self.generate(self.request)
+        sent_progress = False
         async with closing(events):
             observer = exchange if isinstance(exchange, ObservesProgress) else None
+            error: TokenwireError | None = None
             try:
                 first = await events.__anext__()
                 while isinstance(first, Progress):
+                    start.admit()
                     if observer is not None:
                         observer.observe_progress(first)
+                    if self.progress:
+                        sent_progress = True
+                        yield progress_payload(first)
                     first = await events.__anext__()
             except StopAsyncIteration:
-                raise _no_finish(self.request) from None
+                error = _no_finish(self.request)
             except Exception as exc:
-                raise _log_failure(self.request, exc) from exc
+                error = _log_failure(self.request, exc)
+            if error is not None:
+                if not sent_progress and not start.fail_early():
+                    raise error
+                for payload in exchange.fail(error):
+                    yield payload
+                return
             for payload in exchange.open():
                 yield payload
             for payload in exchange.render(first):
@@ -116,6 +138,20 @@ class Call:
             except Exception as exc:
                 raise _log_failure(self.request, exc) from exc
         raise _no_finish(self.request)
+
+
+PROGRESS_EVENT = "progress"
+
+
+def progress_payload(progress: Progress) -> Payload:
+    """The payload a client that asked for progress gets for `progress` (any dialect):
+    `{"type": "progress", "phase": ..., "done": ..., "total": ...}` (counts when known)."""
+    document: dict[str, object] = {"type": "progress", "phase": progress.phase}
+    if progress.done is not None:
+        document["done"] = progress.done
+    if progress.prompt_tokens is not None:
+        document["total"] = progress.prompt_tokens
+    return Payload(json.dumps(document, separators=(",", ":")), event=PROGRESS_EVENT)
 
 
 def parse_timeout(value: object, field: str) -> float:
@@ -181,6 +217,10 @@ class Endpoint:
     model_id: str
     limits: Limits = Limits()
     keepalive_seconds: float = 15.0
+    # Seconds an admitted request may wait for its first payload before the response starts
+    # with headers and keep-alives (0: at admission; None: never, headers wait for the first
+    # payload). See `tokenwire.stream_start`.
+    early_headers_after: float | None = 1.0
     # Middlewares that time the first response byte (`ObservesFirstByte`).
     first_byte_observers: tuple[Callable[[GenerationRequest, float], None], ...] = ()
     # Bytes held for slow clients, shared by an app's endpoints (the buffered-bytes gauge).

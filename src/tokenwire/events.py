@@ -82,16 +82,21 @@ class Finish:
 class Progress:
     """A backend's note that a request entered a phase: queued, prefill, or decode.
 
-    Optional: backends that have no queue need not send it. Middlewares read it (queue time,
-    prefill time, the phase a cancellation hit); transports never see it, and a dialect's
-    exchange only when it declares `ObservesProgress`. A "prefill" note may state the
-    prompt's size before the first token: `prompt_tokens` (None: not stated) including
-    `cached_prompt_tokens`, as the `Finish`'s usage will count them.
+    Optional, but the first one also says the backend accepted the request (it is
+    *admitted*), which lets the transport start the response before the first token (see
+    `tokenwire.stream_start`). Middlewares read it (queue time, prefill time, the phase a
+    cancellation hit); a dialect's exchange sees the ones before the first token when it
+    declares `ObservesProgress`; a client that asked for progress gets them as payloads.
+    A "prefill" note may state the prompt's size before the first token: `prompt_tokens`
+    (None: not stated) including `cached_prompt_tokens`, as the `Finish`'s usage will count
+    them, and `done`, the prompt tokens prefilled so far (cached ones included); a backend
+    that prefills in chunks sends one note per chunk.
     """
 
     phase: PhaseName
     prompt_tokens: int | None = None
     cached_prompt_tokens: int = 0
+    done: int | None = None
 
 
 Event = TokenDelta | ToolCallDelta | Finish | Progress

@@ -113,6 +113,7 @@ def build_router(
     api_keys: Iterable[str] = (),
     public_paths: Iterable[str] = DEFAULT_PUBLIC_PATHS,
     keepalive_seconds: float = 15.0,
+    early_headers_after: float | None = 1.0,
     playground: bool = True,
     resume: ResumeConfig | None = None,
     default: ASGIApp | None = None,
@@ -169,6 +170,7 @@ def build_router(
             backend.model_id,
             limits=limits,
             keepalive_seconds=keepalive_seconds,
+            early_headers_after=early_headers_after,
             first_byte_observers=first_byte_observers,
             send_buffers=send_buffers,
         )

@@ -15,6 +15,7 @@ import anyio
 
 from tokenwire.errors import InvalidRequestError, TokenwireError
 from tokenwire.interfaces import Payload
+from tokenwire.stream_start import StreamStart
 
 
 @dataclass(eq=False, slots=True)
@@ -29,6 +30,9 @@ class StreamRecord:
     bytes: int = 0
     done: bool = False
     error: TokenwireError | None = None  # a failure before the first payload
+    # The call's start: once committed, a reader's client has the stream's id (its headers)
+    # before any payload exists.
+    start: StreamStart | None = None
     readers: int = 0
     detached_at: float | None = None
     # Made up front so a stream dropped before its producer starts is cancelled all the same.

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 import anyio
 
 from tokenwire import Event, Finish, GenerationRequest, QueueFullError, TokenDelta, Usage
+from tokenwire.events import Progress
 from tokenwire.interfaces import LoadSnapshot
 
 
@@ -95,3 +96,61 @@ class LoadedBackend(ScriptedBackend):
 
     def load(self) -> LoadSnapshot:
         return self.snapshot
+
+
+class QueuedBackend:
+    """Accepts each request (`Progress("queued")`), keeps it queued `queued_for` seconds (a
+    full batch), prefills it in `prefill_chunks` chunks (one `Progress("prefill")` each, with
+    counts), then streams `tokens` — or raises `error` where its first token would be.
+
+    `reject` raises it before anything, as a backend that refuses a request outright does.
+    Records whether its generator was closed before the end (the stream was cancelled).
+    """
+
+    model_id = "queued"
+
+    def __init__(
+        self,
+        tokens: list[str],
+        *,
+        queued_for: float,
+        prefill_chunks: int = 0,
+        prompt_tokens: int = 40,
+        token_delay: float = 0.0,
+        error: Exception | None = None,
+        reject: Exception | None = None,
+    ) -> None:
+        self.tokens, self.queued_for, self.token_delay = tokens, queued_for, token_delay
+        self.prefill_chunks, self.prompt_tokens = prefill_chunks, prompt_tokens
+        self.error, self.reject = error, reject
+        self.finished = 0
+        self.cancelled = 0
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        if self.reject is not None:
+            raise self.reject
+        done = False
+        try:
+            yield Progress("queued")
+            await anyio.sleep(self.queued_for)
+            for chunk in range(1, self.prefill_chunks + 1):
+                total = self.prompt_tokens
+                yield Progress("prefill", total, done=total * chunk // self.prefill_chunks)
+            if self.error is not None:
+                raise self.error
+            for index, token in enumerate(self.tokens):
+                if self.token_delay and index:
+                    await anyio.sleep(self.token_delay)
+                yield TokenDelta(token, (index,))
+            done = True
+            self.finished += 1
+            yield Finish("stop", Usage(self.prompt_tokens, len(self.tokens)))
+        finally:
+            if not done and self.error is None:
+                self.cancelled += 1

@@ -13,6 +13,12 @@ from tokenwire.transports._relay import cancel_on_disconnect
 from tokenwire.transports._replies import request_id_of, response_headers, send_error, send_json
 
 
+def wants_progress(scope: Scope) -> bool:
+    """Whether the client asked for progress payloads before the first token
+    (`x-tokenwire-progress: 1`)."""
+    return Headers(scope=scope).get("x-tokenwire-progress", "").strip().lower() in ("1", "true")
+
+
 async def read_body(receive: Receive, limit: int) -> bytes:
     """Read the whole request body, refusing (413) once it grows past `limit` bytes."""
     chunks: list[bytes] = []
@@ -45,6 +51,7 @@ async def open_call(
             body, scope.get("path_params", {}), request_id_of(scope), transport, timeout
         )
         scope["state"]["request"] = call.request
+        call.progress = wants_progress(scope)
     except TokenwireError as error:
         await send_error(scope, send, endpoint, error)
         return None

@@ -8,6 +8,7 @@ from starlette.types import Receive, Scope, Send
 
 from tokenwire.endpoint import Endpoint
 from tokenwire.errors import TokenwireError
+from tokenwire.stream_start import StreamStart
 from tokenwire.transports._relay import Frame, Source, relay
 from tokenwire.transports._replies import response_headers, send_error
 
@@ -59,10 +60,11 @@ async def stream_chunked(
     media_type: str,
     frame: Frame,
     keepalive: bytes | None,
+    start: StreamStart | None = None,
 ) -> None:
     """Stream a call's (or a resumed stream's) numbered payloads as one chunked HTTP response
-    (see `relay`). A failure before the first token is a real HTTP error; a client disconnect
-    cancels everything below."""
+    (see `relay`). A failure before the response starts is a real HTTP error; a client
+    disconnect cancels everything below."""
     await relay(
         source,
         endpoint,
@@ -71,4 +73,5 @@ async def stream_chunked(
         keepalive=keepalive,
         disconnects=receive,
         on_first_byte=lambda: _observe_first_byte(scope, endpoint),
+        start=start,
     )

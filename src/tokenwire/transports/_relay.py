@@ -21,6 +21,7 @@ from tokenwire.events import Event
 from tokenwire.interfaces import Payload
 from tokenwire.pipeline import closing
 from tokenwire.send_buffers import SendBuffers
+from tokenwire.stream_start import StreamStart
 from tokenwire.transports._backpressure import EventFeed, FrameBuffer
 
 Frame = Callable[[Payload, int], bytes]
@@ -36,7 +37,8 @@ class Sink(Protocol):
     """Where a relayed stream goes."""
 
     async def begin(self) -> None:
-        """The first payload is ready (an HTTP response sends its headers now)."""
+        """The response starts: its first payload is ready, or the call was admitted and
+        waits (an HTTP response sends its headers now)."""
 
     async def write(self, body: bytes) -> None:
         """Send framed bytes: one frame or several, whole."""
@@ -89,6 +91,37 @@ async def cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> No
             return
 
 
+async def first_frames(
+    frames: FrameBuffer, start: StreamStart | None, delay: float | None
+) -> tuple[list[bytes | None], bool]:
+    """Wait for the stream's first frames: ([them, or None at the end], False) — or, once the
+    call is admitted and `delay` seconds have passed without them, (what came meanwhile,
+    maybe nothing, True): the response begins early (the call is committed to it)."""
+    if start is None or delay is None:
+        return [await frames.take()], False
+    with anyio.move_on_after(delay):
+        return [await frames.take()], False
+    taken: list[bytes | None] = []
+    early = False
+
+    async def take() -> None:
+        taken.append(await frames.take())
+        race.cancel_scope.cancel()
+
+    async def admitted() -> None:
+        nonlocal early
+        await start.wait_admitted()
+        # A call that failed meanwhile is refused instead; its end reaches `take`.
+        if start.commit():
+            early = True
+            race.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as race:
+        race.start_soon(take)
+        race.start_soon(admitted)
+    return taken, early
+
+
 async def relay(
     source: Source,
     endpoint: Endpoint,
@@ -98,12 +131,17 @@ async def relay(
     keepalive: bytes | None = None,
     disconnects: Receive | None = None,
     on_first_byte: Callable[[], None] | None = None,
+    start: StreamStart | None = None,
 ) -> bool:
     """Stream a call's numbered payloads (or those of a resumed stream) to `sink`; False when
     the slow-client policy ended it.
 
-    The sink begins only once the first payload is ready, so a failure before the first
-    token is refused as a real error. `disconnects` is the ASGI receive to watch for an HTTP
+    The sink begins once the first payload is ready, so a failure before the first token is
+    refused as a real error — or earlier, when the call (`start`, the call's own for a
+    `Call`) was admitted and waited `endpoint.early_headers_after` seconds: then the sink
+    begins with a `keepalive` (needed: a transport without one never begins early) and
+    keeps sending it while the call waits; a failure from then on is in band.
+    `disconnects` is the ASGI receive to watch for an HTTP
     client leaving (a WebSocket transport watches its own). A client that reads too slowly
     is met with the endpoint's slow-client policy (see `_backpressure`): its deltas
     coalesce, or a write that waits past the send timeout ends the stream as a disconnect
@@ -122,6 +160,9 @@ async def relay(
         payloads = NumberedPayloads(source, feed.events())
     else:
         payloads = NumberedPayloads(source)
+    if isinstance(source, Call):
+        start = source.start
+    early_after = endpoint.early_headers_after if keepalive else None
     timeout = limits.send_timeout_seconds if limits.slow_client_policy == "disconnect" else None
     last_write = anyio.current_time()
     cut_off = False  # the slow-client policy ended the stream
@@ -156,26 +197,21 @@ async def relay(
                 tg.start_soon(cancel_on_disconnect, disconnects, tg.cancel_scope)
             if feed is not None:
                 feed.task_group = tg
-            try:
-                first = await payloads.__anext__()
-            except TokenwireError as error:
-                await sink.refuse(error)
-                tg.cancel_scope.cancel()
-                return True
-            await sink.begin()
-            if not await write(frame(first[1], first[0]), tg):
-                return False
-            if on_first_byte is not None:
-                on_first_byte()
+            refused: TokenwireError | None = None
 
             async def pump() -> None:
                 # A separate task renders the payloads, so the writer below can send
                 # whatever is waiting in one write while the client is slow.
+                nonlocal refused
                 try:
                     async for item in payloads:
                         chunk = frame(item[1], item[0])
                         if chunk and not frames.offer(chunk):
                             await frames.put(chunk)
+                except TokenwireError as error:
+                    # Raised only before the first payload (later failures are in band),
+                    # and never once the call was committed to an early start.
+                    refused = error
                 finally:
                     frames.close()
 
@@ -187,13 +223,40 @@ async def relay(
                         await write(chunk, tg)
 
             tg.start_soon(pump)
-            if keepalive:
+            taken, early = await first_frames(frames, start, early_after)
+            body = taken[0] if taken else None
+            if early:
+                assert keepalive is not None
+                await sink.begin()
+                # Bytes, not only headers: some proxies pass headers on with the first body.
+                if not await write(keepalive, tg):
+                    return False
                 tg.start_soon(keep_alive, keepalive, endpoint.keepalive_seconds)
-            while (body := await frames.take()) is not None:
+                if not taken:
+                    body = await frames.take()
+            elif body is None and refused is not None:
+                await sink.refuse(refused)
+                tg.cancel_scope.cancel()
+                return True
+            else:
+                await sink.begin()
+            first_payload = True
+            while body is not None:
                 sent = await write(body, tg)
                 frames.sent(len(body))
                 if not sent:
                     return False
+                if first_payload:
+                    first_payload = False
+                    if on_first_byte is not None:
+                        on_first_byte()
+                    if keepalive and not early:
+                        tg.start_soon(keep_alive, keepalive, endpoint.keepalive_seconds)
+                body = await frames.take()
+            if refused is not None:
+                # Cannot happen with a call (see `StreamStart`); a reader of a stream that
+                # failed before its first payload just ends.
+                logger.error("stream failed after its response began: %s", refused)
             await sink.end()
             tg.cancel_scope.cancel()
     finally:

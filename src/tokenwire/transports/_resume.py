@@ -3,8 +3,9 @@
 With resume on, a stream is produced by a task of its own (in a task group that outlives the
 request) that writes each payload to a `StreamStore`; connections only read from the store. A
 dropped stream keeps generating for `grace_seconds`, then is cancelled if nobody came back; a
-finished one stays readable as long. A stream dropped before its first payload is cancelled at
-once: nobody has an id to resume it with.
+finished one stays readable as long. A stream dropped before its response started is cancelled
+at once: nobody has an id to resume it with. One whose response started early (headers and
+keep-alives while it queued) counts as started: its client has the id from `x-request-id`.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class ResumeService:
         record = self.store.create(request_id, dialect)
         if record is None:
             return None
+        record.start = call.start
         task_group.start_soon(self._produce, record, call)
         return self.read(record, 0)
 
@@ -106,7 +108,10 @@ class ResumeService:
             record.readers -= 1
             if record.readers == 0 and not record.done:
                 task_group = self.task_groups()
-                if record.next_seq == 0 or task_group is None:
+                started = record.next_seq > 0 or (
+                    record.start is not None and record.start.committed
+                )
+                if not started or task_group is None:
                     # Dropped before its first byte: nobody has an id to resume with.
                     self._cancel(record)
                 else:

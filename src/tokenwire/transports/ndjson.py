@@ -11,6 +11,9 @@ from tokenwire.transports._calls import open_call
 from tokenwire.transports._chunked import stream_chunked
 
 MEDIA_TYPE = "application/x-ndjson"
+# Sent while the stream is idle, also before the first payload (see `relay`): no dialect's
+# payload has this shape, so clients skip it as they skip any line they do not know.
+KEEPALIVE_LINE = b'{"type":"keepalive"}\n'
 
 
 def frame_line(payload: Payload, sequence: int) -> bytes:
@@ -44,5 +47,5 @@ class NDJSONTransport:
             endpoint,
             media_type=MEDIA_TYPE,
             frame=frame_line,
-            keepalive=None,
+            keepalive=KEEPALIVE_LINE,
         )

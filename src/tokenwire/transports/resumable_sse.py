@@ -4,7 +4,9 @@ With resume on, this transport takes the place of plain SSE. An OpenAI or Anthro
 is run by the `ResumeService` apart from its connection, which only reads it back. A client
 that drops reconnects — `GET /v1/streams/{request_id}` or the same POST, with
 `Last-Event-ID: <request id>:<n>` — and reads exactly the payloads after `n`, then the live
-rest. Dialects whose SSE carries no ids (Gemini) stream as plain SSE and cancel at once, as
+rest. A stream whose response started before its first payload (it waited in the backend's
+queue; see `StreamStart`) resumes from its beginning: `GET /v1/streams/{request_id}` with no
+`Last-Event-ID`, the id from the `x-request-id` header. Dialects whose SSE carries no ids (Gemini) stream as plain SSE and cancel at once, as
 NDJSON and WebSocket streams do.
 """
 
@@ -54,7 +56,7 @@ class ResumableSSETransport:
         except TokenwireError as error:
             await send_error(scope, send, endpoint, error)
             return
-        await self.sse.stream(adopted or call, scope, receive, send, endpoint)
+        await self.sse.stream(adopted or call, scope, receive, send, endpoint, call.start)
 
     async def _resume(
         self, last_event_id: str, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint
@@ -63,14 +65,14 @@ class ResumableSSETransport:
         try:
             await read_body(receive, endpoint.limits.max_body_bytes)  # the original body
             request_id, seq = parse_last_event_id(last_event_id)
-            _, payloads = self.service.open(request_id, seq + 1)
+            record, payloads = self.service.open(request_id, seq + 1)
         except TokenwireError as error:
             await send_error(scope, send, endpoint, error)
             return
         # The resumed stream keeps its own id, in the access log as in `x-request-id`.
         scope["state"]["request_id"] = request_id
         request_id_var.set(request_id)
-        await self.sse.stream(payloads, scope, receive, send, endpoint)
+        await self.sse.stream(payloads, scope, receive, send, endpoint, record.start)
 
     def resume_route(self, endpoints: Mapping[str, Endpoint]) -> StreamResumeRoute:
         """The `GET /v1/streams/{request_id}` app, framing each stream for the dialect that
@@ -107,4 +109,4 @@ class StreamResumeRoute:
         except TokenwireError as error:
             await send_error(scope, send, endpoint, error)
             return
-        await self.transport.sse.stream(payloads, scope, receive, send, endpoint)
+        await self.transport.sse.stream(payloads, scope, receive, send, endpoint, record.start)

@@ -6,6 +6,7 @@ from starlette.types import Receive, Scope, Send
 
 from tokenwire.endpoint import Endpoint
 from tokenwire.interfaces import Payload
+from tokenwire.stream_start import StreamStart
 from tokenwire.transports._calls import open_call
 from tokenwire.transports._chunked import stream_chunked
 from tokenwire.transports._relay import Source
@@ -77,10 +78,19 @@ class SSETransport:
             await self.stream(call, scope, receive, send, endpoint)
 
     async def stream(
-        self, source: Source, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint
+        self,
+        source: Source,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        endpoint: Endpoint,
+        start: StreamStart | None = None,
     ) -> None:
-        """Frame a call's numbered payloads (or a resumed stream's) as SSE for `endpoint`'s
-        dialect."""
+        """Frame a call's numbered payloads (or a resumed stream's, whose call's `start` lets
+        it begin before the first payload) as SSE for `endpoint`'s dialect.
+
+        Dialects without SSE fields (Gemini) get no keep-alives, so their response never
+        starts before the first payload either."""
         dialect = endpoint.dialect
         request_id = request_id_of(scope)
         keepalive: bytes | None
@@ -110,4 +120,5 @@ class SSETransport:
             media_type="text/event-stream; charset=utf-8",
             frame=frame,
             keepalive=keepalive,
+            start=start,
         )

@@ -3,7 +3,10 @@
 The client sends a request body as a text frame; the server answers with one text frame per
 payload (the JSON an SSE `data:` line would carry, `[DONE]` included for OpenAI dialects).
 `{"type": "cancel"}` stops the request sent before it, queued or running, which then ends
-with `{"type": "cancelled"}`. Requests on one socket run one after another.
+with `{"type": "cancelled"}`. Requests on one socket run one after another. While a request
+waits (queued before its first payload, or idle) the server sends `{"type": "keepalive"}`:
+ASGI has no way to send a WebSocket ping frame. An `x-tokenwire-progress: 1` header on the
+upgrade asks for progress messages on every request of the socket.
 
 A slow reader meets the endpoint's slow-client policy as HTTP streams do (see `_relay`):
 its deltas coalesce into fewer messages, or, with "disconnect", a send that waits past
@@ -23,10 +26,12 @@ from tokenwire.endpoint import Endpoint
 from tokenwire.errors import TokenwireError
 from tokenwire.interfaces import Payload
 from tokenwire.requests import new_request_id
+from tokenwire.transports._calls import wants_progress
 from tokenwire.transports._relay import relay
 
 # Frames wait in the stream's buffer joined; NUL, which JSON text never holds, parts them.
 _END = b"\x00"
+_KEEPALIVE = b'{"type":"keepalive"}' + _END
 
 
 def _frame(payload: Payload, sequence: int) -> bytes:
@@ -131,7 +136,10 @@ class WebSocketTransport:
         except TokenwireError as error:
             await _send_json(send, endpoint.render_error(error).content)
             return True
-        return await relay(call, endpoint, _Messages(send, endpoint), frame=_frame)
+        call.progress = wants_progress(scope)
+        return await relay(
+            call, endpoint, _Messages(send, endpoint), frame=_frame, keepalive=_KEEPALIVE
+        )
 
 
 async def _send_json(send: Send, content: Any) -> None:

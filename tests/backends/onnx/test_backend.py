@@ -223,6 +223,26 @@ async def test_closing_the_stream_frees_the_slot_at_the_next_step(model_dir: Pat
         assert backend.stats.free_slots == 3
 
 
+async def test_prefill_reports_progress_per_chunk(model_dir: Path) -> None:
+    long_prompt = " ".join([PROMPT] * 3)
+    notes = []
+    async with (
+        running(model_dir, max_batch=2, prefill_chunk=8) as backend,
+        aclosing(backend.generate(request(long_prompt, 2))) as stream,
+    ):
+        async for event in stream:
+            if not isinstance(event, Progress):
+                break
+            notes.append(event)
+    prefill = [(p.done, p.prompt_tokens) for p in notes if p.phase == "prefill"]
+    total = prefill[0][1]
+    assert total is not None and total > 16
+    # Admission (nothing done yet), then one per chunk but the last, which starts decoding.
+    assert prefill[0] == (0, total)
+    assert [done for done, _ in prefill[1:]] == list(range(8, total, 8))
+    assert notes[-1].phase == "decode"
+
+
 async def test_closing_a_stream_mid_prefill_frees_its_slot(model_dir: Path) -> None:
     long_prompt = " ".join([PROMPT] * 6)
     async with running(model_dir, max_batch=2, prefill_chunk=2) as backend:

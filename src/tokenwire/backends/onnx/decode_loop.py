@@ -237,7 +237,9 @@ class DecodeLoop:
             self.prefill_chunks += 1
             self.failed_prefills = 0
             generation.prefilled = chunk.end
-            if token is not None:
+            if token is None:
+                generation.note("prefill")  # one note per chunk: the client's progress
+            else:
                 self.scheduler.start_decoding(generation)
                 generation.schedule(token)
                 self._published.append(([generation], [token]))

@@ -176,11 +176,14 @@ class Generation:
             self.stop_after = self.sampled
 
     def note(self, phase: PhaseName) -> None:
-        """Tell middlewares the request entered `phase` (dropped if the consumer lags); the
-        prefill note states the prompt's size, its cached prefix already matched."""
+        """Tell middlewares the request entered `phase` (dropped if the consumer lags); a
+        prefill note states the prompt's size, its cached prefix already matched, and the
+        prompt tokens prefilled so far."""
         if self._send.statistics().current_buffer_used < STREAM_BUFFER - _RESERVED:
             if phase == "prefill":
-                self._put(Progress(phase, self.prompt_tokens, self.cached_tokens))
+                self._put(
+                    Progress(phase, self.prompt_tokens, self.cached_tokens, done=self.prefilled)
+                )
             else:
                 self._put(Progress(phase))
 

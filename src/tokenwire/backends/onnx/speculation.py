@@ -7,8 +7,9 @@ it (same mask, same sampler, one draw of the sequence's generator); while it equ
 token i, position i + 1 is sampled too. The run's tokens are the ones a plain decode would
 have produced, one step at a time, so:
 
-- greedy output is the same token for token (up to how the graph rounds a run of several
-  positions against one: bit-identical on fp32, see docs/onnx-backend.md for int8);
+- greedy output is the same token for token, up to how the graph rounds a run of several
+  positions against one (fp32: about 1e-6 apart, so only an exact near-tie could flip;
+  int8 quantizes activations per run: see docs/onnx-backend.md);
 - sampling keeps its distribution and a seed gives the same text with or without
   speculation. For a draft that is a point mass at d, the standard speculative rule accepts
   d with probability p(d) and on rejection samples from p with d removed, renormalised;

@@ -242,10 +242,9 @@ def main(
     """Run the benchmark, print its table, write `speculation.json` (and the docs section)."""
     settings = Settings.quick() if quick else Settings()
     first = find_model(model)
-    models = [first]
-    if model is None:
-        models += [first.parent / n for n in settings.models
-                   if n != first.name and (first.parent / n / "manifest.json").is_file()]  # fmt: skip
+    # The other precisions prepared beside it (int4), when they are there.
+    models = [first] + [first.parent / n for n in settings.models
+                        if n != first.name and (first.parent / n / "manifest.json").is_file()]  # fmt: skip
     load_before = os.getloadavg()
     bandwidth = read_bandwidth(2)
     bounds = {m.name: bandwidth / weight_bytes(m / "model.onnx").per_token_bytes for m in models}

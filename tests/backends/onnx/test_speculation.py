@@ -95,7 +95,7 @@ async def test_seeded_sampling_gives_the_same_text_with_and_without(shared_model
 async def test_sampled_tokens_keep_their_distribution(shared_model: Path) -> None:
     """Frequencies of the 4th token over many seeds (all drafts forced): the same counts."""
     requests = [request(REPEATING, 4, temperature=1.5, seed=s) for s in range(60)]
-    plain, speculative = await _both(shared_model, requests, speculation_max_batch=1)
+    plain, speculative = await _both(shared_model, requests, speculation_max_batch=8)
     counts = [
         Counter(r.ids[3] for r in results if len(r.ids) > 3) for results in (plain, speculative)
     ]

@@ -28,16 +28,20 @@ class RunnerSettings:
     """The most tokens one prefill run feeds (the backend's prefill chunk)."""
     pad_token_id: int
     last_logits: bool = False
-    """The graph's `logits` hold the last position only (the manifest's `logits: last`)."""
+    """The graph's `logits` hold the last positions only (the manifest's `logits: last`):
+    the last one, or the last `verify_tokens` once its slice is widened (`LAST_POSITIONS`)."""
+    verify_tokens: int = 1
+    """The most tokens one row feeds in a run that verifies drafts (1: no speculation)."""
 
     @property
     def logits_rows(self) -> int:
-        """Rows of logits one run may return: a batch's last positions, or a whole chunk's."""
-        return max(self.logits_positions(self.max_run_tokens), self.max_batch)
+        """Rows of logits one run may return: a batch's last positions, a chunk's or a
+        draft's."""
+        return max(self.logits_positions(self.max_run_tokens), self.max_batch, self.verify_tokens)
 
     def logits_positions(self, tokens: int) -> int:
         """Positions with logits when a run feeds `tokens` per row."""
-        return 1 if self.last_logits else tokens
+        return min(tokens, self.verify_tokens) if self.last_logits else tokens
 
     def check_restore(self, blocks: Sequence[np.ndarray], length: int) -> None:
         """Refuse to restore `length` tokens that `blocks` do not hold or a slot cannot."""
@@ -57,11 +61,23 @@ class RunnerSettings:
             raise ValueError(f"a slot is full ({self.max_context} tokens)")
 
 
+# The constant `tokenwire prepare` (`prepare.last_logits`) slices the hidden states from
+# (-1: the last position). Replaced by -k at load, a run's last k positions get logits.
+LAST_POSITIONS = "/tokenwire/last_position/starts"
+
+
+def last_positions(count: int) -> dict[str, np.ndarray]:
+    """The initializer that makes a last-position graph return its last `count` positions."""
+    return {LAST_POSITIONS: np.array([-count], dtype=np.int64)}
+
+
 class LogitsBuffer:
     """A host buffer the `logits` output is bound to by pointer: no per-step allocation.
 
     Bound to host memory on every device: the loop samples on the host, and only the
-    rows it needs are read.
+    rows it needs are read. A graph that declares a fixed number of positions (a
+    last-position graph: 1) refuses a buffer of another shape: runs with more positions (a
+    widened slice, see `LAST_POSITIONS`) let ORT allocate the output instead.
     """
 
     def __init__(self, session: ort.InferenceSession, capacity: int, name: str = "logits") -> None:
@@ -75,10 +91,25 @@ class LogitsBuffer:
         self.vocab_size = vocab
         self.dtype = _ELEMENT_TYPES.get(meta.type, np.float32)
         self.capacity = capacity
+        positions = meta.shape[1] if len(meta.shape) == 3 else None
+        self.declared_positions = positions if isinstance(positions, int) else None
         self._buffer = np.empty(capacity * vocab, dtype=self.dtype)
         self._pointer = self._buffer.ctypes.data
+        self._allocated: ort.IOBinding | None = None
+
+    def allocates(self, seq: int) -> bool:
+        """Whether a run of `seq` positions gets an ORT-allocated output (see the class)."""
+        return self.declared_positions is not None and seq != self.declared_positions
 
     def bind(self, binding: ort.IOBinding, rows: int, seq: int) -> None:
+        """Bind the output; when `allocates(seq)`, after clearing the binding's outputs (the
+        logits must come first in `get_outputs`): the caller binds its others again."""
+        if self.allocates(seq):
+            binding.clear_binding_outputs()
+            binding.bind_output(self.name, "cpu")
+            self._allocated = binding
+            return
+        self._allocated = None
         if rows * seq > self.capacity:
             raise ValueError(f"{rows * seq} positions exceed the logits buffer ({self.capacity})")
         binding.bind_output(
@@ -86,6 +117,9 @@ class LogitsBuffer:
         )
 
     def view(self, rows: int, seq: int) -> np.ndarray:
+        if self._allocated is not None:
+            logits: np.ndarray = self._allocated.get_outputs()[0].numpy()
+            return logits.reshape(rows, seq, self.vocab_size)
         return self._buffer[: rows * seq * self.vocab_size].reshape(rows, seq, self.vocab_size)
 
 

@@ -12,11 +12,12 @@ import anyio
 import numpy as np
 from tokenizers import Tokenizer
 
-from tokenwire.backends.onnx._graph_io import RunnerSettings
+from tokenwire.backends.onnx._graph_io import RunnerSettings, last_positions
 from tokenwire.backends.onnx.chat_template import ChatTemplate
 from tokenwire.backends.onnx.constraints import ConstraintCompiler, TokenConstraint
 from tokenwire.backends.onnx.decode_loop import DecodeLoop
 from tokenwire.backends.onnx.detokenizer import IncrementalDetokenizer, StopMatcher
+from tokenwire.backends.onnx.drafting import DraftSettings
 from tokenwire.backends.onnx.generation import Generation
 from tokenwire.backends.onnx.kv_cache import token_bytes
 from tokenwire.backends.onnx.manifest import ModelManifest, SamplingDefaults, default_model_dir
@@ -24,6 +25,7 @@ from tokenwire.backends.onnx.runner import ModelRunner, create_runner
 from tokenwire.backends.onnx.sampling import Sampler, SamplingParams, resolve_sampling
 from tokenwire.backends.onnx.scheduler import BackendStats, Scheduler
 from tokenwire.backends.onnx.session import Placement, create_session, resolve_device
+from tokenwire.backends.onnx.speculation import DEFAULT_MAX_BATCH, SpeculationSettings, Speculator
 from tokenwire.backends.onnx.tool_prompt import render_tool_turns
 from tokenwire.errors import (
     ContextLengthExceededError,
@@ -44,6 +46,10 @@ logger = logging.getLogger("tokenwire.onnx")
 # so its TTFT grows steeply as the budget shrinks. The default keeps the running streams'
 # largest gap under 100 ms on the benchmark CPU (the sweep: docs/benchmarks.md, "Gaps").
 DEFAULT_PREFILL_BUDGET_MS = 30.0
+
+# Speculation (prompt lookup) measured no worse than plain decoding on open-ended text and
+# faster on text that copies its prompt: docs/benchmarks.md, "Speculation".
+DEFAULT_SPECULATION = True
 
 # OpenAI's range for `top_logprobs`.
 MAX_TOP_LOGPROBS = 20
@@ -77,6 +83,10 @@ class OnnxBackend:
             and without one, 1.0.
         default_top_p: likewise for `top_p` (neutral: 1.0).
         default_top_k: likewise for `top_k` (neutral: 0, off).
+        speculation: draft tokens by prompt lookup and verify them in one run (the shared
+            KV layout only); output is unchanged, see docs/onnx-backend.md.
+        speculative_tokens: the most tokens a sequence drafts per step.
+        speculation_max_batch: speculate only while at most this many sequences decode.
 
     Raises:
         FileNotFoundError: no prepared model is there (run `tokenwire prepare`).
@@ -100,6 +110,9 @@ class OnnxBackend:
         default_temperature: float | None = None,
         default_top_p: float | None = None,
         default_top_k: int | None = None,
+        speculation: bool = DEFAULT_SPECULATION,
+        speculative_tokens: int = 8,
+        speculation_max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         self.model_dir = Path(model).expanduser() if model is not None else default_model_dir()
         if not (self.model_dir / "manifest.json").is_file():
@@ -127,6 +140,15 @@ class OnnxBackend:
         if not isinstance(allow_spinning, bool):
             raise ValueError(f"allow_spinning must be true or false, got {allow_spinning!r}")
         self.allow_spinning = allow_spinning
+        if not isinstance(speculation, bool):
+            raise ValueError(f"speculation must be true or false, got {speculation!r}")
+        self.speculation = (
+            SpeculationSettings(
+                DraftSettings(max_tokens=int(speculative_tokens)), int(speculation_max_batch)
+            )
+            if speculation
+            else None
+        )
         limit = self.manifest.kv.max_context
         if max_context is not None and not 2 <= int(max_context) <= limit:
             raise ValueError(
@@ -195,6 +217,11 @@ class OnnxBackend:
             prefill_budget=None if self.prefill_budget_ms is None else self.prefill_budget_ms / 1e3,
             prefix_namespace=self.prefix_namespace,
             kv_token_bytes=token_bytes(self.manifest.kv),
+            speculator=(
+                Speculator(runner, self.speculation, self.context_length)
+                if self.speculation is not None and runner.can_verify
+                else None
+            ),
         )
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
@@ -213,18 +240,26 @@ class OnnxBackend:
             (directory / manifest.tokenizer_file).read_text(encoding="utf-8"),
             manifest.eos_token_ids[0],
         )
+        verify = 1
+        if self.speculation is not None and manifest.kv.layout == "shared":
+            verify += self.speculation.draft.max_tokens
+        last_logits = manifest.logits == "last"
         session, self.placement = create_session(
             directory / manifest.model_file,
             self.placement,
             intra_op_threads=self.intra_op_threads,
             allow_spinning=self.allow_spinning,
+            # Verifying a draft needs logits for each position fed: widen the slice. A
+            # prompt chunk's run then projects its last `verify` positions, not one.
+            initializers=last_positions(verify) if last_logits and verify > 1 else None,
         )
         settings = RunnerSettings(
             max_batch=self.max_batch,
             max_context=self.context_length,
             max_run_tokens=self.prefill_chunk,
             pad_token_id=manifest.pad_token_id,
-            last_logits=manifest.logits == "last",
+            last_logits=last_logits,
+            verify_tokens=verify,
         )
         return create_runner(session, manifest.kv, self.placement, settings)
 

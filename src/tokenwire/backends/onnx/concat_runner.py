@@ -48,6 +48,9 @@ class ConcatKVRunner:
         shape = (1, contract.num_kv_heads, 0, contract.head_size)
         self._empty = [self._ortvalue(np.zeros(shape, dtype=self.dtype)) for _ in self.names]
         self.prefix_reuse = True
+        # Speculation is the shared layout's: here a rejected draft's KV would need cutting
+        # out of every layer's concatenated cache.
+        self.can_verify = False
 
     def _ortvalue(self, array: np.ndarray) -> ort.OrtValue:
         return ort.OrtValue.ortvalue_from_numpy(
@@ -150,6 +153,14 @@ class ConcatKVRunner:
         tensors, self._mask = gather_rows(rows, self.dtype)
         self._past = [self._ortvalue(tensor) for tensor in tensors]
         self._members = slots
+
+    def verify(
+        self, slot: int, token_ids: Sequence[int], before_run: Callable[[], object] | None = None
+    ) -> np.ndarray:
+        raise NotImplementedError("the concat KV layout does not verify drafts (can_verify)")
+
+    def advance(self, slot: int, tokens: int) -> None:
+        raise NotImplementedError("the concat KV layout does not verify drafts (can_verify)")
 
     def release(self, slot: int) -> None:
         self.lengths[slot] = 0

@@ -37,12 +37,13 @@ from anyio.lowlevel import EventLoopToken, current_token
 from tokenwire.backends.onnx.generation import Generation
 from tokenwire.backends.onnx.runner import ModelRunner
 from tokenwire.backends.onnx.scheduler import BackendStats, PrefillChunk, Scheduler
+from tokenwire.backends.onnx.speculation import Speculator
 from tokenwire.errors import GenerationError, TokenwireError
 
 logger = logging.getLogger("tokenwire.onnx")
 
-Sampled = tuple[Sequence[Generation], Sequence[int]]
-"""One step's sequences and the token sampled for each."""
+Sampled = tuple[Sequence[Generation], Sequence[Sequence[int]]]
+"""One step's sequences and the tokens sampled for each (several when drafts were accepted)."""
 
 # Health: this many model runs of one kind (prefill, decode) failing in a row mark the
 # backend unhealthy, and readiness turns 503. It reports healthy again after a success,
@@ -64,7 +65,8 @@ class DecodeLoop:
     """Drives `runner` with the work `scheduler` holds; `run` is the loop task.
 
     `prefix_namespace` seeds the prefix cache's keys (the model), and `kv_token_bytes` is
-    the KV one token takes, for the cache's byte budget.
+    the KV one token takes, for the cache's byte budget. With a `speculator`, decode steps
+    verify drafted tokens when it proposes any.
     """
 
     def __init__(
@@ -76,8 +78,10 @@ class DecodeLoop:
         prefill_budget: float | None = None,
         prefix_namespace: str = "",
         kv_token_bytes: int = 0,
+        speculator: Speculator | None = None,
     ) -> None:
         self.runner = runner
+        self.speculator = speculator
         self.scheduler = scheduler
         self.prefill_chunk = prefill_chunk
         self.prefill_budget = prefill_budget
@@ -242,7 +246,7 @@ class DecodeLoop:
             else:
                 self.scheduler.start_decoding(generation)
                 generation.schedule(token)
-                self._published.append(([generation], [token]))
+                self._published.append(([generation], [(token,)]))
                 self._published_event.set()
                 if generation.prompt_cache is not None:
                     # Before the next decode step: the concat layout's prompt KV is still
@@ -319,16 +323,25 @@ class DecodeLoop:
         """
         slots: list[int] = [g.slot for g in batch]  # type: ignore[misc]
         announce = self._announce
+        speculator = self.speculator
         try:
             while True:
-                logits = self.runner.decode(slots, [g.last_token for g in batch], announce)
-                tokens = [_sample(g, row) for g, row in zip(batch, logits, strict=True)]
+                drafts = speculator.drafts(batch) if speculator is not None else None
+                runs: Sequence[Sequence[int]]
+                if drafts is not None:
+                    assert speculator is not None
+                    runs = speculator.step(batch, drafts, _sample, announce)
+                else:
+                    logits = self.runner.decode(slots, [g.last_token for g in batch], announce)
+                    runs = [(_sample(g, row),) for g, row in zip(batch, logits, strict=True)]
+                    for generation, (token,) in zip(batch, runs, strict=True):
+                        generation.schedule(token)
+                if speculator is not None:
+                    speculator.observe(batch, runs)
                 self.steps += 1
                 self.failed_decodes = 0
                 self.last_batch = len(batch)
-                for generation, token in zip(batch, tokens, strict=True):
-                    generation.schedule(token)
-                self._published.append((batch, tokens))
+                self._published.append((batch, runs))
                 if (
                     not ahead
                     or self._attention.is_set()
@@ -352,11 +365,11 @@ class DecodeLoop:
         """Turn sampled tokens into events, in step order, while the next step runs."""
         while True:
             while self._published:
-                batch, tokens = self._published.popleft()
+                batch, runs = self._published.popleft()
                 ended = False
-                for generation, token in zip(batch, tokens, strict=True):
+                for generation, run in zip(batch, runs, strict=True):
                     if generation.active:
-                        _accept(generation, token)
+                        _accept(generation, run)
                         ended = ended or not generation.active
                 if ended:
                     self.wake()  # a finished sequence frees its slot at the next boundary
@@ -376,11 +389,11 @@ def _sample(generation: Generation, logits: np.ndarray) -> int:
         return -1
 
 
-def _accept(generation: Generation, token: int) -> None:
+def _accept(generation: Generation, run: Sequence[int]) -> None:
     try:
-        if token < 0:
+        if min(run) < 0:
             raise GenerationError("Sampling the next token failed.")
-        generation.accept(token)
+        generation.accept_run(run)
     except Exception as exc:
         logger.exception("streaming a token failed (request %s)", generation.request_id)
         generation.fail(_wrap(exc))

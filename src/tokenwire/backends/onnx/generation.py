@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -30,6 +31,7 @@ from tokenwire.events import (
 
 if TYPE_CHECKING:
     from tokenwire.backends.onnx.constraints import TokenConstraint
+    from tokenwire.backends.onnx.drafting import PromptLookupDrafter
     from tokenwire.prompt_cache import PromptCache, PromptMatch
 
 StreamItem = Event | TokenwireError
@@ -65,6 +67,7 @@ class Generation:
         "completion_tokens",
         "constraint",
         "detokenizer",
+        "drafter",
         "eos_token_ids",
         "exhausted",
         "last_token",
@@ -118,6 +121,8 @@ class Generation:
         # was complete (the sequence ends there without sampling EOS).
         self.constraint = constraint
         self.stop_after: int | None = None
+        # Speculation: the sequence's prompt lookup state (made by the speculator).
+        self.drafter: PromptLookupDrafter | None = None
         # Logprobs (None: not asked for): the worker appends one per sampled token, the
         # emitter takes them in the same order.
         self.top_logprobs = top_logprobs
@@ -189,6 +194,18 @@ class Generation:
 
     def accept(self, token_id: int) -> None:
         """Take one sampled token: stream its text, and finish on EOS, a stop string or length."""
+        self.accept_run((token_id,))
+
+    def accept_run(self, token_ids: Sequence[int]) -> None:
+        """Take tokens verified together (one delta for their text), in order, exactly as
+        one `accept` each: whatever follows the end (EOS, a stop string, length) is dropped."""
+        for token_id in token_ids:
+            if self.phase is Phase.DONE or self.cancelled:
+                return
+            self._take(token_id)
+        self._deliver(limit=STREAM_BUFFER - _RESERVED)
+
+    def _take(self, token_id: int) -> None:
         self.completion_tokens += 1
         self._ids.append(token_id)
         if self.top_logprobs is not None:
@@ -227,13 +244,13 @@ class Generation:
         return Usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens)
 
     def _emit(self, text: str) -> None:
+        """Make `text` (and the ids held back for it) pending; `accept_run` delivers it."""
         if not text:
             return
         self._pending_text += text
         self._pending_ids += self._ids
         self._pending_logprobs += self._logprobs
         self._ids, self._logprobs = [], []
-        self._deliver(limit=STREAM_BUFFER - _RESERVED)
 
     def _deliver(self, limit: int) -> None:
         if not self._pending_text:

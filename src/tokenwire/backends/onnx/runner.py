@@ -26,6 +26,8 @@ class ModelRunner(Protocol):
     vocab_size: int
     prefix_reuse: bool
     """Whether `restore` and `snapshot` work here; the prefix cache is ignored otherwise."""
+    can_verify: bool
+    """Whether `verify` and `advance` work here; speculation is off otherwise."""
 
     def length(self, slot: int) -> int:
         """Tokens held in `slot`'s KV cache."""
@@ -53,6 +55,17 @@ class ModelRunner(Protocol):
 
         `before_run` is called just before the graph runs, when nothing but the run is left.
         """
+        ...
+
+    def verify(
+        self, slot: int, token_ids: Sequence[int], before_run: Callable[[], object] | None = None
+    ) -> np.ndarray:
+        """Feed `token_ids` after what `slot` holds; logits `[len(token_ids), vocab]` for every
+        position fed. The slot's length stays put until `advance`."""
+        ...
+
+    def advance(self, slot: int, tokens: int) -> None:
+        """Count the first `tokens` fed to `slot` by the last `verify` as held."""
         ...
 
     def release(self, slot: int) -> None:

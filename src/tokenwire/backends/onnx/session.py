@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnxruntime as ort
 
 logger = logging.getLogger("tokenwire.onnx")
@@ -50,11 +52,14 @@ def create_session(
     *,
     intra_op_threads: int | None = None,
     allow_spinning: bool = True,
+    initializers: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[ort.InferenceSession, Placement]:
     """Load `model_path` for `placement`.
 
     `allow_spinning=False` stops idle intra-op threads from spin-waiting for work: slower
     steps on dedicated cores, far less CPU burnt (and faster) where cores are shared.
+
+    `initializers` replace the graph's constants of those names (ORT's `add_initializer`).
 
     Returns the session and the placement it really got: when ORT fell back from the CUDA
     provider to CPU (a warning says so), the KV cache must live on the host as well.
@@ -67,10 +72,19 @@ def create_session(
         options.intra_op_num_threads = intra_op_threads
     if not allow_spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    overrides = [(n, ort.OrtValue.ortvalue_from_numpy(a)) for n, a in (initializers or {}).items()]
+    for name, value in overrides:
+        options.add_initializer(name, value)
+    if overrides:
+        # A replaced constant can make an output's shape differ from the one the graph
+        # declares (the last-position logits slice): ORT would warn on every run.
+        options.log_severity_level = 3
     providers: list[Any] = list(placement.providers)
     if placement.device == "cuda":
         providers[0] = ("CUDAExecutionProvider", {"device_id": placement.device_id})
     session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+    # ORT reads the replaced constants for as long as the session lives.
+    session._tokenwire_initializers = overrides
     if not check_providers(placement, session.get_providers()):
         placement = resolve_device("cpu")
     return session, placement

@@ -50,6 +50,7 @@ class SharedKVRunner:
         self._decode_rows: tuple[int, int] | None = None
         self._positions = np.arange(settings.max_context, dtype=np.int64)
         self.prefix_reuse = self.cache.host_views is not None
+        self.can_verify = settings.verify_tokens > 1
 
     def length(self, slot: int) -> int:
         return int(self.lengths[slot])
@@ -124,6 +125,36 @@ class SharedKVRunner:
         return (
             logits if count == len(rows) and index[0] == 0 and _ascending(index) else logits[index]
         )
+
+    def verify(
+        self, slot: int, token_ids: Sequence[int], before_run: Callable[[], object] | None = None
+    ) -> np.ndarray:
+        """Feed `token_ids` after what `slot` holds; logits `[len(token_ids), vocab]` for every
+        position. The length does not move: see `advance`.
+
+        One slot per run: GroupQueryAttention on CPU refuses a batch of several rows that
+        each feed several tokens after a past ("batch_size must be 1 when sequence_length > 1
+        and past context is given"), so drafted rows cannot share a run, padded or not.
+        """
+        start, count = int(self.lengths[slot]), len(token_ids)
+        self.settings.check_feed(start, count)
+        binding = self._prefill
+        binding.bind_cpu_input("input_ids", np.asarray(token_ids, dtype=np.int64)[None, :])
+        binding.bind_cpu_input("attention_mask", np.ones((1, start + count), dtype=np.int64))
+        if self.contract.position_ids:
+            binding.bind_cpu_input("position_ids", self._positions[None, start : start + count])
+        self.logits.bind(binding, 1, count)
+        self.cache.bind(binding, slot, 1)
+        if before_run is not None:
+            before_run()
+        self.session.run_with_iobinding(binding)
+        logits: np.ndarray = self.logits.view(1, count)[0]
+        return logits
+
+    def advance(self, slot: int, tokens: int) -> None:
+        """Count the first `tokens` of what `verify` fed `slot` as held: the KV written past
+        them is stale, and the next run overwrites it."""
+        self.lengths[slot] += tokens
 
     def release(self, slot: int) -> None:
         self.lengths[slot] = 0

@@ -1,0 +1,1 @@
+"""Speculative decoding: prompt lookup against plain decoding on the ONNX backend."""

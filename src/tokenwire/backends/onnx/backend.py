@@ -49,7 +49,7 @@ DEFAULT_PREFILL_BUDGET_MS = 30.0
 
 # Speculation (prompt lookup) measured no worse than plain decoding on open-ended text and
 # faster on text that copies its prompt: docs/benchmarks.md, "Speculation".
-DEFAULT_SPECULATION = True
+DEFAULT_SPECULATION = False
 
 # OpenAI's range for `top_logprobs`.
 MAX_TOP_LOGPROBS = 20

@@ -272,3 +272,39 @@ async def test_an_anthropic_client_in_front_of_an_openai_upstream_gets_tool_use_
     [block] = [b for b in message.content if b.type == "tool_use"]
     assert block.name == "get_weather" and isinstance(block.input["city"], str)  # type: ignore[index]
     assert message.stop_reason == "tool_use"
+
+
+async def test_a_responses_client_in_front_of_a_chat_upstream_gets_a_function_call_item(
+    echo_upstream: str,
+) -> None:
+    """The Responses dialect parses into the neutral request, the plugin sends it to a Chat
+    Completions upstream, and the call comes back as a Responses `function_call` item."""
+    backend = UpstreamBackend(base_url=echo_upstream, model="echo", served_model="front")
+    tool = {
+        "type": "function",
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    }
+    with running_server(create_app(backend)) as url:
+        async with (
+            openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as client,
+            client.responses.stream(
+                model="front",
+                input="Weather in Paris? Use get_weather.",
+                tools=[tool],  # type: ignore[list-item]
+                tool_choice="required",
+            ) as stream,
+        ):
+            kinds = [event.type async for event in stream]
+            response = await stream.get_final_response()
+    assert "response.function_call_arguments.delta" in kinds
+    [call] = [item for item in response.output if item.type == "function_call"]
+    assert call.name == "get_weather"
+    assert isinstance(json.loads(call.arguments)["city"], str)
+    assert response.status == "completed"

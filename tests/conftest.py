@@ -1,7 +1,8 @@
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -36,3 +37,22 @@ def smollm2_dir() -> Path:
         or REPO / ".cache" / "models" / DEFAULT_MODEL_NAME
     )
     return prepare_model(PrepareOptions(output=directory), stream=io.StringIO()).directory
+
+
+_Client = TypeVar("_Client")
+CloseAfter = Callable[[_Client], _Client]
+
+
+@pytest.fixture
+def close_after() -> Iterator[CloseAfter]:  # type: ignore[type-var]
+    """`close_after(client)` closes `client` when the test ends: SDK clients keep pooled
+    sockets open, and one left for the garbage collector warns inside a later test."""
+    opened: list[Any] = []
+
+    def register(client: _Client) -> _Client:
+        opened.append(client)
+        return client
+
+    yield register
+    for client in opened:
+        client.close()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import subprocess
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,3 +49,14 @@ def run_node(node_dir: Path, *args: str) -> dict[str, object]:
     assert done.returncode == 0, f"node clients.mjs {' '.join(args)} failed:\n{done.stderr}"
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+@pytest.fixture(autouse=True)
+def collect_framework_clients() -> Iterator[None]:
+    """LangChain's chat models build HTTP clients of their own and offer no way to close
+    them: collect them when each test ends, so their pooled sockets are released here rather
+    than warning inside whichever test the garbage collector happens to run in."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()

@@ -17,6 +17,7 @@ from google.genai import types
 from pydantic import BaseModel
 
 from tests._support.server import running_server
+from tests.conftest import CloseAfter
 from tokenwire import create_app
 from tokenwire.backends.onnx import OnnxBackend
 
@@ -48,10 +49,10 @@ def smollm2(smollm2_dir: Path) -> Iterator[tuple[str, str]]:
 
 
 def test_openai_stream_with_a_required_tool_yields_a_schema_valid_call(
-    smollm2: tuple[str, str],
+    smollm2: tuple[str, str], close_after: CloseAfter
 ) -> None:
     url, model = smollm2
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+    client = close_after(openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0))
     tool = {
         "type": "function",
         "function": {
@@ -79,9 +80,11 @@ def test_openai_stream_with_a_required_tool_yields_a_schema_valid_call(
     assert kinds.count("tool_calls.function.arguments.delta") > 2, "arguments should stream"
 
 
-def test_openai_parse_with_a_pydantic_response_format(smollm2: tuple[str, str]) -> None:
+def test_openai_parse_with_a_pydantic_response_format(
+    smollm2: tuple[str, str], close_after: CloseAfter
+) -> None:
     url, model = smollm2
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+    client = close_after(openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0))
     completion = client.chat.completions.parse(
         model=model,
         messages=[{"role": "user", "content": "Give the capital of Japan as JSON."}],
@@ -93,9 +96,11 @@ def test_openai_parse_with_a_pydantic_response_format(smollm2: tuple[str, str]) 
     assert isinstance(parsed, Capital)
 
 
-def test_anthropic_tool_use_block_from_the_real_model(smollm2: tuple[str, str]) -> None:
+def test_anthropic_tool_use_block_from_the_real_model(
+    smollm2: tuple[str, str], close_after: CloseAfter
+) -> None:
     url, model = smollm2
-    client = anthropic.Anthropic(base_url=url, api_key="x", max_retries=0)
+    client = close_after(anthropic.Anthropic(base_url=url, api_key="x", max_retries=0))
     with client.messages.stream(
         model=model,
         max_tokens=80,
@@ -117,9 +122,11 @@ def test_anthropic_tool_use_block_from_the_real_model(smollm2: tuple[str, str]) 
     assert message.stop_reason == "tool_use"
 
 
-def test_gemini_function_call_from_the_real_model(smollm2: tuple[str, str]) -> None:
+def test_gemini_function_call_from_the_real_model(
+    smollm2: tuple[str, str], close_after: CloseAfter
+) -> None:
     url, model = smollm2
-    client = genai.Client(api_key="x", http_options=types.HttpOptions(base_url=url))
+    client = close_after(genai.Client(api_key="x", http_options=types.HttpOptions(base_url=url)))
     config = types.GenerateContentConfig(
         temperature=0,
         max_output_tokens=80,

@@ -35,6 +35,14 @@ import numpy as np
 from anyio.lowlevel import EventLoopToken, current_token
 
 from tokenwire.backends.onnx.generation import Generation
+from tokenwire.backends.onnx.prefill_planner import (
+    LatencyGoal,
+    PrefillRun,
+    budget_tokens,
+    chunk_seconds,
+    plan_runs,
+    update_estimate,
+)
 from tokenwire.backends.onnx.runner import ModelRunner
 from tokenwire.backends.onnx.scheduler import BackendStats, PrefillChunk, Scheduler
 from tokenwire.backends.onnx.speculation import Speculator
@@ -54,19 +62,15 @@ RECOVERY_SECONDS = 30.0
 # Published steps the emitter may trail the model by before the worker stops running ahead.
 EMITTER_LAG = 4
 
-# A prompt chunk run beside decoding streams when no prefill has been timed yet.
-FIRST_CHUNK = 16
-
-# Weight of the newest prompt chunk in the running estimate of prefill seconds per token.
-_ESTIMATE_WEIGHT = 0.3
-
 
 class DecodeLoop:
     """Drives `runner` with the work `scheduler` holds; `run` is the loop task.
 
     `prefix_namespace` seeds the prefix cache's keys (the model), and `kv_token_bytes` is
     the KV one token takes, for the cache's byte budget. With a `speculator`, decode steps
-    verify drafted tokens when it proposes any.
+    verify drafted tokens when it proposes any. A `goal` sets the chunk budget in place of
+    `prefill_budget`; `batch_prefill` False keeps the old plan (one prompt per run, chunks
+    cut to the budget's end), for comparison.
     """
 
     def __init__(
@@ -79,6 +83,8 @@ class DecodeLoop:
         prefix_namespace: str = "",
         kv_token_bytes: int = 0,
         speculator: Speculator | None = None,
+        goal: LatencyGoal | None = None,
+        batch_prefill: bool = True,
     ) -> None:
         self.runner = runner
         self.speculator = speculator
@@ -87,6 +93,10 @@ class DecodeLoop:
         self.prefill_budget = prefill_budget
         self.prefill_token_seconds: float | None = None
         """Running estimate of the model time one prompt token takes (None until timed)."""
+        self.goal = goal or LatencyGoal()
+        self.batch_prefill = batch_prefill
+        self.decode_step_seconds: float | None = None
+        """Running estimate of one decode step's time, sampling included (None until timed)."""
         self.prefix_namespace = prefix_namespace
         self.kv_token_bytes = kv_token_bytes
         self.steps = 0
@@ -214,47 +224,70 @@ class DecodeLoop:
         """Prompt tokens to run before the next decode step.
 
         `prefill_chunk` when nothing is decoding (the prompt's TTFT is all that waits);
-        beside decoding streams, what fits `prefill_budget` at the measured speed, so a long
-        prompt stretches their inter-token gaps by at most that much.
+        beside decoding streams, what fits the chunk budget (`chunk_seconds`: the goal's, or
+        the fixed `prefill_budget`) at the measured speed, raised to what a target TTFT
+        needs for the oldest prompt.
         """
-        if self.prefill_budget is None or not any(g.decoding for g in self.scheduler.running):
+        if not any(g.decoding for g in self.scheduler.running):
             return self.prefill_chunk
-        per_token = self.prefill_token_seconds
-        if per_token is None:
-            return min(self.prefill_chunk, FIRST_CHUNK)
-        return max(1, min(self.prefill_chunk, int(self.prefill_budget / per_token)))
+        return budget_tokens(
+            chunk_seconds(self.goal, self.decode_step_seconds, self.prefill_budget),
+            self.prefill_token_seconds,
+            self.prefill_chunk,
+            self.goal,
+            next((g for g in self.scheduler.prefilling if g.active), None),
+        )
 
     async def _prefill(self) -> bool:
-        plan = self.scheduler.prefill_plan(self.prefill_tokens())
-        for chunk in plan:
-            generation = chunk.generation
+        budget = self.prefill_tokens()
+        runs: list[PrefillRun]
+        if self.batch_prefill:
+            runs = plan_runs(self.scheduler.prefilling, budget, self.runner.batch_slack)
+        else:
+            runs = [(chunk,) for chunk in self.scheduler.prefill_plan(budget)]
+        for run in runs:
             try:
-                token = await anyio.to_thread.run_sync(
-                    self._prefill_step, chunk, limiter=self._limiter
+                tokens = await anyio.to_thread.run_sync(
+                    self._prefill_run, run, limiter=self._limiter
                 )
             except Exception as exc:
-                logger.exception("prefill failed (request %s)", generation.request_id)
-                generation.fail(_wrap(exc))
+                for chunk in run:
+                    logger.exception("prefill failed (request %s)", chunk.generation.request_id)
+                    chunk.generation.fail(_wrap(exc))
                 self.failed_prefills += 1
                 self.last_failure = time.monotonic()
                 continue
             self.prefill_chunks += 1
             self.failed_prefills = 0
-            generation.prefilled = chunk.end
-            if token is None:
-                generation.note("prefill")  # one note per chunk: the client's progress
-            else:
-                self.scheduler.start_decoding(generation)
-                generation.schedule(token)
-                self._published.append(([generation], [(token,)]))
-                self._published_event.set()
-                if generation.prompt_cache is not None:
-                    # Before the next decode step: the concat layout's prompt KV is still
-                    # the slot's own then (the step regroups it into the batch).
-                    await anyio.to_thread.run_sync(
-                        self._offer_prefix, generation, limiter=self._limiter
-                    )
-        return bool(plan)
+            for chunk, token in zip(run, tokens, strict=True):
+                await self._prefilled(chunk, token)
+        return bool(runs)
+
+    async def _prefilled(self, chunk: PrefillChunk, token: int | None) -> None:
+        generation = chunk.generation
+        generation.prefilled = chunk.end
+        if token is None:
+            generation.note("prefill")  # one note per chunk: the client's progress
+            return
+        self.scheduler.start_decoding(generation)
+        generation.schedule(token)
+        self._published.append(([generation], [(token,)]))
+        self._published_event.set()
+        if generation.prompt_cache is not None:
+            # Before the next decode step: the concat layout's prompt KV is still
+            # the slot's own then (the step regroups it into the batch).
+            await anyio.to_thread.run_sync(self._offer_prefix, generation, limiter=self._limiter)
+
+    def _prefill_run(self, run: PrefillRun) -> list[int | None]:
+        if len(run) == 1:
+            return [self._prefill_step(run[0])]
+        batch = [chunk.generation for chunk in run]
+        assert batch[0].slot is not None
+        started = time.perf_counter()
+        logits = self.runner.prefill_fresh(batch[0].slot, [g.prompt_ids for g in batch])
+        width = max(g.prompt_tokens for g in batch)
+        self._time_prefill(time.perf_counter() - started, width * len(batch))
+        return [_sample(g, row) for g, row in zip(batch, logits, strict=True)]
 
     def _offer_prefix(self, generation: Generation) -> None:
         cache, slot = generation.prompt_cache, generation.slot
@@ -289,11 +322,7 @@ class DecodeLoop:
         return _sample(generation, logits) if chunk.last else None
 
     def _time_prefill(self, seconds: float, tokens: int) -> None:
-        per_token = seconds / tokens
-        estimate = self.prefill_token_seconds
-        if estimate is not None:
-            per_token = _ESTIMATE_WEIGHT * per_token + (1 - _ESTIMATE_WEIGHT) * estimate
-        self.prefill_token_seconds = per_token
+        self.prefill_token_seconds = update_estimate(self.prefill_token_seconds, seconds / tokens)
 
     async def _decode(self) -> bool:
         batch = [g for g in self.scheduler.running if g.decoding]
@@ -326,6 +355,7 @@ class DecodeLoop:
         speculator = self.speculator
         try:
             while True:
+                started = time.perf_counter()
                 drafts = speculator.drafts(batch) if speculator is not None else None
                 runs: Sequence[Sequence[int]]
                 if drafts is not None:
@@ -339,6 +369,9 @@ class DecodeLoop:
                 if speculator is not None:
                     speculator.observe(batch, runs)
                 self.steps += 1
+                self.decode_step_seconds = update_estimate(
+                    self.decode_step_seconds, time.perf_counter() - started
+                )
                 self.failed_decodes = 0
                 self.last_batch = len(batch)
                 self._published.append((batch, runs))

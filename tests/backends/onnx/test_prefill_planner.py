@@ -77,14 +77,20 @@ def test_a_prompt_with_a_cached_prefix_is_a_continuation_and_runs_alone() -> Non
 
 
 def test_a_long_prompt_is_still_chunked_and_a_short_one_is_never_cut() -> None:
-    long, short = Prompt(0, 540), Prompt(2, 37)
-    runs = plan_runs(prompts(long, short), 40, slack=256)
-    assert shape(runs) == [[(0, 0, 40)]]  # the short one does not fit what is left: it waits
-    long.prefilled = 40
-    runs = plan_runs(prompts(long, short), 40, slack=256)
-    assert shape(runs) == [[(0, 40, 80)]]
-    # First in line, the short prompt runs whole, and the long one gets what it leaves.
-    assert shape(plan_runs(prompts(short, long), 40, slack=256)) == [[(2, 0, 37)], [(0, 40, 43)]]
+    long, short, other = Prompt(0, 540), Prompt(2, 37), Prompt(3, 30)
+    assert shape(plan_runs(prompts(long), 40, slack=256)) == [[(0, 0, 40)]]
+    # The short prompt finishes within the budget: it runs first, whole, and the long one
+    # gets what it leaves; the next short one does not fit what is left and waits, uncut.
+    runs = plan_runs(prompts(long, short, other), 40, slack=0)
+    assert shape(runs) == [[(2, 0, 37)], [(0, 0, 3)]]
+    long.prefilled, short.active = 3, False
+    assert shape(plan_runs(prompts(long, short, other), 40, slack=0)) == [
+        [(3, 0, 30)],
+        [(0, 3, 13)],
+    ]
+    # A long prompt's last chunk finishes it, so it counts as finishing.
+    long.prefilled = 520
+    assert shape(plan_runs(prompts(other, long), 40, slack=0)) == [[(3, 0, 30)]]
 
 
 def test_cancelled_prompts_are_left_out() -> None:

@@ -1,10 +1,11 @@
 """The decode loop: one task owns the model and runs the whole batch once per step.
 
 Each iteration frees the slots of finished or cancelled requests, admits waiting ones,
-runs a prompt chunk, then decode steps for every running sequence: a long prompt arrives
-in chunks between decode steps, so running streams never freeze. While sequences are
-decoding, a chunk is cut to the `prefill_budget` of model time (measured as prompts run),
-which bounds the gap a long prompt adds between two tokens of a running stream.
+runs prompt work (`prefill_planner`: fresh prompts whole and together, then chunks), then
+decode steps for every running sequence: a long prompt arrives in chunks between decode
+steps, so running streams never freeze. While sequences are decoding, prompt work is cut to
+the chunk budget of model time (fixed, or from a latency goal), which bounds the gap it
+adds between two tokens of a running stream.
 
 Model runs (and sampling) go to a worker thread, as ORT releases the GIL. While the batch
 stays the same, the worker runs decode steps back to back, publishing each step's tokens
@@ -34,6 +35,7 @@ import anyio
 import numpy as np
 from anyio.lowlevel import EventLoopToken, current_token
 
+from tokenwire.backends.onnx._outcomes import accept_run, sample_row, wrap_error
 from tokenwire.backends.onnx.generation import Generation
 from tokenwire.backends.onnx.prefill_planner import (
     LatencyGoal,
@@ -46,7 +48,6 @@ from tokenwire.backends.onnx.prefill_planner import (
 from tokenwire.backends.onnx.runner import ModelRunner
 from tokenwire.backends.onnx.scheduler import BackendStats, PrefillChunk, Scheduler
 from tokenwire.backends.onnx.speculation import Speculator
-from tokenwire.errors import GenerationError, TokenwireError
 
 logger = logging.getLogger("tokenwire.onnx")
 
@@ -190,7 +191,7 @@ class DecodeLoop:
                 # A bug here must not strand every waiting client: fail what is held.
                 logger.exception("the decode loop failed; failing the requests it held")
                 for generation in self.scheduler.drain():
-                    generation.fail(_wrap(exc))
+                    generation.fail(wrap_error(exc))
                     generation.retire()
                 busy = False
             if not busy:
@@ -253,7 +254,7 @@ class DecodeLoop:
             except Exception as exc:
                 for chunk in run:
                     logger.exception("prefill failed (request %s)", chunk.generation.request_id)
-                    chunk.generation.fail(_wrap(exc))
+                    chunk.generation.fail(wrap_error(exc))
                 self.failed_prefills += 1
                 self.last_failure = time.monotonic()
                 continue
@@ -287,7 +288,7 @@ class DecodeLoop:
         logits = self.runner.prefill_fresh(batch[0].slot, [g.prompt_ids for g in batch])
         width = max(g.prompt_tokens for g in batch)
         self._time_prefill(time.perf_counter() - started, width * len(batch))
-        return [_sample(g, row) for g, row in zip(batch, logits, strict=True)]
+        return [sample_row(g, row) for g, row in zip(batch, logits, strict=True)]
 
     def _offer_prefix(self, generation: Generation) -> None:
         cache, slot = generation.prompt_cache, generation.slot
@@ -319,7 +320,7 @@ class DecodeLoop:
             generation.slot, generation.prompt_ids[chunk.start : chunk.end]
         )
         self._time_prefill(time.perf_counter() - started, chunk.end - chunk.start)
-        return _sample(generation, logits) if chunk.last else None
+        return sample_row(generation, logits) if chunk.last else None
 
     def _time_prefill(self, seconds: float, tokens: int) -> None:
         self.prefill_token_seconds = update_estimate(self.prefill_token_seconds, seconds / tokens)
@@ -338,7 +339,7 @@ class DecodeLoop:
         except Exception as exc:
             logger.exception("decode step failed for %d requests", len(batch))
             for generation in batch:
-                generation.fail(_wrap(exc))
+                generation.fail(wrap_error(exc))
             self.failed_decodes += 1
             self.last_failure = time.monotonic()
         return True
@@ -360,10 +361,10 @@ class DecodeLoop:
                 runs: Sequence[Sequence[int]]
                 if drafts is not None:
                     assert speculator is not None
-                    runs = speculator.step(batch, drafts, _sample, announce)
+                    runs = speculator.step(batch, drafts, sample_row, announce)
                 else:
                     logits = self.runner.decode(slots, [g.last_token for g in batch], announce)
-                    runs = [(_sample(g, row),) for g, row in zip(batch, logits, strict=True)]
+                    runs = [(sample_row(g, row),) for g, row in zip(batch, logits, strict=True)]
                     for generation, (token,) in zip(batch, runs, strict=True):
                         generation.schedule(token)
                 if speculator is not None:
@@ -402,7 +403,7 @@ class DecodeLoop:
                 ended = False
                 for generation, run in zip(batch, runs, strict=True):
                     if generation.active:
-                        _accept(generation, run)
+                        accept_run(generation, run)
                         ended = ended or not generation.active
                 if ended:
                     self.wake()  # a finished sequence frees its slot at the next boundary
@@ -410,31 +411,3 @@ class DecodeLoop:
             self._published_event = anyio.Event()
             if not self._published:
                 await self._published_event.wait()
-
-
-def _sample(generation: Generation, logits: np.ndarray) -> int:
-    try:
-        return generation.sample(logits)
-    except Exception:
-        # One request's bad sampling must not fail the batch; -1 makes `_accept` fail it.
-        logger.exception("sampling failed (request %s)", generation.request_id)
-        generation.exhausted = True
-        return -1
-
-
-def _accept(generation: Generation, run: Sequence[int]) -> None:
-    try:
-        if min(run) < 0:
-            raise GenerationError("Sampling the next token failed.")
-        generation.accept_run(run)
-    except Exception as exc:
-        logger.exception("streaming a token failed (request %s)", generation.request_id)
-        generation.fail(_wrap(exc))
-
-
-def _wrap(exc: Exception) -> TokenwireError:
-    if isinstance(exc, TokenwireError):
-        return exc
-    error = GenerationError("The model failed while generating a response.")
-    error.__cause__ = exc
-    return error

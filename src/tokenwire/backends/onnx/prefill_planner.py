@@ -139,24 +139,28 @@ def fresh_batch(
 
 def plan_runs(prefilling: Sequence[Generation], budget: int, slack: int | None) -> list[PrefillRun]:
     """Runs totalling about `budget` prompt tokens: first a batch of fresh prompts (see
-    `fresh_batch`), then oldest first. A prompt that fits `budget` whole is never cut: when
-    it does not fit what is left, it waits for the next step; a longer one is chunked."""
+    `fresh_batch`), then the prompts that finish within `budget`, whole, oldest first, then
+    chunks of longer ones. A prompt that fits `budget` is never cut: when it does not fit
+    what is left, it waits for the next step.
+
+    Finishing prompts go before longer ones (a short prompt's TTFT is not held behind a long
+    prompt's every chunk); a long prompt still gets whatever they leave, and they can only
+    arrive as fast as slots free up.
+    """
     batch = fresh_batch(prefilling, budget, slack)
     runs: list[PrefillRun] = []
     left = budget
     if batch:
         runs.append(tuple(PrefillChunk(g, 0, g.prompt_tokens) for g in batch))
         left -= max(g.prompt_tokens for g in batch) * len(batch)
-    for generation in prefilling:
-        if left <= 0:
-            break
-        if not generation.active or any(generation is g for g in batch):
-            continue
-        start = generation.prefilled
-        remaining = generation.prompt_tokens - start
-        if left < remaining <= budget:
-            continue  # it fits a whole step's budget: never cut, it runs whole next step
-        end = start + min(remaining, left)
-        runs.append((PrefillChunk(generation, start, end),))
-        left -= end - start
+    rest = [g for g in prefilling if g.active and not any(g is b for b in batch)]
+    for finishing in (True, False):
+        for generation in rest:
+            start = generation.prefilled
+            remaining = generation.prompt_tokens - start
+            if left <= 0 or (remaining <= budget) != finishing or left < remaining <= budget:
+                continue
+            end = start + min(remaining, left)
+            runs.append((PrefillChunk(generation, start, end),))
+            left -= end - start
     return runs

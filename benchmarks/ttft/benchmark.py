@@ -56,7 +56,7 @@ PASSAGE = (
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    rounds: int = 4
+    rounds: int = 3
     load: int = 8
     burst: int = 4
     background_tokens: int = 400
@@ -206,6 +206,8 @@ async def under_load(
                 ttfts, gap = await probe(backend, background, texts, settings)
                 tokens = max(len(prompt_tokens(backend, t)) for t in texts)
                 probes.append(Probe(round_, condition, kind, ttfts, gap, tokens))
+                print(f"round {round_} {condition} {kind}: TTFT {max(ttfts) * 1e3:,.0f} ms, "
+                      f"gap {gap * 1e3:,.0f} ms", file=sys.stderr, flush=True)  # fmt: skip
                 await anyio.sleep(0.2)
             group.cancel_scope.cancel()
     return probes

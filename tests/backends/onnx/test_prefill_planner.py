@@ -11,6 +11,7 @@ import pytest
 from tokenwire.backends.onnx.generation import Generation
 from tokenwire.backends.onnx.prefill_planner import (
     FIRST_CHUNK,
+    GOAL_MIN_CHUNK,
     LatencyGoal,
     budget_tokens,
     chunk_seconds,
@@ -113,7 +114,9 @@ def test_the_budget_in_tokens_follows_the_measured_prefill_speed() -> None:
     seconds = chunk_seconds(goal, 0.020, fixed=None)
     assert budget_tokens(seconds, 0.001, 256, goal, None) == 30  # 30 ms at 1 ms a token
     assert budget_tokens(seconds, 1e-5, 256, goal, None) == 256  # at most a prefill chunk
-    assert budget_tokens(0.0, 0.001, 256, goal, None) == 1  # at least a token
+    assert budget_tokens(0.0, 0.001, 256, LatencyGoal(), None) == 1  # at least a token
+    # Under a goal, at least GOAL_MIN_CHUNK: a target below the step itself cannot be met.
+    assert budget_tokens(0.0, 0.001, 256, goal, None) == GOAL_MIN_CHUNK
     assert budget_tokens(seconds, None, 256, goal, None) == FIRST_CHUNK  # not timed yet
     assert budget_tokens(None, 0.001, 256, goal, None) == 256
 

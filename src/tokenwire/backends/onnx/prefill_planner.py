@@ -20,6 +20,11 @@ from tokenwire.backends.onnx.scheduler import PrefillChunk
 # A prompt chunk run beside decoding streams when no prefill has been timed yet.
 FIRST_CHUNK = 16
 
+# The smallest chunk under a target gap. A target below the decode step alone cannot be met,
+# and a chunk of a token or two costs nearly a whole step (the weights are read either way):
+# the prompt would then take a step per token (a 540-token prompt: a minute on 2 cores).
+GOAL_MIN_CHUNK = 16
+
 # Weight of the newest sample in the running estimates of prefill and decode-step time.
 _ESTIMATE_WEIGHT = 0.3
 
@@ -68,14 +73,17 @@ def budget_tokens(
     now: float | None = None,
 ) -> int:
     """Prompt tokens to run beside decoding streams: what fits `seconds` at `token_seconds`
-    each (`FIRST_CHUNK` until timed; None seconds: `chunk`), at least what the target TTFT
-    needs for the `oldest` prompt, at most `chunk`."""
+    each (`FIRST_CHUNK` until timed; None seconds: `chunk`), under a target gap at least
+    `GOAL_MIN_CHUNK`, at least what the target TTFT needs for the `oldest` prompt, at most
+    `chunk`."""
     if seconds is None:
         return chunk
     if token_seconds is None:
         tokens = min(chunk, FIRST_CHUNK)
     else:
         tokens = max(1, min(chunk, int(seconds / token_seconds)))
+    if goal.target_itl is not None:
+        tokens = max(tokens, min(chunk, GOAL_MIN_CHUNK))
     if oldest is not None and goal.target_ttft is not None:
         waited = (time.monotonic() if now is None else now) - oldest.queued_at
         left = oldest.prompt_tokens - oldest.prefilled

@@ -56,7 +56,7 @@ PASSAGE = (
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    rounds: int = 3
+    rounds: int = 4
     load: int = 8
     burst: int = 4
     background_tokens: int = 400

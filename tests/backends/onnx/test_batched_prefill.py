@@ -15,7 +15,7 @@ import pytest
 
 from tests.backends.onnx._helpers import Result, all_slots_free, collect, request, running
 from tokenwire.backends.onnx import OnnxBackend
-from tokenwire.backends.onnx.prefill_planner import GOAL_MIN_CHUNK
+from tokenwire.backends.onnx.prefill_planner import MIN_CHUNK
 from tokenwire.events import TokenDelta
 
 pytestmark = pytest.mark.anyio
@@ -80,7 +80,7 @@ async def test_a_long_prompt_is_still_chunked_to_the_target_gap_beside_running_s
     model_dir: Path,
 ) -> None:
     long_prompt = " ".join(PROMPTS * 2)
-    # A target gap below any decode step leaves no room: the smallest chunks, GOAL_MIN_CHUNK.
+    # A target gap below any decode step leaves no room: the smallest chunks, MIN_CHUNK.
     options = {"max_batch": 2, "prefill_chunk": 128, "target_itl_ms": 1e-6}
     async with (
         running(model_dir, **options) as backend,
@@ -93,7 +93,7 @@ async def test_a_long_prompt_is_still_chunked_to_the_target_gap_beside_running_s
         result = await collect(backend, request(long_prompt, 2))
         prompt_tokens = result.finish.usage.prompt_tokens
         assert 16 < prompt_tokens <= 128
-        assert backend.stats.prefill_chunks - chunks == -(-prompt_tokens // GOAL_MIN_CHUNK)
+        assert backend.stats.prefill_chunks - chunks == -(-prompt_tokens // MIN_CHUNK)
     async with running(model_dir, max_batch=2, prefill_chunk=128) as alone:
         assert (await collect(alone, request(long_prompt, 2))).ids == result.ids
 

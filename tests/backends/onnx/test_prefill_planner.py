@@ -11,7 +11,7 @@ import pytest
 from tokenwire.backends.onnx.generation import Generation
 from tokenwire.backends.onnx.prefill_planner import (
     FIRST_CHUNK,
-    GOAL_MIN_CHUNK,
+    MIN_CHUNK,
     LatencyGoal,
     budget_tokens,
     chunk_seconds,
@@ -113,10 +113,11 @@ def test_the_budget_in_tokens_follows_the_measured_prefill_speed() -> None:
     goal = LatencyGoal(target_itl=0.050)
     seconds = chunk_seconds(goal, 0.020, fixed=None)
     assert budget_tokens(seconds, 0.001, 256, goal, None) == 30  # 30 ms at 1 ms a token
+    assert budget_tokens(seconds, 0.001, 8, goal, None) == 8  # the floor stays within a chunk
     assert budget_tokens(seconds, 1e-5, 256, goal, None) == 256  # at most a prefill chunk
-    assert budget_tokens(0.0, 0.001, 256, LatencyGoal(), None) == 1  # at least a token
-    # Under a goal, at least GOAL_MIN_CHUNK: a target below the step itself cannot be met.
-    assert budget_tokens(0.0, 0.001, 256, goal, None) == GOAL_MIN_CHUNK
+    # At least MIN_CHUNK: a smaller chunk costs nearly a decode step (1: the old plan's floor).
+    assert budget_tokens(0.0, 0.001, 256, goal, None) == MIN_CHUNK
+    assert budget_tokens(0.0, 0.001, 256, LatencyGoal(), None, floor=1) == 1
     assert budget_tokens(seconds, None, 256, goal, None) == FIRST_CHUNK  # not timed yet
     assert budget_tokens(None, 0.001, 256, goal, None) == 256
 

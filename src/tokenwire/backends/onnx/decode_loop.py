@@ -38,7 +38,7 @@ from anyio.lowlevel import EventLoopToken, current_token
 from tokenwire.backends.onnx._outcomes import accept_run, sample_row, wrap_error
 from tokenwire.backends.onnx.generation import Generation
 from tokenwire.backends.onnx.prefill_planner import (
-    FIRST_CHUNK,
+    MIN_CHUNK,
     LatencyGoal,
     PrefillRun,
     budget_tokens,
@@ -238,6 +238,7 @@ class DecodeLoop:
             self.prefill_chunk,
             self.goal,
             next((g for g in self.scheduler.prefilling if g.active), None),
+            floor=MIN_CHUNK if self.batch_prefill else 1,
         )
 
     async def _prefill(self) -> bool:
@@ -324,10 +325,10 @@ class DecodeLoop:
         return sample_row(generation, logits) if chunk.last else None
 
     def _time_prefill(self, seconds: float, tokens: int) -> None:
-        if self.batch_prefill and tokens < FIRST_CHUNK and self.prefill_token_seconds is not None:
+        if self.batch_prefill and tokens < MIN_CHUNK and self.prefill_token_seconds is not None:
             # A run's fixed cost (a weight read) dominates a small chunk: timed per token, it
             # would shrink the next chunks, and so on down to a token per boundary (a 37-token
-            # prompt took 3.4 s beside 8 streams on 2 cores). Only larger runs are timed.
+            # prompt took 3.4 s beside 8 streams on 2 cores). Only MIN_CHUNK or more is timed.
             return
         self.prefill_token_seconds = update_estimate(self.prefill_token_seconds, seconds / tokens)
 

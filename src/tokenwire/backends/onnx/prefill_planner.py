@@ -20,10 +20,11 @@ from tokenwire.backends.onnx.scheduler import PrefillChunk
 # A prompt chunk run beside decoding streams when no prefill has been timed yet.
 FIRST_CHUNK = 16
 
-# The smallest chunk under a target gap. A target below the decode step alone cannot be met,
-# and a chunk of a token or two costs nearly a whole step (the weights are read either way):
-# the prompt would then take a step per token (a 540-token prompt: a minute on 2 cores).
-GOAL_MIN_CHUNK = 16
+# The smallest chunk beside decoding streams. A chunk of a token or two costs nearly a whole
+# decode step (the weights are read either way): a budget too small for this (a target gap
+# below the decode step alone, a slow machine) would make a prompt take a step per token (a
+# 540-token prompt: a minute on 2 cores). Chunks this large are also the only ones timed.
+MIN_CHUNK = 16
 
 # Weight of the newest sample in the running estimates of prefill and decode-step time.
 _ESTIMATE_WEIGHT = 0.3
@@ -71,19 +72,18 @@ def budget_tokens(
     goal: LatencyGoal,
     oldest: Generation | None,
     now: float | None = None,
+    floor: int = MIN_CHUNK,
 ) -> int:
     """Prompt tokens to run beside decoding streams: what fits `seconds` at `token_seconds`
-    each (`FIRST_CHUNK` until timed; None seconds: `chunk`), under a target gap at least
-    `GOAL_MIN_CHUNK`, at least what the target TTFT needs for the `oldest` prompt, at most
-    `chunk`."""
+    each (`FIRST_CHUNK` until timed; None seconds: `chunk`), at least `floor`, at least what
+    the target TTFT needs for the `oldest` prompt, at most `chunk`."""
     if seconds is None:
         return chunk
     if token_seconds is None:
         tokens = min(chunk, FIRST_CHUNK)
     else:
         tokens = max(1, min(chunk, int(seconds / token_seconds)))
-    if goal.target_itl is not None:
-        tokens = max(tokens, min(chunk, GOAL_MIN_CHUNK))
+    tokens = max(tokens, min(chunk, floor))
     if oldest is not None and goal.target_ttft is not None:
         waited = (time.monotonic() if now is None else now) - oldest.queued_at
         left = oldest.prompt_tokens - oldest.prefilled

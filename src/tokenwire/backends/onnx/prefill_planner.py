@@ -4,8 +4,8 @@ together.
 The budget serves a latency goal: a target inter-token gap for the running streams (the
 chunk gets what the gap leaves after a decode step) and, optionally, a target TTFT (the
 oldest prompt gets at least what finishes it in time). Fresh prompts that fit the budget
-whole are prefilled whole, several in one run when their slots are contiguous: one pass
-over the weights serves them all (docs/benchmarks.md, "TTFT").
+whole are prefilled whole, several in one run when their slots are contiguous: every
+first token after one run, and less model time from 4 rows up (docs/benchmarks.md, "TTFT").
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ FIRST_CHUNK = 16
 
 # The smallest chunk beside decoding streams. A chunk of a token or two costs nearly a whole
 # decode step (the weights are read either way): a budget too small for this (a target gap
-# below the decode step alone, a slow machine) would make a prompt take a step per token (a
-# 540-token prompt: a minute on 2 cores). Chunks this large are also the only ones timed.
+# below the decode step alone, a slow machine) would make a prompt take about a decode step
+# per token. Chunks this large are also the only ones timed.
 MIN_CHUNK = 16
 
 # Weight of the newest sample in the running estimates of prefill and decode-step time.
@@ -40,7 +40,7 @@ class LatencyGoal:
     target_itl: float | None = None
     """Seconds: the largest gap between two tokens of a running stream."""
     target_ttft: float | None = None
-    """Seconds: from admission to a prompt's first token."""
+    """Seconds: from a request's arrival to its first token."""
 
 
 def chunk_seconds(

@@ -19,6 +19,7 @@ def find_model(explicit: Path | None) -> Path:
     candidates += [
         Path.home() / ".cache" / "tokenwire" / "models" / MODEL_NAME,
         REPO / ".cache" / "tokenwire" / "models" / MODEL_NAME,
+        REPO / ".cache" / "models" / MODEL_NAME,
         Path("/tmp/twhome/models") / MODEL_NAME,
     ]
     for candidate in candidates:

@@ -400,12 +400,19 @@ async def test_requests_that_arrive_together_decode_as_one_batch(model_dir: Path
         assert max(batches) == 4
 
 
-@pytest.mark.parametrize(("budget_ms", "cut"), [(1e-6, True), (0, False)])
+@pytest.mark.parametrize(
+    ("budget_ms", "batch_prefill", "chunk"), [(1e-6, True, 16), (1e-6, False, 1), (0, True, 128)]
+)
 async def test_prompt_chunks_beside_running_streams_fit_the_prefill_budget(
-    model_dir: Path, budget_ms: float, cut: bool
+    model_dir: Path, budget_ms: float, batch_prefill: bool, chunk: int
 ) -> None:
     long_prompt = " ".join([PROMPT] * 4)
-    options = {"max_batch": 2, "prefill_chunk": 128, "prefill_budget_ms": budget_ms}
+    options = {
+        "max_batch": 2,
+        "prefill_chunk": 128,
+        "prefill_budget_ms": budget_ms,
+        "batch_prefill": batch_prefill,
+    }
     async with (
         running(model_dir, **options) as backend,
         aclosing(backend.generate(request(PROMPT, None))) as running_stream,
@@ -418,9 +425,9 @@ async def test_prompt_chunks_beside_running_streams_fit_the_prefill_budget(
         prompt_tokens = result.finish.usage.prompt_tokens
         assert 16 < prompt_tokens <= 128
         used = backend.stats.prefill_chunks - chunks
-        # A budget far below one token's time runs a token per boundary (the first prompt
-        # was timed already); no budget runs the whole prompt in one chunk.
-        assert used == (prompt_tokens if cut else 1)
+        # A budget far below one token's time runs the smallest chunks: 16 tokens (MIN_CHUNK;
+        # the old plan: a token) per boundary; no budget runs the whole prompt in one chunk.
+        assert used == -(-prompt_tokens // chunk)
 
 
 async def test_max_tokens_beyond_the_room_left_is_refused_with_the_counts(model_dir: Path) -> None:

@@ -21,6 +21,7 @@ from tokenwire.backends.onnx.drafting import DraftSettings
 from tokenwire.backends.onnx.generation import Generation
 from tokenwire.backends.onnx.kv_cache import token_bytes
 from tokenwire.backends.onnx.manifest import ModelManifest, SamplingDefaults, default_model_dir
+from tokenwire.backends.onnx.prefill_planner import LatencyGoal
 from tokenwire.backends.onnx.runner import ModelRunner, create_runner
 from tokenwire.backends.onnx.sampling import Sampler, SamplingParams, resolve_sampling
 from tokenwire.backends.onnx.scheduler import BackendStats, Scheduler
@@ -73,6 +74,13 @@ class OnnxBackend:
             this much model time (measured as prompts run), which bounds how much a long
             prompt stretches their inter-token gaps; 0 or None always runs whole
             `prefill_chunk`s.
+        target_itl_ms: a latency goal in place of `prefill_budget_ms`: the running streams'
+            largest inter-token gap; a chunk gets this less the measured decode step.
+        target_ttft_ms: with `target_itl_ms`, the oldest prompt's chunks grow to what gives
+            its first token within this (from its arrival), at the running streams' cost.
+        batch_prefill: prefill fresh prompts that fit the budget whole, several in one run
+            where their slots are contiguous (False: one prompt per run, chunks cut wherever
+            the budget ends, the scheduler before this option, kept for comparison).
         max_context: tokens per sequence (prompt and completion); at most the model's.
         intra_op_threads: ONNX Runtime threads per step; None lets ORT choose.
         allow_spinning: whether ORT's idle intra-op threads spin-wait for work (its
@@ -104,6 +112,9 @@ class OnnxBackend:
         max_queue: int = 64,
         prefill_chunk: int = 256,
         prefill_budget_ms: float | None = DEFAULT_PREFILL_BUDGET_MS,
+        target_itl_ms: float | None = None,
+        target_ttft_ms: float | None = None,
+        batch_prefill: bool = True,
         max_context: int | None = None,
         intra_op_threads: int | None = None,
         allow_spinning: bool = True,
@@ -137,6 +148,18 @@ class OnnxBackend:
         if prefill_budget_ms is not None and float(prefill_budget_ms) < 0:
             raise ValueError(f"prefill_budget_ms must be >= 0, got {prefill_budget_ms}")
         self.prefill_budget_ms = float(prefill_budget_ms or 0) or None
+        for name, target in (("target_itl_ms", target_itl_ms), ("target_ttft_ms", target_ttft_ms)):
+            if target is not None and not float(target) > 0:
+                raise ValueError(f"{name} must be > 0 (milliseconds), got {target}")
+        if target_ttft_ms is not None and target_itl_ms is None:
+            raise ValueError("target_ttft_ms needs target_itl_ms (the pace chunks run at)")
+        self.goal = LatencyGoal(
+            None if target_itl_ms is None else float(target_itl_ms) / 1e3,
+            None if target_ttft_ms is None else float(target_ttft_ms) / 1e3,
+        )
+        if not isinstance(batch_prefill, bool):
+            raise ValueError(f"batch_prefill must be true or false, got {batch_prefill!r}")
+        self.batch_prefill = batch_prefill
         if not isinstance(allow_spinning, bool):
             raise ValueError(f"allow_spinning must be true or false, got {allow_spinning!r}")
         self.allow_spinning = allow_spinning
@@ -217,6 +240,8 @@ class OnnxBackend:
             prefill_budget=None if self.prefill_budget_ms is None else self.prefill_budget_ms / 1e3,
             prefix_namespace=self.prefix_namespace,
             kv_token_bytes=token_bytes(self.manifest.kv),
+            goal=self.goal,
+            batch_prefill=self.batch_prefill,
             speculator=(
                 Speculator(runner, self.speculation, self.context_length)
                 if self.speculation is not None and runner.can_verify

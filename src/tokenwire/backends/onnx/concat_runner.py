@@ -51,6 +51,7 @@ class ConcatKVRunner:
         # Speculation is the shared layout's: here a rejected draft's KV would need cutting
         # out of every layer's concatenated cache.
         self.can_verify = False
+        self.batch_slack: int | None = None  # a batch's past is regrouped from single rows
 
     def _ortvalue(self, array: np.ndarray) -> ort.OrtValue:
         return ort.OrtValue.ortvalue_from_numpy(
@@ -113,6 +114,9 @@ class ConcatKVRunner:
         positions = self.settings.logits_positions(count)
         row: np.ndarray = self.logits.view(1, positions)[0, positions - 1]
         return row
+
+    def prefill_fresh(self, first: int, prompts: Sequence[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError("the concat KV layout prefills one prompt per run")
 
     def decode(
         self,

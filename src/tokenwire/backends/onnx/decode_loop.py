@@ -1,10 +1,11 @@
 """The decode loop: one task owns the model and runs the whole batch once per step.
 
 Each iteration frees the slots of finished or cancelled requests, admits waiting ones,
-runs a prompt chunk, then decode steps for every running sequence: a long prompt arrives
-in chunks between decode steps, so running streams never freeze. While sequences are
-decoding, a chunk is cut to the `prefill_budget` of model time (measured as prompts run),
-which bounds the gap a long prompt adds between two tokens of a running stream.
+runs prompt work (`prefill_planner`: fresh prompts whole and together, then chunks), then
+decode steps for every running sequence: a long prompt arrives in chunks between decode
+steps, so running streams never freeze. While sequences are decoding, prompt work is cut to
+the chunk budget of model time (fixed, or from a latency goal), which bounds the gap it
+adds between two tokens of a running stream.
 
 Model runs (and sampling) go to a worker thread, as ORT releases the GIL. While the batch
 stays the same, the worker runs decode steps back to back, publishing each step's tokens
@@ -34,11 +35,20 @@ import anyio
 import numpy as np
 from anyio.lowlevel import EventLoopToken, current_token
 
+from tokenwire.backends.onnx._outcomes import accept_run, sample_row, wrap_error
 from tokenwire.backends.onnx.generation import Generation
+from tokenwire.backends.onnx.prefill_planner import (
+    MIN_CHUNK,
+    LatencyGoal,
+    PrefillRun,
+    budget_tokens,
+    chunk_seconds,
+    plan_runs,
+    update_estimate,
+)
 from tokenwire.backends.onnx.runner import ModelRunner
 from tokenwire.backends.onnx.scheduler import BackendStats, PrefillChunk, Scheduler
 from tokenwire.backends.onnx.speculation import Speculator
-from tokenwire.errors import GenerationError, TokenwireError
 
 logger = logging.getLogger("tokenwire.onnx")
 
@@ -54,19 +64,15 @@ RECOVERY_SECONDS = 30.0
 # Published steps the emitter may trail the model by before the worker stops running ahead.
 EMITTER_LAG = 4
 
-# A prompt chunk run beside decoding streams when no prefill has been timed yet.
-FIRST_CHUNK = 16
-
-# Weight of the newest prompt chunk in the running estimate of prefill seconds per token.
-_ESTIMATE_WEIGHT = 0.3
-
 
 class DecodeLoop:
     """Drives `runner` with the work `scheduler` holds; `run` is the loop task.
 
     `prefix_namespace` seeds the prefix cache's keys (the model), and `kv_token_bytes` is
     the KV one token takes, for the cache's byte budget. With a `speculator`, decode steps
-    verify drafted tokens when it proposes any.
+    verify drafted tokens when it proposes any. A `goal` sets the chunk budget in place of
+    `prefill_budget`; `batch_prefill` False keeps the old plan (one prompt per run, chunks
+    cut to the budget's end), for comparison.
     """
 
     def __init__(
@@ -79,6 +85,8 @@ class DecodeLoop:
         prefix_namespace: str = "",
         kv_token_bytes: int = 0,
         speculator: Speculator | None = None,
+        goal: LatencyGoal | None = None,
+        batch_prefill: bool = True,
     ) -> None:
         self.runner = runner
         self.speculator = speculator
@@ -87,6 +95,10 @@ class DecodeLoop:
         self.prefill_budget = prefill_budget
         self.prefill_token_seconds: float | None = None
         """Running estimate of the model time one prompt token takes (None until timed)."""
+        self.goal = goal or LatencyGoal()
+        self.batch_prefill = batch_prefill
+        self.decode_step_seconds: float | None = None
+        """Running estimate of one decode step's time, sampling included (None until timed)."""
         self.prefix_namespace = prefix_namespace
         self.kv_token_bytes = kv_token_bytes
         self.steps = 0
@@ -180,7 +192,7 @@ class DecodeLoop:
                 # A bug here must not strand every waiting client: fail what is held.
                 logger.exception("the decode loop failed; failing the requests it held")
                 for generation in self.scheduler.drain():
-                    generation.fail(_wrap(exc))
+                    generation.fail(wrap_error(exc))
                     generation.retire()
                 busy = False
             if not busy:
@@ -214,47 +226,71 @@ class DecodeLoop:
         """Prompt tokens to run before the next decode step.
 
         `prefill_chunk` when nothing is decoding (the prompt's TTFT is all that waits);
-        beside decoding streams, what fits `prefill_budget` at the measured speed, so a long
-        prompt stretches their inter-token gaps by at most that much.
+        beside decoding streams, what fits the chunk budget (`chunk_seconds`: the goal's, or
+        the fixed `prefill_budget`) at the measured speed, raised to what a target TTFT
+        needs for the oldest prompt.
         """
-        if self.prefill_budget is None or not any(g.decoding for g in self.scheduler.running):
+        if not any(g.decoding for g in self.scheduler.running):
             return self.prefill_chunk
-        per_token = self.prefill_token_seconds
-        if per_token is None:
-            return min(self.prefill_chunk, FIRST_CHUNK)
-        return max(1, min(self.prefill_chunk, int(self.prefill_budget / per_token)))
+        return budget_tokens(
+            chunk_seconds(self.goal, self.decode_step_seconds, self.prefill_budget),
+            self.prefill_token_seconds,
+            self.prefill_chunk,
+            self.goal,
+            next((g for g in self.scheduler.prefilling if g.active), None),
+            floor=MIN_CHUNK if self.batch_prefill else 1,
+        )
 
     async def _prefill(self) -> bool:
-        plan = self.scheduler.prefill_plan(self.prefill_tokens())
-        for chunk in plan:
-            generation = chunk.generation
+        budget = self.prefill_tokens()
+        runs: list[PrefillRun]
+        if self.batch_prefill:
+            runs = plan_runs(self.scheduler.prefilling, budget, self.runner.batch_slack)
+        else:
+            runs = [(chunk,) for chunk in self.scheduler.prefill_plan(budget)]
+        for run in runs:
             try:
-                token = await anyio.to_thread.run_sync(
-                    self._prefill_step, chunk, limiter=self._limiter
+                tokens = await anyio.to_thread.run_sync(
+                    self._prefill_run, run, limiter=self._limiter
                 )
             except Exception as exc:
-                logger.exception("prefill failed (request %s)", generation.request_id)
-                generation.fail(_wrap(exc))
+                for chunk in run:
+                    logger.exception("prefill failed (request %s)", chunk.generation.request_id)
+                    chunk.generation.fail(wrap_error(exc))
                 self.failed_prefills += 1
                 self.last_failure = time.monotonic()
                 continue
             self.prefill_chunks += 1
             self.failed_prefills = 0
-            generation.prefilled = chunk.end
-            if token is None:
-                generation.note("prefill")  # one note per chunk: the client's progress
-            else:
-                self.scheduler.start_decoding(generation)
-                generation.schedule(token)
-                self._published.append(([generation], [(token,)]))
-                self._published_event.set()
-                if generation.prompt_cache is not None:
-                    # Before the next decode step: the concat layout's prompt KV is still
-                    # the slot's own then (the step regroups it into the batch).
-                    await anyio.to_thread.run_sync(
-                        self._offer_prefix, generation, limiter=self._limiter
-                    )
-        return bool(plan)
+            for chunk, token in zip(run, tokens, strict=True):
+                await self._prefilled(chunk, token)
+        return bool(runs)
+
+    async def _prefilled(self, chunk: PrefillChunk, token: int | None) -> None:
+        generation = chunk.generation
+        generation.prefilled = chunk.end
+        if token is None:
+            generation.note("prefill")  # one note per chunk: the client's progress
+            return
+        self.scheduler.start_decoding(generation)
+        generation.schedule(token)
+        self._published.append(([generation], [(token,)]))
+        self._published_event.set()
+        if generation.prompt_cache is not None:
+            # Before the next decode step: the concat layout's prompt KV is still
+            # the slot's own then (the step regroups it into the batch).
+            await anyio.to_thread.run_sync(self._offer_prefix, generation, limiter=self._limiter)
+
+    def _prefill_run(self, run: PrefillRun) -> list[int | None]:
+        if len(run) == 1:
+            return [self._prefill_step(run[0])]
+        batch = [chunk.generation for chunk in run]
+        assert batch[0].slot is not None
+        started = time.perf_counter()
+        logits = self.runner.prefill_fresh(batch[0].slot, [g.prompt_ids for g in batch])
+        width = max(g.prompt_tokens for g in batch)
+        self._time_prefill(time.perf_counter() - started, width * len(batch))
+        return [sample_row(g, row) for g, row in zip(batch, logits, strict=True)]
 
     def _offer_prefix(self, generation: Generation) -> None:
         cache, slot = generation.prompt_cache, generation.slot
@@ -286,14 +322,15 @@ class DecodeLoop:
             generation.slot, generation.prompt_ids[chunk.start : chunk.end]
         )
         self._time_prefill(time.perf_counter() - started, chunk.end - chunk.start)
-        return _sample(generation, logits) if chunk.last else None
+        return sample_row(generation, logits) if chunk.last else None
 
     def _time_prefill(self, seconds: float, tokens: int) -> None:
-        per_token = seconds / tokens
-        estimate = self.prefill_token_seconds
-        if estimate is not None:
-            per_token = _ESTIMATE_WEIGHT * per_token + (1 - _ESTIMATE_WEIGHT) * estimate
-        self.prefill_token_seconds = per_token
+        if self.batch_prefill and tokens < MIN_CHUNK and self.prefill_token_seconds is not None:
+            # A run's fixed cost (a weight read) dominates a small chunk: timed per token, it
+            # would shrink the next chunks, and so on down to a token per boundary (a 37-token
+            # prompt took 3.4 s beside 8 streams on 2 cores). Only MIN_CHUNK or more is timed.
+            return
+        self.prefill_token_seconds = update_estimate(self.prefill_token_seconds, seconds / tokens)
 
     async def _decode(self) -> bool:
         batch = [g for g in self.scheduler.running if g.decoding]
@@ -309,7 +346,7 @@ class DecodeLoop:
         except Exception as exc:
             logger.exception("decode step failed for %d requests", len(batch))
             for generation in batch:
-                generation.fail(_wrap(exc))
+                generation.fail(wrap_error(exc))
             self.failed_decodes += 1
             self.last_failure = time.monotonic()
         return True
@@ -326,19 +363,23 @@ class DecodeLoop:
         speculator = self.speculator
         try:
             while True:
+                started = time.perf_counter()
                 drafts = speculator.drafts(batch) if speculator is not None else None
                 runs: Sequence[Sequence[int]]
                 if drafts is not None:
                     assert speculator is not None
-                    runs = speculator.step(batch, drafts, _sample, announce)
+                    runs = speculator.step(batch, drafts, sample_row, announce)
                 else:
                     logits = self.runner.decode(slots, [g.last_token for g in batch], announce)
-                    runs = [(_sample(g, row),) for g, row in zip(batch, logits, strict=True)]
+                    runs = [(sample_row(g, row),) for g, row in zip(batch, logits, strict=True)]
                     for generation, (token,) in zip(batch, runs, strict=True):
                         generation.schedule(token)
                 if speculator is not None:
                     speculator.observe(batch, runs)
                 self.steps += 1
+                self.decode_step_seconds = update_estimate(
+                    self.decode_step_seconds, time.perf_counter() - started
+                )
                 self.failed_decodes = 0
                 self.last_batch = len(batch)
                 self._published.append((batch, runs))
@@ -369,7 +410,7 @@ class DecodeLoop:
                 ended = False
                 for generation, run in zip(batch, runs, strict=True):
                     if generation.active:
-                        _accept(generation, run)
+                        accept_run(generation, run)
                         ended = ended or not generation.active
                 if ended:
                     self.wake()  # a finished sequence frees its slot at the next boundary
@@ -377,31 +418,3 @@ class DecodeLoop:
             self._published_event = anyio.Event()
             if not self._published:
                 await self._published_event.wait()
-
-
-def _sample(generation: Generation, logits: np.ndarray) -> int:
-    try:
-        return generation.sample(logits)
-    except Exception:
-        # One request's bad sampling must not fail the batch; -1 makes `_accept` fail it.
-        logger.exception("sampling failed (request %s)", generation.request_id)
-        generation.exhausted = True
-        return -1
-
-
-def _accept(generation: Generation, run: Sequence[int]) -> None:
-    try:
-        if min(run) < 0:
-            raise GenerationError("Sampling the next token failed.")
-        generation.accept_run(run)
-    except Exception as exc:
-        logger.exception("streaming a token failed (request %s)", generation.request_id)
-        generation.fail(_wrap(exc))
-
-
-def _wrap(exc: Exception) -> TokenwireError:
-    if isinstance(exc, TokenwireError):
-        return exc
-    error = GenerationError("The model failed while generating a response.")
-    error.__cause__ = exc
-    return error

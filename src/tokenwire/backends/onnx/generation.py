@@ -7,6 +7,7 @@ one `Finish`, and hands them to the consumer without ever blocking the loop.
 from __future__ import annotations
 
 import enum
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -76,6 +77,7 @@ class Generation:
         "prefilled",
         "prompt_cache",
         "prompt_ids",
+        "queued_at",
         "receive",
         "request_id",
         "reuse",
@@ -110,6 +112,7 @@ class Generation:
         self.stops = stops
         self.eos_token_ids = eos_token_ids
         self.phase = Phase.WAITING
+        self.queued_at = time.monotonic()  # for a target TTFT
         self.slot: int | None = None
         self.prefilled = 0
         self.last_token = -1

@@ -28,6 +28,9 @@ class ModelRunner(Protocol):
     """Whether `restore` and `snapshot` work here; the prefix cache is ignored otherwise."""
     can_verify: bool
     """Whether `verify` and `advance` work here; speculation is off otherwise."""
+    batch_slack: int | None
+    """How many tokens shorter than the longest a row of `prefill_fresh` may be (None:
+    `prefill_fresh` does not work here)."""
 
     def length(self, slot: int) -> int:
         """Tokens held in `slot`'s KV cache."""
@@ -43,6 +46,11 @@ class ModelRunner(Protocol):
 
     def prefill(self, slot: int, token_ids: np.ndarray) -> np.ndarray:
         """Feed `token_ids` after what `slot` holds; the last position's logits `[vocab]`."""
+        ...
+
+    def prefill_fresh(self, first: int, prompts: Sequence[np.ndarray]) -> np.ndarray:
+        """Prefill the empty slots from `first` on with `prompts`, one row each, in one run;
+        each row's last-position logits `[len(prompts), vocab]`."""
         ...
 
     def decode(

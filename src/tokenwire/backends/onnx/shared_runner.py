@@ -51,6 +51,11 @@ class SharedKVRunner:
         self._positions = np.arange(settings.max_context, dtype=np.int64)
         self.prefix_reuse = self.cache.host_views is not None
         self.can_verify = settings.verify_tokens > 1
+        # A fresh batch's rows get logits at their own last position only when it lies in
+        # the positions the graph projects: the last `logits_positions` of the widest row.
+        self.batch_slack: int | None = (
+            settings.verify_tokens - 1 if settings.last_logits else settings.max_run_tokens
+        )
 
     def length(self, slot: int) -> int:
         return int(self.lengths[slot])
@@ -89,6 +94,43 @@ class SharedKVRunner:
         self.lengths[slot] = total
         row: np.ndarray = self.logits.view(1, positions)[0, positions - 1]
         return row
+
+    def prefill_fresh(self, first: int, prompts: Sequence[np.ndarray]) -> np.ndarray:
+        """Prefill empty slots `first, first + 1, …` with `prompts` in one run (right-padded
+        rows, a mask per row); each row's last-position logits `[len(prompts), vocab]`.
+
+        Only fresh prompts share a run: GroupQueryAttention on CPU refuses several rows that
+        each feed several tokens after a past (see `verify`). Rows must differ in length by
+        at most `batch_slack`, so each one's last position has logits.
+        """
+        count = len(prompts)
+        sizes = np.array([len(p) for p in prompts], dtype=np.int64)
+        width = int(sizes.max())
+        self.settings.check_feed(0, width)
+        if self.lengths[first : first + count].any() or first + count > self.settings.max_batch:
+            raise ValueError(f"slots {first}..{first + count - 1} are not all empty")
+        positions = self.settings.logits_positions(width)
+        if self.batch_slack is None or width - int(sizes.min()) > min(
+            self.batch_slack, positions - 1
+        ):
+            raise ValueError(f"prompt lengths {sizes.tolist()} differ too much for one run")
+        input_ids = np.full((count, width), self.settings.pad_token_id, dtype=np.int64)
+        for row, prompt in enumerate(prompts):
+            input_ids[row, : len(prompt)] = prompt
+        binding = self._prefill
+        binding.bind_cpu_input("input_ids", input_ids)
+        mask = (self._positions[None, :width] < sizes[:, None]).astype(np.int64)
+        binding.bind_cpu_input("attention_mask", mask)
+        if self.contract.position_ids:
+            binding.bind_cpu_input(
+                "position_ids", np.tile(self._positions[None, :width], (count, 1))
+            )
+        self.logits.bind(binding, count, positions)
+        self.cache.bind(binding, first, count)
+        self.session.run_with_iobinding(binding)
+        self.lengths[first : first + count] = sizes
+        logits = self.logits.view(count, positions)
+        return logits[np.arange(count), sizes - 1 - (width - positions)]
 
     def decode(
         self,

@@ -1,0 +1,1 @@
+"""TTFT under load: the prefill plan before and after batching fresh prompts."""

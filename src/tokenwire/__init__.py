@@ -53,6 +53,7 @@ from tokenwire.requests import (
     ToolCall,
     ToolChoice,
 )
+from tokenwire.response_store import ResponseStoreConfig
 from tokenwire.stream_store import ResumeConfig
 
 __all__ = [
@@ -90,6 +91,7 @@ __all__ = [
     "QueueFullError",
     "RateLimitError",
     "RequestTooLargeError",
+    "ResponseStoreConfig",
     "ResumeConfig",
     "ServesRoutes",
     "ServiceUnavailableError",

@@ -17,6 +17,7 @@ from tokenwire.endpoint import Transport
 from tokenwire.host import BackendHost
 from tokenwire.interfaces import Backend, Dialect, MiddlewareFactory
 from tokenwire.limits import Limits
+from tokenwire.response_store import ResponseStoreConfig
 from tokenwire.router import (
     DEFAULT_DIALECTS,
     DEFAULT_PUBLIC_PATHS,
@@ -41,6 +42,7 @@ def create_app(
     keepalive_seconds: float = 15.0,
     playground: bool = True,
     resume: ResumeConfig | None = None,
+    responses: ResponseStoreConfig | None = ResponseStoreConfig(),
 ) -> Starlette:
     """A Starlette app serving `backend` through every dialect and transport.
 
@@ -61,6 +63,8 @@ def create_app(
         keepalive_seconds: idle time before an SSE keep-alive is sent.
         playground: serve the playground page at `/`.
         resume: make OpenAI and Anthropic SSE streams resumable (off when None).
+        responses: how long and how many bytes of Responses-API responses are stored, for
+            `GET /v1/responses/{id}`, `previous_response_id` and `background` (off when None).
     """
     host = BackendHost(backend)
     router = build_router(
@@ -74,6 +78,7 @@ def create_app(
         keepalive_seconds=keepalive_seconds,
         playground=playground,
         resume=resume,
+        responses=responses,
     )
 
     @asynccontextmanager

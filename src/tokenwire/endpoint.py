@@ -27,7 +27,7 @@ from tokenwire.errors import (
     as_tokenwire_error,
 )
 from tokenwire.events import Event, Finish, Progress
-from tokenwire.interfaces import Dialect, ErrorBody, Exchange, Generate, Payload
+from tokenwire.interfaces import Dialect, ErrorBody, Exchange, Generate, Payload, RunsDetached
 from tokenwire.limits import Limits
 from tokenwire.pipeline import closing
 from tokenwire.requests import GenerationRequest
@@ -50,6 +50,12 @@ class Call:
     @property
     def stream(self) -> bool:
         return self.exchange.stream
+
+    @property
+    def background(self) -> bool:
+        """Whether the client asked it to run apart from its connection (`RunsDetached`)."""
+        exchange = self.exchange
+        return isinstance(exchange, RunsDetached) and exchange.background
 
     async def payloads(
         self, events: AsyncIterator[Event] | None = None
@@ -175,6 +181,8 @@ class Endpoint:
     first_byte_observers: tuple[Callable[[GenerationRequest, float], None], ...] = ()
     # Bytes held for slow clients, shared by an app's endpoints (the buffered-bytes gauge).
     send_buffers: SendBuffers | None = None
+    # Runs background calls apart from their connection; None refuses them.
+    detached: DetachedRunner | None = None
 
     def start(
         self,
@@ -246,6 +254,18 @@ class Endpoint:
             headers = {**body.headers, "retry-after": str(max(1, round(error.retry_after)))}
             return ErrorBody(body.status_code, body.content, headers)
         return body
+
+
+class DetachedRunner(Protocol):
+    """Runs calls apart from their connection (background responses) and reads them back."""
+
+    def run_detached(self, call: Call) -> AsyncIterator[tuple[int, Payload]]:
+        """Start `call` in a task of its own; returns a reader of its numbered payloads.
+
+        Raises:
+            TokenwireError: it cannot run detached now (no task group, store full).
+        """
+        ...
 
 
 class Transport(Protocol):

@@ -230,6 +230,10 @@ def build_router(
             metrics="/metrics" in paths,
             playground=playground,
             resume=resumable is not None,
+            stored_responses=any(
+                isinstance(e.dialect, OpenAIResponsesDialect) and e.dialect.store is not None
+                for e in endpoints.values()
+            ),
             api_keys=bool(api_keys),
         )
     )

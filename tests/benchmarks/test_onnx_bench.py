@@ -77,7 +77,9 @@ def test_weight_bytes_count_a_gathered_table_one_row_per_token(tmp_path: Path) -
     embedding = config.vocab * config.hidden * 4
     assert weights.initializer_bytes >= embedding
     assert weights.file_bytes >= weights.initializer_bytes
-    assert weights.per_token_bytes == weights.initializer_bytes - embedding + embedding // config.vocab
+    assert (
+        weights.per_token_bytes == weights.initializer_bytes - embedding + embedding // config.vocab
+    )
 
 
 def test_server_command_passes_backend_options_as_the_cli_reads_them() -> None:

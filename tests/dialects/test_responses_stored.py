@@ -121,7 +121,7 @@ def test_previous_response_id_refusals_name_the_field(scripted_url: str) -> None
     sdk = client(scripted_url)
     unstored = sdk.responses.create(model="scripted", input="hi", store=False)
     for previous in ("resp_unknown", unstored.id):
-        with pytest.raises(openai.BadRequestError) as caught:
+        with pytest.raises(openai.NotFoundError) as caught:  # the API's status for it
             sdk.responses.create(model="scripted", input="x", previous_response_id=previous)
         assert caught.value.body["param"] == "previous_response_id"  # type: ignore[index]
     with pytest.raises(openai.NotFoundError):
@@ -157,7 +157,7 @@ def test_expired_responses_are_gone() -> None:
         time.sleep(0.4)
         with pytest.raises(openai.NotFoundError):
             sdk.responses.retrieve(created.id)
-        with pytest.raises(openai.BadRequestError):
+        with pytest.raises(openai.NotFoundError):
             sdk.responses.create(model="echo", input="x", previous_response_id=created.id)
 
 
@@ -254,6 +254,9 @@ def test_store_off_refuses_background_and_serves_no_ids() -> None:
         assert sdk.responses.create(model="echo", input="still served").output_text
         with pytest.raises(openai.BadRequestError):
             sdk.responses.create(model="echo", input="x", background=True)
+        with pytest.raises(openai.BadRequestError) as caught:
+            sdk.responses.create(model="echo", input="x", previous_response_id="resp_any")
+        assert caught.value.body["param"] == "previous_response_id"  # type: ignore[index]
         with pytest.raises(openai.NotFoundError):
             sdk.responses.retrieve("resp_any")
 

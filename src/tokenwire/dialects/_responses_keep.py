@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tokenwire.dialects import _validate as v
+from tokenwire.errors import NotFoundError
 from tokenwire.requests import ChatMessage, ToolCall
 from tokenwire.response_store import ResponseStore
 
@@ -30,8 +31,9 @@ def prior_turns(store: ResponseStore | None, previous_response_id: str) -> tuple
     """The stored conversation `previous_response_id` names.
 
     Raises:
-        InvalidRequestError: this server keeps no responses, or none under that id (never
-            stored, expired or deleted).
+        InvalidRequestError: this server keeps no responses, or that one is still running.
+        NotFoundError: no response under that id (never stored, expired or deleted): a 404
+            naming `previous_response_id`, as the API answers.
     """
     if store is None:
         raise v.invalid(
@@ -39,10 +41,10 @@ def prior_turns(store: ResponseStore | None, previous_response_id: str) -> tuple
         )
     stored = store.get(previous_response_id)
     if stored is None:
-        raise v.invalid(
-            "previous_response_id",
-            f"no stored response {previous_response_id[:100]!r} (it was never stored, was "
-            "created with store=false, expired or was deleted)",
+        raise NotFoundError(
+            f"Previous response with id {previous_response_id[:100]!r} not found (it was "
+            "never stored, was created with store=false, expired or was deleted).",
+            param="previous_response_id",
         )
     if stored.status in ("queued", "in_progress"):
         raise v.invalid(

@@ -338,9 +338,7 @@ def test_model_id_comes_from_the_manifest(model_dir: Path) -> None:
         OnnxBackend(model_dir, max_context=10_000)
 
 
-@pytest.mark.parametrize(
-    ("option", "value"), [("prefill_budget_ms", -1), ("allow_spinning", "no")]
-)
+@pytest.mark.parametrize(("option", "value"), [("prefill_budget_ms", -1), ("allow_spinning", "no")])
 def test_bad_scheduling_options_are_refused_by_name(
     model_dir: Path, option: str, value: object
 ) -> None:

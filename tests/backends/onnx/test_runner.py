@@ -30,7 +30,9 @@ def make_runner(model_dir: Path, *, max_batch: int = 4, max_run_tokens: int = 64
     return create_runner(session, manifest.kv, placement, settings)
 
 
-def greedy(runner: ModelRunner, slot: int, prompt: list[int], count: int, chunk: int = 64) -> list[int]:
+def greedy(
+    runner: ModelRunner, slot: int, prompt: list[int], count: int, chunk: int = 64
+) -> list[int]:
     logits = None
     for start in range(0, len(prompt), chunk):
         logits = runner.prefill(slot, np.array(prompt[start : start + chunk]))
@@ -100,7 +102,8 @@ def test_chunked_prefill_equals_one_shot(model_dir: Path, chunk: int) -> None:
     np.testing.assert_allclose(
         _prefill_chunks(make_runner(model_dir), prompt, chunk),
         make_runner(model_dir).prefill(0, np.array(prompt)).copy(),
-        rtol=1e-5, atol=1e-5,
+        rtol=1e-5,
+        atol=1e-5,
     )
     one_shot = greedy(make_runner(model_dir), 0, prompt, 10, chunk=len(prompt))
     assert greedy(make_runner(model_dir), 0, prompt, 10, chunk=chunk) == one_shot

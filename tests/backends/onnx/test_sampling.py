@@ -17,7 +17,9 @@ def draws(params: SamplingParams, seed: int | None, count: int = 300) -> list[in
 
 def test_greedy_takes_the_argmax() -> None:
     assert Sampler(SamplingParams(temperature=0.0))(LOGITS) == int(np.argmax(LOGITS))
-    assert set(draws(SamplingParams(temperature=1.5, top_k=1), None, 20)) == {int(np.argmax(LOGITS))}
+    assert set(draws(SamplingParams(temperature=1.5, top_k=1), None, 20)) == {
+        int(np.argmax(LOGITS))
+    }
 
 
 def test_same_seed_same_draws_other_seed_other_draws() -> None:

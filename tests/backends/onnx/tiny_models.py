@@ -124,7 +124,9 @@ class _Graph:
         self.nodes.append(helper.make_node(op, list(inputs), names, domain=domain, **attrs))
         return names[0] if outputs == 1 else ",".join(names)
 
-    def node(self, op: str, inputs: list[str], outputs: list[str], domain: str = "", **attrs: object) -> None:
+    def node(
+        self, op: str, inputs: list[str], outputs: list[str], domain: str = "", **attrs: object
+    ) -> None:
         self.nodes.append(helper.make_node(op, inputs, outputs, domain=domain, **attrs))
 
 
@@ -196,20 +198,26 @@ def _concat_context(g: _Graph, config: TinyConfig) -> dict[str, str]:
     zero, one = g.const(np.array(0, dtype=np.int64)), g.const(np.array(1, dtype=np.int64))
     cols = g.op("Range", zero, total, one)  # key positions j
     rows = g.op("Add", g.op("Range", zero, seq, one), past)  # query positions past + i
-    causal = g.op("LessOrEqual", g.op("Unsqueeze", cols, g.const(np.array([0], dtype=np.int64))),
-                  g.op("Unsqueeze", rows, g.const(np.array([1], dtype=np.int64))))
+    causal = g.op(
+        "LessOrEqual",
+        g.op("Unsqueeze", cols, g.const(np.array([0], dtype=np.int64))),
+        g.op("Unsqueeze", rows, g.const(np.array([1], dtype=np.int64))),
+    )
     padding = g.op("Equal", "attention_mask", one)
     padding = g.op("Unsqueeze", padding, g.const(np.array([1, 2], dtype=np.int64)))
     allowed = g.op("And", causal, padding)  # [B, 1, S, T]
     bias = g.op(
-        "Where", allowed, g.const(np.array(0.0, dtype=np.float32)),
+        "Where",
+        allowed,
+        g.const(np.array(0.0, dtype=np.float32)),
         g.const(np.array(-1e9, dtype=np.float32)),
     )
-    repeat_shape = g.const(
-        np.array([1, 1, config.heads // config.kv_heads, 1, 1], dtype=np.int64)
-    )
+    repeat_shape = g.const(np.array([1, 1, config.heads // config.kv_heads, 1, 1], dtype=np.int64))
     return {
-        "cos": cos, "sin": sin, "bias": bias, "repeat_shape": repeat_shape,
+        "cos": cos,
+        "sin": sin,
+        "bias": bias,
+        "repeat_shape": repeat_shape,
         "axis2": g.const(np.array([2], dtype=np.int64)),
         "scale": g.const(np.array(1.0 / np.sqrt(config.head_size), dtype=np.float32)),
     }
@@ -224,20 +232,32 @@ def build_model(config: TinyConfig, layout: KVLayout) -> onnx.ModelProto:
         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "total"]),
     ]
     if layout == "concat":
-        inputs.append(helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch", "seq"]))
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", config.vocab])]
+        inputs.append(
+            helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch", "seq"])
+        )
+    outputs = [
+        helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", config.vocab])
+    ]
     for i in range(config.layers):
         for kind in ("key", "value"):
-            inputs.append(helper.make_tensor_value_info(
-                f"past_key_values.{i}.{kind}", TensorProto.FLOAT, ["batch", kvn, "past", hd]))
-            outputs.append(helper.make_tensor_value_info(
-                f"present.{i}.{kind}", TensorProto.FLOAT, ["batch", kvn, "present", hd]))
+            inputs.append(
+                helper.make_tensor_value_info(
+                    f"past_key_values.{i}.{kind}", TensorProto.FLOAT, ["batch", kvn, "past", hd]
+                )
+            )
+            outputs.append(
+                helper.make_tensor_value_info(
+                    f"present.{i}.{kind}", TensorProto.FLOAT, ["batch", kvn, "present", hd]
+                )
+            )
 
     x = g.op("Gather", "embed", "input_ids", axis=0)
     if layout == "shared":
         # As the builder does: GQA takes per-row lengths - 1 and the mask width as the total.
         one = g.const(np.array(1, dtype=np.int64))
-        lengths = g.op("ReduceSum", "attention_mask", g.const(np.array([1], dtype=np.int64)), keepdims=0)
+        lengths = g.op(
+            "ReduceSum", "attention_mask", g.const(np.array([1], dtype=np.int64)), keepdims=0
+        )
         seqlens_k = g.op("Cast", g.op("Sub", lengths, one), to=TensorProto.INT32)
         width = g.op("Gather", g.op("Shape", "attention_mask"), one, axis=0)
         total = g.op("Cast", width, to=TensorProto.INT32)
@@ -248,12 +268,20 @@ def build_model(config: TinyConfig, layout: KVLayout) -> onnx.ModelProto:
         if layout == "shared":
             attn = g.op(
                 "GroupQueryAttention",
-                g.op("MatMul", xn, f"l{i}.q"), g.op("MatMul", xn, f"l{i}.k"),
+                g.op("MatMul", xn, f"l{i}.q"),
+                g.op("MatMul", xn, f"l{i}.k"),
                 g.op("MatMul", xn, f"l{i}.v"),
-                f"past_key_values.{i}.key", f"past_key_values.{i}.value",
-                seqlens_k, total, "cos_cache", "sin_cache",
-                outputs=3, domain="com.microsoft",
-                num_heads=config.heads, kv_num_heads=kvn, do_rotary=1,
+                f"past_key_values.{i}.key",
+                f"past_key_values.{i}.value",
+                seqlens_k,
+                total,
+                "cos_cache",
+                "sin_cache",
+                outputs=3,
+                domain="com.microsoft",
+                num_heads=config.heads,
+                kv_num_heads=kvn,
+                do_rotary=1,
             ).split(",")
             # Name the present outputs by renaming the node's outputs in place.
             node = g.nodes[-1]

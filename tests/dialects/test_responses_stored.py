@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 import httpx
 import openai
 import pytest
@@ -43,8 +44,6 @@ class EndlessBackend:
         pass
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        import anyio
-
         self.started += 1
         try:
             limit = request.max_tokens or 100_000

@@ -62,7 +62,7 @@ _CANCELS = ("cancel", "response.cancel")
 
 
 def _is_cancel(text: str) -> bool:
-    if "cancel" not in text:  # cheap filter: request bodies are far more common
+    if 'cancel"' not in text:  # cheap filter: request bodies are far more common
         return False
     try:
         message = json.loads(text)

@@ -91,6 +91,8 @@ def load_config(args: argparse.Namespace) -> ServeConfig:
         metrics_public=False if args.private_metrics else None,
         playground=False if args.no_playground else None,
         resume_grace=args.resume_grace,
+        response_ttl=args.response_ttl,
+        response_store_bytes=args.response_store_bytes,
         slow_client_policy=args.slow_client_policy,
         send_timeout_seconds=args.send_timeout,
         send_buffer_bytes=args.send_buffer_bytes,
@@ -101,6 +103,7 @@ def load_config(args: argparse.Namespace) -> ServeConfig:
 
 def _serve(args: argparse.Namespace) -> int:
     from tokenwire.app import DEFAULT_PUBLIC_PATHS, create_app
+    from tokenwire.response_store import ResponseStoreConfig
     from tokenwire.server import run_server
     from tokenwire.stream_store import ResumeConfig
 
@@ -119,6 +122,15 @@ def _serve(args: argparse.Namespace) -> int:
         early_headers_after=config.early_headers_delay(),
         playground=config.playground,
         resume=None if config.resume_grace is None else ResumeConfig(config.resume_grace),
+        responses=(
+            ResponseStoreConfig(
+                ttl_seconds=config.response_ttl,
+                max_response_bytes=min(4 << 20, config.response_store_bytes),
+                max_total_bytes=config.response_store_bytes,
+            )
+            if config.response_ttl > 0
+            else None
+        ),
     )
     run_server(
         app,
@@ -235,6 +247,20 @@ def make_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="SECONDS",
         help="make SSE streams resumable; a dropped stream lives this long (default: off)",
+    )
+    serve.add_argument(
+        "--response-ttl",
+        type=float,
+        metavar="SECONDS",
+        help="how long stored Responses-API responses (store, previous_response_id, "
+        "background) are kept (default: 3600; 0: storing off)",
+    )
+    serve.add_argument(
+        "--response-store-bytes",
+        type=int,
+        metavar="N",
+        help="bytes of stored responses kept in all, least recently used dropped first "
+        "(default: 256 MiB)",
     )
     serve.add_argument(
         "--slow-client-policy",

@@ -45,6 +45,9 @@ class ServeConfig:
     cors_origins: tuple[str, ...] = ()
     playground: bool = True
     resume_grace: float | None = None
+    # Stored Responses-API responses: kept this long (0: storing off), this many bytes in all.
+    response_ttl: float = 3600.0
+    response_store_bytes: int = 256 << 20
     keepalive_seconds: float = 15.0
     # `inf` (TOML `inf`, flag `off`): never start a response before its first payload.
     early_headers_after: float = 1.0

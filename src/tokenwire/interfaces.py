@@ -224,3 +224,20 @@ class ObservesProgress(Protocol):
     put the prompt's size in the payloads `open` returns."""
 
     def observe_progress(self, event: Progress) -> None: ...
+
+
+@runtime_checkable
+class RunsDetached(Protocol):
+    """An exchange that may run apart from its connection (the Responses API's `background`):
+    the app runs it in a task of its own, and clients read, resume or cancel it by id."""
+
+    @property
+    def background(self) -> bool: ...
+
+    def detach(self) -> Mapping[str, Any]:
+        """It is about to run detached: keep it as it stands and return that reply body."""
+        ...
+
+    def snapshot(self) -> Mapping[str, Any]:
+        """The reply body as it stands (the output so far)."""
+        ...

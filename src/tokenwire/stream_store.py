@@ -35,6 +35,9 @@ class StreamRecord:
     start: StreamStart | None = None
     readers: int = 0
     detached_at: float | None = None
+    # A background stream runs to its end whoever reads it; only a cancel by id stops it.
+    background: bool = False
+    cancel_requested: bool = False
     # Made up front so a stream dropped before its producer starts is cancelled all the same.
     producer: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     changed: anyio.Event = field(default_factory=anyio.Event)

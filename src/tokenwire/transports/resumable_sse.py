@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
-from tokenwire.endpoint import Endpoint
+from tokenwire.endpoint import Call, Endpoint
 from tokenwire.errors import InvalidRequestError, TokenwireError
 from tokenwire.logs import request_id_var
 from tokenwire.transports._calls import open_call, read_body
@@ -50,6 +50,9 @@ class ResumableSSETransport:
             return
         call = await open_call(scope, receive, send, endpoint, self.name)
         if call is None:
+            return
+        if not isinstance(call, Call):  # a background call, run by the service already
+            await self.sse.stream(call, scope, receive, send, endpoint)
             return
         try:
             adopted = self.service.adopt(call, request_id_of(scope), endpoint.dialect.name)

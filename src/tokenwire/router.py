@@ -29,6 +29,7 @@ from tokenwire.errors import (
 )
 from tokenwire.host import BackendHost
 from tokenwire.interfaces import (
+    CancelsById,
     Dialect,
     ExportsMetrics,
     HoldsCache,
@@ -47,7 +48,7 @@ from tokenwire.plugins import load_plugin
 from tokenwire.send_buffers import SendBuffers
 from tokenwire.stream_store import ResumeConfig
 from tokenwire.transports._replies import send_error
-from tokenwire.transports._resume import ResumeService
+from tokenwire.transports._resume import build_resume_service
 from tokenwire.transports.resumable_sse import ResumableSSETransport
 from tokenwire.transports.sse import SSETransport
 
@@ -154,7 +155,14 @@ def build_router(
     transport_list: list[Transport] = [_load("transports", t) for t in transports]
     resumable: ResumableSSETransport | None = None
     if resume is not None:
-        service = ResumeService(lambda: host.task_group, resume.memory_store(), resume)
+        service = build_resume_service(lambda: host.task_group, resume)
+        for layer in middleware_layers:
+            if isinstance(layer, CancelsById):
+                service.cancel_handlers.append(layer.cancel_here)
+                if service.shared:
+                    layer.reach_replicas(service.cancel)
+            if isinstance(layer, ExportsMetrics):
+                service.register_metrics(layer.metrics_registry)
         transport_list = [
             ResumableSSETransport(service, t) if isinstance(t, SSETransport) else t
             for t in transport_list

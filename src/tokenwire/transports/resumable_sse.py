@@ -63,7 +63,7 @@ class ResumableSSETransport:
         try:
             await read_body(receive, endpoint.limits.max_body_bytes)  # the original body
             request_id, seq = parse_last_event_id(last_event_id)
-            _, payloads = self.service.open(request_id, seq + 1)
+            _, payloads = await self.service.open(request_id, seq + 1)
         except TokenwireError as error:
             await send_error(scope, send, endpoint, error)
             return
@@ -102,8 +102,8 @@ class StreamResumeRoute:
                         param="last-event-id",
                     )
                 start = seq + 1
-            record, payloads = self.transport.service.open(request_id, start)
-            endpoint = self.endpoints.get(record.dialect, endpoint)
+            info, payloads = await self.transport.service.open(request_id, start)
+            endpoint = self.endpoints.get(info.dialect, endpoint)
         except TokenwireError as error:
             await send_error(scope, send, endpoint, error)
             return

@@ -1,8 +1,9 @@
 """`RedisStreamStore`: resumable streams kept in Redis, so any replica serves a reconnect.
 
-One Redis stream per generation, one entry per payload with the explicit id `<n + 1>-0` (so
-payload numbers survive trimming and a replay starts with `XRANGE` at an exact id), then an
-end entry. A hash beside it holds the dialect, status, owner and the oldest kept number.
+One Redis stream per stream, one entry per flush (the payloads that accumulated since the
+last, `n` of them) with the explicit id `<first payload number + 1>-0` (so payload numbers
+survive trimming, a replay finds its entry with one `XREVRANGE`, and a second writer of the
+same numbers is refused by Redis), then an end entry. A hash beside it holds the dialect, status, owner and the oldest kept number.
 Every key of a stream expires `ttl_seconds` after its last write; a finished one after the
 grace period. Needs `tokenwire[redis]`; nothing imports this module unless a URL is set.
 """
@@ -128,21 +129,26 @@ class RedisStreamStore:
         stream = key(request_id, "stream")
         try:
             async with self.client.pipeline(transaction=False) as pipe:
-                for payload in payloads:
-                    fields: dict[str, str] = {"d": payload.data}
+                # One entry per batch (what accumulated since the last flush): its id is its
+                # first payload's, so a replay finds the entry that holds any number.
+                fields: dict[str, str] = {"n": str(len(payloads))}
+                for i, payload in enumerate(payloads):
+                    fields[f"d{i}"] = payload.data
                     if payload.event is not None:
-                        fields["e"] = payload.event
+                        fields[f"e{i}"] = payload.event
                     if payload.sentinel:
-                        fields["s"] = "1"
-                    pipe.xadd(stream, fields, id=_entry_id(seq))  # type: ignore[arg-type]
-                    sizes.append((seq, len(payload.data)))
-                    self._bytes[request_id] = self._bytes.get(request_id, 0) + len(payload.data)
-                    seq += 1
+                        fields[f"s{i}"] = "1"
+                size = sum(len(payload.data) for payload in payloads)
+                sizes.append((seq, size))
+                self._bytes[request_id] = self._bytes.get(request_id, 0) + size
+                pipe.xadd(stream, fields, id=_entry_id(seq))  # type: ignore[arg-type]
+                seq += len(payloads)
                 first = None
+                # Whole entries drop, oldest first: the bound holds to within one batch.
                 while self._bytes[request_id] > self.max_stream_bytes and len(sizes) > 1:
-                    dropped, size = sizes.popleft()
+                    _, size = sizes.popleft()
                     self._bytes[request_id] -= size
-                    first = dropped + 1
+                    first = sizes[0][0]
                 if first is not None:
                     pipe.xtrim(stream, minid=_entry_id(first))
                     pipe.hset(key(request_id, "meta"), "first", str(first))
@@ -187,8 +193,15 @@ class RedisStreamStore:
 
     async def read(self, request_id: str, start: int) -> AsyncIterator[tuple[int, Payload]]:
         stream = key(request_id, "stream")
-        low = _entry_id(start)
-        last = f"{start}-0"  # XREAD returns what comes after this id
+        try:
+            # The entry holding payload `start` may begin before it (entries are batches).
+            holding: list[Any] = await self.client.xrevrange(
+                stream, max=_entry_id(start), min="-", count=1
+            )
+        except (RedisError, OSError):
+            return
+        low = holding[0][0].decode() if holding else _entry_id(start)
+        last = ""
         while True:
             try:
                 entries: list[Any] = await self.client.xrange(stream, min=low, count=_READ_BATCH)
@@ -196,15 +209,15 @@ class RedisStreamStore:
                 return
             for entry_id, fields in entries:
                 if b"end" in fields:
-                    if fields[b"end"] == b"error" and start == 0 and _seq(entry_id) == 0:
-                        raise _error_from(fields[b"err"])
+                    _raise_if_failed(fields, start)
                     return
-                seq = _seq(entry_id)
-                yield seq, _payload(fields)
+                for item in _payloads(entry_id, fields, start):
+                    yield item
                 last = entry_id.decode()
-                low = _entry_id(seq + 1)
+                low = "(" + last
             if len(entries) < _READ_BATCH:
                 break
+        last = last or (holding[0][0].decode() if holding else f"{start}-0")
         while True:
             try:
                 answer: list[Any] = await self.client.xread({stream: last}, block=_BLOCK_MS)
@@ -220,10 +233,10 @@ class RedisStreamStore:
                 return
             for entry_id, fields in answer[0][1]:
                 if b"end" in fields:
-                    if fields[b"end"] == b"error" and start == 0 and _seq(entry_id) == 0:
-                        raise _error_from(fields[b"err"])
+                    _raise_if_failed(fields, start)
                     return
-                yield _seq(entry_id), _payload(fields)
+                for item in _payloads(entry_id, fields, start):
+                    yield item
                 last = entry_id.decode()
 
     async def remove(self, request_id: str) -> None:
@@ -236,6 +249,22 @@ class RedisStreamStore:
             raise StreamStoreError(f"remove {request_id!r}: {exc}") from exc
 
 
-def _payload(fields: dict[bytes, bytes]) -> Payload:
-    event = fields.get(b"e")
-    return Payload(fields[b"d"].decode(), None if event is None else event.decode(), b"s" in fields)
+def _payloads(entry_id: bytes, fields: dict[bytes, bytes], start: int) -> list[tuple[int, Payload]]:
+    first = _seq(entry_id)
+    items = []
+    for i in range(int(fields[b"n"])):
+        if first + i < start:
+            continue
+        event = fields.get(f"e{i}".encode())
+        payload = Payload(
+            fields[f"d{i}".encode()].decode(),
+            None if event is None else event.decode(),
+            f"s{i}".encode() in fields,
+        )
+        items.append((first + i, payload))
+    return items
+
+
+def _raise_if_failed(fields: dict[bytes, bytes], start: int) -> None:
+    if fields[b"end"] == b"error" and start == 0:
+        raise _error_from(fields[b"err"])

@@ -1,7 +1,7 @@
 """`RedisStreamStore`: resumable streams kept in Redis, so any replica serves a reconnect.
 
 One Redis stream per stream, one entry per flush (the payloads that accumulated since the
-last, `n` of them) with the explicit id `<first payload number + 1>-0` (so payload numbers
+last, packed as one JSON field `p`) with the explicit id `<first payload number + 1>-0` (so payload numbers
 survive trimming, a replay finds its entry with one `XREVRANGE`, and a second writer of the
 same numbers is refused by Redis), then an end entry. A hash beside it holds the dialect, status, owner and the oldest kept number.
 Every key of a stream expires `ttl_seconds` after its last write; a finished one after the
@@ -131,13 +131,10 @@ class RedisStreamStore:
             async with self.client.pipeline(transaction=False) as pipe:
                 # One entry per batch (what accumulated since the last flush): its id is its
                 # first payload's, so a replay finds the entry that holds any number.
-                fields: dict[str, str] = {"n": str(len(payloads))}
-                for i, payload in enumerate(payloads):
-                    fields[f"d{i}"] = payload.data
-                    if payload.event is not None:
-                        fields[f"e{i}"] = payload.event
-                    if payload.sentinel:
-                        fields[f"s{i}"] = "1"
+                # One field for the batch: the client encodes per field, and a field per
+                # payload cost a third of echo throughput; json.dumps is C.
+                packed = json.dumps([[p.data, p.event, p.sentinel] for p in payloads])
+                fields = {"p": packed}
                 size = sum(len(payload.data) for payload in payloads)
                 sizes.append((seq, size))
                 self._bytes[request_id] = self._bytes.get(request_id, 0) + size
@@ -251,18 +248,11 @@ class RedisStreamStore:
 
 def _payloads(entry_id: bytes, fields: dict[bytes, bytes], start: int) -> list[tuple[int, Payload]]:
     first = _seq(entry_id)
-    items = []
-    for i in range(int(fields[b"n"])):
-        if first + i < start:
-            continue
-        event = fields.get(f"e{i}".encode())
-        payload = Payload(
-            fields[f"d{i}".encode()].decode(),
-            None if event is None else event.decode(),
-            f"s{i}".encode() in fields,
-        )
-        items.append((first + i, payload))
-    return items
+    return [
+        (first + i, Payload(data, event, sentinel))
+        for i, (data, event, sentinel) in enumerate(json.loads(fields[b"p"]))
+        if first + i >= start
+    ]
 
 
 def _raise_if_failed(fields: dict[bytes, bytes], start: int) -> None:

@@ -127,3 +127,15 @@ async def test_redis_store_raises_store_errors_when_redis_is_gone() -> None:
     with pytest.raises(StreamStoreError):
         await store.create("x", "openai")
     assert await read_all(store, "x", 0) == []  # a reader ends, never hangs
+
+
+def test_serve_refuses_to_start_when_the_stream_store_is_unreachable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tokenwire.cli import main
+
+    monkeypatch.setenv("TOKENWIRE_STREAM_STORE", "redis://user:hunter2@127.0.0.1:1/0")
+    assert main(["serve", "--backend", "echo", "--port", "0"]) == 2
+    error = capsys.readouterr().err
+    assert "stream store at redis://user:***@127.0.0.1:1/0 is unreachable" in error
+    assert "hunter2" not in error

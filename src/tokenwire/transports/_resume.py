@@ -69,6 +69,7 @@ class _Produced:
     wake: anyio.Event = field(default_factory=anyio.Event)
     shared: bool = False  # written to the shared store too (until that fails)
     done: bool = False
+    cancelled: bool = False  # by id, from another replica (acted on once)
 
 
 class ResumeService:
@@ -320,7 +321,7 @@ class ResumeService:
                         logger.warning("lost the lease of stream %s; stopping it", request_id)
                         produced.scope.cancel()
                         return
-                    if await self.control.cancel_requested(request_id):
+                    if not produced.cancelled and await self.control.cancel_requested(request_id):
                         self._cancel_here(request_id)
                 if request_id not in self._readers and not await self.control.present(request_id):
                     produced.scope.cancel()
@@ -339,8 +340,12 @@ class ResumeService:
         return max(2.0, self.interval * 4)
 
     def _cancel_here(self, request_id: str) -> int:
-        cancelled = sum(handler(request_id) for handler in self.cancel_handlers)
         produced = self._produced.get(request_id)
+        if produced is not None:
+            if produced.cancelled:
+                return 1  # the message and the key both arrived: one cancel
+            produced.cancelled = True
+        cancelled = sum(handler(request_id) for handler in self.cancel_handlers)
         if not cancelled and produced is not None and not produced.done:
             produced.scope.cancel()
             cancelled = 1

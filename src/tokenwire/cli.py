@@ -11,6 +11,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tokenwire.config import ServeConfig, parse_middleware_option, parse_option
 from tokenwire.interfaces import Backend, MiddlewareFactory
 from tokenwire.logs import logging_config
 from tokenwire.plugins import KINDS, PluginError, list_plugins, load_plugin
+from tokenwire.stream_store import StreamStoreError
 
 
 def build_backend(config: ServeConfig) -> Backend:
@@ -93,6 +95,7 @@ def load_config(args: argparse.Namespace) -> ServeConfig:
         resume_grace=args.resume_grace,
         response_ttl=args.response_ttl,
         response_store_bytes=args.response_store_bytes,
+        stream_store=args.stream_store or os.environ.get("TOKENWIRE_STREAM_STORE") or None,
         slow_client_policy=args.slow_client_policy,
         send_timeout_seconds=args.send_timeout,
         send_buffer_bytes=args.send_buffer_bytes,
@@ -108,6 +111,15 @@ def _serve(args: argparse.Namespace) -> int:
     from tokenwire.stream_store import ResumeConfig
 
     config = load_config(args)
+    resume = None
+    if config.resume_grace is not None or config.stream_store is not None:
+        resume = ResumeConfig(store=config.stream_store)
+        if config.resume_grace is not None:
+            resume = replace(resume, grace_seconds=config.resume_grace)
+    if config.stream_store is not None:
+        from tokenwire.redis_store import check_reachable
+
+        check_reachable(config.stream_store)  # a clear startup error, not a first-stream one
     log_config = logging_config(config.log_level, json_lines=config.log_format == "json")
     logging.config.dictConfig(log_config)
     public_paths = [p for p in DEFAULT_PUBLIC_PATHS if config.metrics_public or p != "/metrics"]
@@ -121,7 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
         keepalive_seconds=config.keepalive_seconds,
         early_headers_after=config.early_headers_delay(),
         playground=config.playground,
-        resume=None if config.resume_grace is None else ResumeConfig(config.resume_grace),
+        resume=resume,
         responses=(
             ResponseStoreConfig(
                 ttl_seconds=config.response_ttl,
@@ -263,6 +275,13 @@ def make_parser() -> argparse.ArgumentParser:
         "(default: 256 MiB)",
     )
     serve.add_argument(
+        "--stream-store",
+        metavar="URL",
+        help="keep resumable streams in Redis (redis://… or rediss://…; needs tokenwire[redis]) "
+        "so any replica resumes and cancels them; implies resume "
+        "(also TOKENWIRE_STREAM_STORE; default: this process only)",
+    )
+    serve.add_argument(
         "--slow-client-policy",
         choices=["coalesce", "disconnect"],
         help="a client reading slower than tokens arrive: merge its deltas (default) or end "
@@ -314,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (PluginError, ValueError, FileNotFoundError) as exc:
+    except (PluginError, ValueError, FileNotFoundError, StreamStoreError) as exc:
         print(f"tokenwire: error: {exc}", file=sys.stderr)
         return 2
 

@@ -11,7 +11,7 @@ exactly these and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -127,6 +127,18 @@ class ServesRoutes(Protocol):
     `DELETE /v1/requests/{id}`)."""
 
     routes: Sequence[BaseRoute]
+
+
+@runtime_checkable
+class CancelsById(Protocol):
+    """A middleware that cancels running requests by id (`DELETE /v1/requests/{id}`), and
+    can be handed a way to reach requests that run on other replicas."""
+
+    def cancel_here(self, request_id: str) -> int:
+        """Cancel the requests with this id running in this process; how many there were."""
+        ...
+
+    def reach_replicas(self, cancel_elsewhere: Callable[[str], Awaitable[bool]]) -> None: ...
 
 
 @runtime_checkable

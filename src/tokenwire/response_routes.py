@@ -62,7 +62,7 @@ class ResponseRoutes:
         try:
             stored = self._stored(response_id)
             if scope["method"] == "DELETE":
-                await self.service.cancel(stored.request_id)
+                await self.service.cancel_detached(stored.request_id)
                 self.store.delete(response_id)
                 reply: Mapping[str, Any] = {
                     "id": response_id,
@@ -83,7 +83,7 @@ class ResponseRoutes:
                     param="stream",
                 )
             try:
-                _, payloads = self.service.open(stored.request_id, start)
+                _, payloads = await self.service.open(stored.request_id, start)
             except NotFoundError:
                 raise NotFoundError(
                     f"The events of response {response_id[:100]!r} after {start - 1} are no "
@@ -96,7 +96,8 @@ class ResponseRoutes:
         # The replayed events carry the stream's own ids, as a Last-Event-ID resume does.
         scope["state"]["request_id"] = stored.request_id
         request_id_var.set(stored.request_id)
-        await self.sse.stream(payloads, scope, receive, send, self.endpoint)
+        start_of = self.service.start_of(stored.request_id)
+        await self.sse.stream(payloads, scope, receive, send, self.endpoint, start_of)
 
     async def _cancel(self, scope: Scope, receive: Receive, send: Send) -> None:
         response_id = scope["path_params"]["response_id"]
@@ -114,7 +115,7 @@ class ResponseRoutes:
                     "in_progress background responses can be cancelled.",
                     param="response_id",
                 )
-            await self.service.cancel(stored.request_id)
+            await self.service.cancel_detached(stored.request_id)
         except TokenwireError as error:
             await send_error(scope, send, self.endpoint, error)
             return

@@ -30,6 +30,7 @@ from tokenwire.errors import (
 )
 from tokenwire.host import BackendHost
 from tokenwire.interfaces import (
+    CancelsById,
     Dialect,
     ExportsMetrics,
     HoldsCache,
@@ -50,7 +51,7 @@ from tokenwire.response_store import ResponseStore, ResponseStoreConfig
 from tokenwire.send_buffers import SendBuffers
 from tokenwire.stream_store import ResumeConfig
 from tokenwire.transports._replies import send_error
-from tokenwire.transports._resume import ResumeService
+from tokenwire.transports._resume import build_resume_service
 from tokenwire.transports.resumable_sse import ResumableSSETransport
 from tokenwire.transports.sse import SSETransport
 
@@ -165,11 +166,18 @@ def build_router(
 
     transport_list: list[Transport] = [_load("transports", t) for t in transports]
     resumable: ResumableSSETransport | None = None
-    # One stream store for every replay: resumed SSE streams and background responses.
-    stream_config = resume or ResumeConfig()
-    service = ResumeService(lambda: host.task_group, stream_config.memory_store(), stream_config)
+    # One stream store for every replay: resumed SSE streams and background responses (in
+    # this process, or shared through Redis when resume names a store).
+    service = build_resume_service(lambda: host.task_group, resume or ResumeConfig())
     response_store = None if responses is None else responses.memory_store()
     if resume is not None:
+        for layer in middleware_layers:
+            if isinstance(layer, CancelsById):
+                service.cancel_handlers.append(layer.cancel_here)
+                if service.shared:
+                    layer.reach_replicas(service.cancel)
+            if isinstance(layer, ExportsMetrics):
+                service.register_metrics(layer.metrics_registry)
         transport_list = [
             ResumableSSETransport(service, t) if isinstance(t, SSETransport) else t
             for t in transport_list

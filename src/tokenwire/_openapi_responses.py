@@ -109,7 +109,6 @@ def _request(model_id: str, cap: int, timeout: Schema) -> Schema:
             ),
         ]
     }
-    stored_only = "Not supported yet: stored responses are not served."
     return _object(
         {
             "model": {"type": "string", "enum": [model_id]},
@@ -127,10 +126,23 @@ def _request(model_id: str, cap: int, timeout: Schema) -> Schema:
             },
             "instructions": _optional("string"),
             "stream": _optional("boolean"),
-            "store": _optional("boolean", description="Echoed; responses are not stored yet."),
-            "background": {"enum": [False, None], "description": stored_only},
-            "previous_response_id": {"type": "null", "description": stored_only},
-            "conversation": {"type": "null", "description": stored_only},
+            "store": _optional(
+                "boolean",
+                description="Keep the response for GET /v1/responses/{id} and "
+                "previous_response_id (default true; the server's TTL and byte bounds apply).",
+            ),
+            "background": _optional(
+                "boolean",
+                description="Run apart from the connection; needs store. Answered at once "
+                "(status queued), or streamed; retrieve, resume and cancel it by id. Refused "
+                "over WebSocket.",
+            ),
+            "previous_response_id": _optional(
+                "string",
+                description="Continue from a stored response: its input and output come "
+                "before this input (its instructions do not). Unknown or expired: 404.",
+            ),
+            "conversation": {"type": "null", "description": "Not supported."},
             "max_output_tokens": {
                 "type": ["integer", "null"],
                 "minimum": 1,
@@ -249,7 +261,11 @@ def _response() -> Schema:
             "id": _STRING,
             "object": _const("response"),
             "created_at": _INT,
-            "status": {"enum": ["in_progress", "completed", "incomplete", "failed", "cancelled"]},
+            "status": {
+                "enum": ["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"]
+            },
+            "background": {"type": "boolean"},
+            "previous_response_id": {"type": ["string", "null"]},
             "error": {
                 "anyOf": [
                     {"type": "null"},
@@ -326,9 +342,89 @@ def _events() -> Schema:
 
 def responses_schemas(model_id: str, cap: int, timeout: Schema) -> dict[str, Schema]:
     """`ResponsesRequest`, `ResponseObject`, `ResponseItem` and `ResponseStreamEvent`."""
+    request = _request(model_id, cap, timeout)
+    # A background response must be stored (400 otherwise).
+    request["not"] = _object(
+        {"background": {"const": True}, "store": {"const": False}}, "background", "store"
+    )
     return {
-        "ResponsesRequest": _request(model_id, cap, timeout),
+        "ResponsesRequest": request,
         "ResponseObject": _response(),
         "ResponseItem": _items_out(),
         "ResponseStreamEvent": _events(),
+    }
+
+
+def _json(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def stored_response_paths() -> dict[str, Any]:
+    """`GET`/`DELETE /v1/responses/{response_id}` and `POST .../cancel`."""
+    error = {"$ref": "#/components/schemas/OpenAIError"}
+    response = {"$ref": "#/components/schemas/ResponseObject"}
+    path_id = {"name": "response_id", "in": "path", "required": True, "schema": _STRING}
+    not_found = _json(error, "No stored response with this id (never stored, expired, deleted).")
+    retrieve = {
+        "operationId": "getResponse",
+        "summary": "A stored response: a background one's output so far while it runs. With "
+        "stream=true (background responses only), its events after `starting_after`, then "
+        "the live rest.",
+        "tags": ["openai"],
+        "parameters": [
+            path_id,
+            {"name": "stream", "in": "query", "required": False, "schema": {"type": "boolean"}},
+            {
+                "name": "starting_after",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999},
+            },
+        ],
+        "responses": {
+            "200": {
+                "description": "The response, or its events.",
+                "content": {
+                    "application/json": {"schema": response},
+                    "text/event-stream": {
+                        "schema": {"$ref": "#/components/schemas/ResponseStreamEvent"}
+                    },
+                },
+            },
+            "400": _json(error, "stream=true for a response that was not run in background."),
+            "404": not_found,
+        },
+    }
+    delete = {
+        "operationId": "deleteResponse",
+        "summary": "Forget a stored response (a running background one is cancelled).",
+        "tags": ["openai"],
+        "parameters": [path_id],
+        "responses": {
+            "200": _json(
+                _object(
+                    {"id": _STRING, "object": _const("response"), "deleted": {"const": True}},
+                    "id",
+                    "object",
+                    "deleted",
+                ),
+                "Deleted.",
+            ),
+            "404": not_found,
+        },
+    }
+    cancel = {
+        "operationId": "cancelResponse",
+        "summary": "Stop a queued or running background response within one decode step.",
+        "tags": ["openai"],
+        "parameters": [path_id],
+        "responses": {
+            "200": _json(response, "The response, status cancelled."),
+            "400": _json(error, "Not a background response, or it has finished."),
+            "404": not_found,
+        },
+    }
+    return {
+        "/v1/responses/{response_id}": {"get": retrieve, "delete": delete},
+        "/v1/responses/{response_id}/cancel": {"post": cancel},
     }

@@ -17,6 +17,7 @@ from tokenwire.endpoint import Transport
 from tokenwire.host import BackendHost
 from tokenwire.interfaces import Backend, Dialect, MiddlewareFactory
 from tokenwire.limits import Limits
+from tokenwire.response_store import ResponseStoreConfig
 from tokenwire.router import (
     DEFAULT_DIALECTS,
     DEFAULT_PUBLIC_PATHS,
@@ -42,6 +43,7 @@ def create_app(
     early_headers_after: float | None = 1.0,
     playground: bool = True,
     resume: ResumeConfig | None = None,
+    responses: ResponseStoreConfig | None = ResponseStoreConfig(),
 ) -> Starlette:
     """A Starlette app serving `backend` through every dialect and transport.
 
@@ -66,6 +68,8 @@ def create_app(
             the connection (0: at admission; None: never). A failure after that is in band.
         playground: serve the playground page at `/`.
         resume: make OpenAI and Anthropic SSE streams resumable (off when None).
+        responses: how long and how many bytes of Responses-API responses are stored, for
+            `GET /v1/responses/{id}`, `previous_response_id` and `background` (off when None).
     """
     host = BackendHost(backend)
     router = build_router(
@@ -80,6 +84,7 @@ def create_app(
         early_headers_after=early_headers_after,
         playground=playground,
         resume=resume,
+        responses=responses,
     )
 
     @asynccontextmanager

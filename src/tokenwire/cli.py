@@ -11,6 +11,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tokenwire.config import ServeConfig, parse_middleware_option, parse_option
 from tokenwire.interfaces import Backend, MiddlewareFactory
 from tokenwire.logs import logging_config
 from tokenwire.plugins import KINDS, PluginError, list_plugins, load_plugin
+from tokenwire.stream_store import StreamStoreError
 
 
 def build_backend(config: ServeConfig) -> Backend:
@@ -91,6 +93,9 @@ def load_config(args: argparse.Namespace) -> ServeConfig:
         metrics_public=False if args.private_metrics else None,
         playground=False if args.no_playground else None,
         resume_grace=args.resume_grace,
+        response_ttl=args.response_ttl,
+        response_store_bytes=args.response_store_bytes,
+        stream_store=args.stream_store or os.environ.get("TOKENWIRE_STREAM_STORE") or None,
         slow_client_policy=args.slow_client_policy,
         send_timeout_seconds=args.send_timeout,
         send_buffer_bytes=args.send_buffer_bytes,
@@ -101,10 +106,20 @@ def load_config(args: argparse.Namespace) -> ServeConfig:
 
 def _serve(args: argparse.Namespace) -> int:
     from tokenwire.app import DEFAULT_PUBLIC_PATHS, create_app
+    from tokenwire.response_store import ResponseStoreConfig
     from tokenwire.server import run_server
     from tokenwire.stream_store import ResumeConfig
 
     config = load_config(args)
+    resume = None
+    if config.resume_grace is not None or config.stream_store is not None:
+        resume = ResumeConfig(store=config.stream_store)
+        if config.resume_grace is not None:
+            resume = replace(resume, grace_seconds=config.resume_grace)
+    if config.stream_store is not None:
+        from tokenwire.redis_store import check_reachable
+
+        check_reachable(config.stream_store)  # a clear startup error, not a first-stream one
     log_config = logging_config(config.log_level, json_lines=config.log_format == "json")
     logging.config.dictConfig(log_config)
     public_paths = [p for p in DEFAULT_PUBLIC_PATHS if config.metrics_public or p != "/metrics"]
@@ -118,7 +133,16 @@ def _serve(args: argparse.Namespace) -> int:
         keepalive_seconds=config.keepalive_seconds,
         early_headers_after=config.early_headers_delay(),
         playground=config.playground,
-        resume=None if config.resume_grace is None else ResumeConfig(config.resume_grace),
+        resume=resume,
+        responses=(
+            ResponseStoreConfig(
+                ttl_seconds=config.response_ttl,
+                max_response_bytes=min(4 << 20, config.response_store_bytes),
+                max_total_bytes=config.response_store_bytes,
+            )
+            if config.response_ttl > 0
+            else None
+        ),
     )
     run_server(
         app,
@@ -237,6 +261,27 @@ def make_parser() -> argparse.ArgumentParser:
         help="make SSE streams resumable; a dropped stream lives this long (default: off)",
     )
     serve.add_argument(
+        "--response-ttl",
+        type=float,
+        metavar="SECONDS",
+        help="how long stored Responses-API responses (store, previous_response_id, "
+        "background) are kept (default: 3600; 0: storing off)",
+    )
+    serve.add_argument(
+        "--response-store-bytes",
+        type=int,
+        metavar="N",
+        help="bytes of stored responses kept in all, least recently used dropped first "
+        "(default: 256 MiB)",
+    )
+    serve.add_argument(
+        "--stream-store",
+        metavar="URL",
+        help="keep resumable streams in Redis (redis://… or rediss://…; needs tokenwire[redis]) "
+        "so any replica resumes and cancels them; implies resume "
+        "(also TOKENWIRE_STREAM_STORE; default: this process only)",
+    )
+    serve.add_argument(
         "--slow-client-policy",
         choices=["coalesce", "disconnect"],
         help="a client reading slower than tokens arrive: merge its deltas (default) or end "
@@ -288,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (PluginError, ValueError, FileNotFoundError) as exc:
+    except (PluginError, ValueError, FileNotFoundError, StreamStoreError) as exc:
         print(f"tokenwire: error: {exc}", file=sys.stderr)
         return 2
 

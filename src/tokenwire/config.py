@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from tokenwire.limits import DEFAULT_MAX_TOKENS, Limits, SlowClientPolicy
 
@@ -45,6 +46,11 @@ class ServeConfig:
     cors_origins: tuple[str, ...] = ()
     playground: bool = True
     resume_grace: float | None = None
+    # Stored Responses-API responses: kept this long (0: storing off), this many bytes in all.
+    response_ttl: float = 3600.0
+    response_store_bytes: int = 256 << 20
+    # Where resumable streams are kept for every replica (`redis://…`); None: this process.
+    stream_store: str | None = None
     keepalive_seconds: float = 15.0
     # `inf` (TOML `inf`, flag `off`): never start a response before its first payload.
     early_headers_after: float = 1.0
@@ -56,6 +62,8 @@ class ServeConfig:
     def __repr__(self) -> str:
         # Keys must never reach a log line through a repr of the config.
         shown = replace(self, api_keys=tuple("***" for _ in self.api_keys))
+        if self.stream_store is not None:
+            shown = replace(shown, stream_store=redact_url(self.stream_store))
         return (
             "ServeConfig("
             + ", ".join(f"{f.name}={getattr(shown, f.name)!r}" for f in fields(self))
@@ -99,6 +107,17 @@ class ServeConfig:
     def override(self, **changes: Any) -> ServeConfig:
         """A copy with every change that is not None applied."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def redact_url(url: str) -> str:
+    """`url` without its password, fit for a log line or an error message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def parse_middleware_option(text: str) -> tuple[str, str, Any]:

@@ -34,6 +34,7 @@ from tokenwire.interfaces import (
     Generate,
     ObservesProgress,
     Payload,
+    RunsDetached,
 )
 from tokenwire.limits import Limits
 from tokenwire.pipeline import closing
@@ -64,6 +65,12 @@ class Call:
     @property
     def stream(self) -> bool:
         return self.exchange.stream
+
+    @property
+    def background(self) -> bool:
+        """Whether the client asked it to run apart from its connection (`RunsDetached`)."""
+        exchange = self.exchange
+        return isinstance(exchange, RunsDetached) and exchange.background
 
     async def payloads(
         self, events: AsyncIterator[Event] | None = None
@@ -225,6 +232,8 @@ class Endpoint:
     first_byte_observers: tuple[Callable[[GenerationRequest, float], None], ...] = ()
     # Bytes held for slow clients, shared by an app's endpoints (the buffered-bytes gauge).
     send_buffers: SendBuffers | None = None
+    # Runs background calls apart from their connection; None refuses them.
+    detached: DetachedRunner | None = None
 
     def start(
         self,
@@ -306,6 +315,18 @@ class Endpoint:
             headers = {**body.headers, "retry-after": str(max(1, round(error.retry_after)))}
             return ErrorBody(body.status_code, body.content, headers)
         return body
+
+
+class DetachedRunner(Protocol):
+    """Runs calls apart from their connection (background responses) and reads them back."""
+
+    def run_detached(self, call: Call) -> AsyncIterator[tuple[int, Payload]]:
+        """Start `call` in a task of its own; returns a reader of its numbered payloads.
+
+        Raises:
+            TokenwireError: it cannot run detached now (no task group, store full).
+        """
+        ...
 
 
 class Transport(Protocol):

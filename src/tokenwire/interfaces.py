@@ -11,7 +11,7 @@ exactly these and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -130,6 +130,18 @@ class ServesRoutes(Protocol):
 
 
 @runtime_checkable
+class CancelsById(Protocol):
+    """A middleware that cancels running requests by id (`DELETE /v1/requests/{id}`), and
+    can be handed a way to reach requests that run on other replicas."""
+
+    def cancel_here(self, request_id: str) -> int:
+        """Cancel the requests with this id running in this process; how many there were."""
+        ...
+
+    def reach_replicas(self, cancel_elsewhere: Callable[[str], Awaitable[bool]]) -> None: ...
+
+
+@runtime_checkable
 class ObservesFirstByte(Protocol):
     """A middleware that times the first response byte, which only the transport sees."""
 
@@ -224,3 +236,20 @@ class ObservesProgress(Protocol):
     put the prompt's size in the payloads `open` returns."""
 
     def observe_progress(self, event: Progress) -> None: ...
+
+
+@runtime_checkable
+class RunsDetached(Protocol):
+    """An exchange that may run apart from its connection (the Responses API's `background`):
+    the app runs it in a task of its own, and clients read, resume or cancel it by id."""
+
+    @property
+    def background(self) -> bool: ...
+
+    def detach(self) -> Mapping[str, Any]:
+        """It is about to run detached: keep it as it stands and return that reply body."""
+        ...
+
+    def snapshot(self) -> Mapping[str, Any]:
+        """The reply body as it stands (the output so far)."""
+        ...

@@ -23,7 +23,7 @@ from tokenwire._openapi_operations import (
     resume_operation,
     text_get_operation,
 )
-from tokenwire._openapi_responses import responses_schemas
+from tokenwire._openapi_responses import responses_schemas, stored_response_paths
 from tokenwire._openapi_schemas import (
     TIMEOUT,
     Schema,
@@ -95,6 +95,7 @@ def build_openapi(
     metrics: bool = True,
     playground: bool = True,
     resume: bool = False,
+    stored_responses: bool = True,
     api_keys: bool = False,
     server_url: str = "/",
 ) -> dict[str, Any]:
@@ -108,6 +109,7 @@ def build_openapi(
         metrics: document `GET /metrics`.
         playground: document `GET /`.
         resume: document `GET /v1/streams/{request_id}` (resumable streams are on).
+        stored_responses: document `/v1/responses/{response_id}` (the response store is on).
         api_keys: the server requires keys; the security schemes are then declared.
         server_url: where the API is served (a mount prefix, or "/").
     """
@@ -168,7 +170,8 @@ def build_openapi(
         paths["/v1/responses"] = {
             "post": _generation(
                 "createResponse",
-                "OpenAI Responses (text and function-call items; no stored state yet).",
+                "OpenAI Responses (text and function-call items; stored, continued and "
+                "background responses when the response store is on).",
                 "ResponsesRequest",
                 "ResponseObject",
                 "ResponseStreamEvent",
@@ -177,6 +180,8 @@ def build_openapi(
                 sentinel=False,
             )
         }
+        if stored_responses:
+            paths.update(stored_response_paths())
     if "anthropic" in names:
         schemas.update(anthropic_schemas(model_id, cap))
         paths["/v1/messages"] = {

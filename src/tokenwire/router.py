@@ -20,6 +20,7 @@ from tokenwire.auth import ApiKeys, ConcurrencyLimit
 from tokenwire.count_route import CountRoute
 from tokenwire.dialect_route import DialectRoute
 from tokenwire.dialects.openai_chat import OpenAIChatDialect
+from tokenwire.dialects.openai_responses import OpenAIResponsesDialect
 from tokenwire.endpoint import Endpoint, Transport
 from tokenwire.errors import (
     InvalidRequestError,
@@ -29,6 +30,7 @@ from tokenwire.errors import (
 )
 from tokenwire.host import BackendHost
 from tokenwire.interfaces import (
+    CancelsById,
     Dialect,
     ExportsMetrics,
     HoldsCache,
@@ -44,10 +46,12 @@ from tokenwire.middlewares.tool_calls import ToolCallParserMiddleware
 from tokenwire.openapi import openapi_routes
 from tokenwire.pipeline import build_layers
 from tokenwire.plugins import load_plugin
+from tokenwire.response_routes import ResponseRoutes
+from tokenwire.response_store import ResponseStore, ResponseStoreConfig
 from tokenwire.send_buffers import SendBuffers
 from tokenwire.stream_store import ResumeConfig
 from tokenwire.transports._replies import send_error
-from tokenwire.transports._resume import ResumeService
+from tokenwire.transports._resume import build_resume_service
 from tokenwire.transports.resumable_sse import ResumableSSETransport
 from tokenwire.transports.sse import SSETransport
 
@@ -103,6 +107,13 @@ def _parses_tool_calls(factory: MiddlewareFactory) -> bool:
     return isinstance(factory, type) and issubclass(factory, ToolCallParserMiddleware)
 
 
+def _with_store(dialect: Dialect, store: ResponseStore | None) -> Dialect:
+    """The Responses dialect keeps its responses in the app's store unless given its own."""
+    if isinstance(dialect, OpenAIResponsesDialect) and dialect.store is None and store is not None:
+        return OpenAIResponsesDialect(store=store)
+    return dialect
+
+
 def build_router(
     host: BackendHost,
     *,
@@ -116,6 +127,7 @@ def build_router(
     early_headers_after: float | None = 1.0,
     playground: bool = True,
     resume: ResumeConfig | None = None,
+    responses: ResponseStoreConfig | None = ResponseStoreConfig(),
     default: ASGIApp | None = None,
 ) -> ASGIApp:
     """tokenwire's routes behind its access log and auth gate.
@@ -154,8 +166,18 @@ def build_router(
 
     transport_list: list[Transport] = [_load("transports", t) for t in transports]
     resumable: ResumableSSETransport | None = None
+    # One stream store for every replay: resumed SSE streams and background responses (in
+    # this process, or shared through Redis when resume names a store).
+    service = build_resume_service(lambda: host.task_group, resume or ResumeConfig())
+    response_store = None if responses is None else responses.memory_store()
     if resume is not None:
-        service = ResumeService(lambda: host.task_group, resume.memory_store(), resume)
+        for layer in middleware_layers:
+            if isinstance(layer, CancelsById):
+                service.cancel_handlers.append(layer.cancel_here)
+                if service.shared:
+                    layer.reach_replicas(service.cancel)
+            if isinstance(layer, ExportsMetrics):
+                service.register_metrics(layer.metrics_registry)
         transport_list = [
             ResumableSSETransport(service, t) if isinstance(t, SSETransport) else t
             for t in transport_list
@@ -173,9 +195,11 @@ def build_router(
             early_headers_after=early_headers_after,
             first_byte_observers=first_byte_observers,
             send_buffers=send_buffers,
+            detached=service,
         )
 
-    endpoints = {d.name: endpoint_for(d) for d in (_load("dialects", i) for i in dialects)}
+    loaded = [_with_store(_load("dialects", i), response_store) for i in dialects]
+    endpoints = {d.name: endpoint_for(d) for d in loaded}
     # Errors of routes that belong to no dialect (404s, /v1/models) speak the first one's
     # language, OpenAI's by default.
     fallback = next(iter(endpoints.values()), None) or endpoint_for(OpenAIChatDialect())
@@ -245,6 +269,10 @@ def build_router(
             metrics="/metrics" in paths,
             playground=playground,
             resume=resumable is not None,
+            stored_responses=any(
+                isinstance(e.dialect, OpenAIResponsesDialect) and e.dialect.store is not None
+                for e in endpoints.values()
+            ),
             api_keys=bool(api_keys),
         )
     )
@@ -252,6 +280,11 @@ def build_router(
         routes.append(
             Route("/v1/streams/{request_id}", resumable.resume_route(endpoints), methods=["GET"])
         )
+    for endpoint in endpoints.values():
+        dialect = endpoint.dialect
+        if isinstance(dialect, OpenAIResponsesDialect) and dialect.store is not None:
+            routes.extend(ResponseRoutes(dialect.store, service, endpoint).routes())
+            break
 
     async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":

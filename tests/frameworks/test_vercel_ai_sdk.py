@@ -1,5 +1,6 @@
 """The Vercel AI SDK (Node) against a real tokenwire server: a streamed tool call and an object
-generated under a schema, through the OpenAI Chat Completions and the Anthropic providers."""
+generated under a schema, through the OpenAI Chat Completions, the default OpenAI (Responses
+API) and the Anthropic providers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from tests.frameworks.conftest import run_node
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("provider", ["openai", "openai-responses", "anthropic"])
 def test_stream_text_gets_the_required_tool_call(
     node_clients: Path, echo_url: str, provider: str
 ) -> None:

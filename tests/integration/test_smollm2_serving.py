@@ -27,7 +27,10 @@ def test_openai_sdk_streams_paris(smollm2: tuple[str, OnnxBackend]) -> None:
     url, backend = smollm2
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
     stream = client.chat.completions.create(
-        model=backend.model_id, stream=True, max_tokens=32, temperature=0,
+        model=backend.model_id,
+        stream=True,
+        max_tokens=32,
+        temperature=0,
         stream_options={"include_usage": True},
         messages=[{"role": "user", "content": "Name the capital city of France."}],
     )
@@ -43,7 +46,8 @@ def test_anthropic_sdk_streams_tokyo(smollm2: tuple[str, OnnxBackend]) -> None:
     url, backend = smollm2
     client = anthropic.Anthropic(base_url=url, api_key="x", max_retries=0)
     with client.messages.stream(
-        model=backend.model_id, max_tokens=32,
+        model=backend.model_id,
+        max_tokens=32,
         extra_body={"temperature": 0},  # this SDK version no longer has the parameter
         system="You are a helpful assistant.",
         messages=[{"role": "user", "content": "What is the capital of Japan?"}],
@@ -58,13 +62,16 @@ def test_gemini_sdk_answers(smollm2: tuple[str, OnnxBackend]) -> None:
     url, backend = smollm2
     client = genai.Client(api_key="x", http_options=types.HttpOptions(base_url=url))
     reply = client.models.generate_content(
-        model=backend.model_id, contents="Name the capital city of France.",
+        model=backend.model_id,
+        contents="Name the capital city of France.",
         config=types.GenerateContentConfig(temperature=0, max_output_tokens=32),
     )
     assert "Paris" in (reply.text or "")
 
 
-def test_prompt_longer_than_the_context_is_400_with_counts(smollm2: tuple[str, OnnxBackend]) -> None:
+def test_prompt_longer_than_the_context_is_400_with_counts(
+    smollm2: tuple[str, OnnxBackend],
+) -> None:
     url, backend = smollm2
     body = {"model": backend.model_id, "messages": [{"role": "user", "content": "word " * 9000}]}
     reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
@@ -75,7 +82,10 @@ def test_prompt_longer_than_the_context_is_400_with_counts(smollm2: tuple[str, O
 def test_client_disconnect_frees_the_slot(smollm2: tuple[str, OnnxBackend]) -> None:
     url, backend = smollm2
     body = {
-        "model": backend.model_id, "stream": True, "max_tokens": 1500, "temperature": 0,
+        "model": backend.model_id,
+        "stream": True,
+        "max_tokens": 1500,
+        "temperature": 0,
         "messages": [{"role": "user", "content": "Count from 1 to 1000, separated by commas."}],
     }
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as response:

@@ -22,15 +22,21 @@ def greedy_chat(directory: Path, prompt: str, *, max_new_tokens: int = 24) -> st
     tokenizer = Tokenizer.from_file(str(directory / manifest.tokenizer_file))
     assert manifest.chat_template_file is not None
     template = (directory / manifest.chat_template_file).read_text()
-    text = jinja2.Environment().from_string(template).render(
-        messages=[{"role": "user", "content": prompt}], add_generation_prompt=True
+    text = (
+        jinja2.Environment()
+        .from_string(template)
+        .render(messages=[{"role": "user", "content": prompt}], add_generation_prompt=True)
     )
     ids = tokenizer.encode(text).ids
-    session = ort.InferenceSession(str(directory / manifest.model_file), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(directory / manifest.model_file), providers=["CPUExecutionProvider"]
+    )
     kv = manifest.kv
     empty = np.zeros((1, kv.num_kv_heads, 0, kv.head_size), np.float32)
     past: dict[str, Any] = {
-        name.format(i=i): empty for i in range(kv.num_layers) for name in (kv.past_key, kv.past_value)
+        name.format(i=i): empty
+        for i in range(kv.num_layers)
+        for name in (kv.past_key, kv.past_value)
     }
     output_names = [o.name for o in session.get_outputs()]
     generated: list[int] = []

@@ -67,7 +67,12 @@ def write_hf_dir(directory: Path, *, template_in_config: bool = False) -> Path:
 
 
 def write_logits_model(
-    path: Path, embedding: np.ndarray, *, num_layers: int = 2, heads: int = 2, head_size: int = 4,
+    path: Path,
+    embedding: np.ndarray,
+    *,
+    num_layers: int = 2,
+    heads: int = 2,
+    head_size: int = 4,
     position_ids: bool = False,
 ) -> Path:
     """A decoder-shaped graph: logits = embedding[input_ids] (+ position_ids when declared).
@@ -83,7 +88,9 @@ def write_logits_model(
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", vocab])]
     nodes = [helper.make_node("Gather", ["embedding", "input_ids"], ["gathered"], axis=0)]
     if position_ids:
-        inputs.append(helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch", "seq"]))
+        inputs.append(
+            helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch", "seq"])
+        )
         nodes += [
             helper.make_node("Cast", ["position_ids"], ["pos_f"], to=TensorProto.FLOAT),
             helper.make_node("Unsqueeze", ["pos_f", "last_axis"], ["pos_col"]),
@@ -94,9 +101,19 @@ def write_logits_model(
     for i in range(num_layers):
         for kind in ("key", "value"):
             shape = ["batch", heads, "past", head_size]
-            inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", TensorProto.FLOAT, shape))
-            outputs.append(helper.make_tensor_value_info(f"present.{i}.{kind}", TensorProto.FLOAT, shape))
-            nodes.append(helper.make_node("Identity", [f"past_key_values.{i}.{kind}"], [f"present.{i}.{kind}"]))
+            inputs.append(
+                helper.make_tensor_value_info(
+                    f"past_key_values.{i}.{kind}", TensorProto.FLOAT, shape
+                )
+            )
+            outputs.append(
+                helper.make_tensor_value_info(f"present.{i}.{kind}", TensorProto.FLOAT, shape)
+            )
+            nodes.append(
+                helper.make_node(
+                    "Identity", [f"past_key_values.{i}.{kind}"], [f"present.{i}.{kind}"]
+                )
+            )
     initializers = [
         numpy_helper.from_array(embedding.astype(np.float32), "embedding"),
         numpy_helper.from_array(np.array([-1], dtype=np.int64), "last_axis"),

@@ -63,7 +63,9 @@ def test_builder_command_uses_the_measured_flags(tmp_path: Path) -> None:
 
 def test_failed_step_raises_with_the_log_tail(tmp_path: Path) -> None:
     log = tmp_path / "step.log"
-    script = "import sys; print('50%\\r100%'); print('boom: bad weights', file=sys.stderr); sys.exit(3)"
+    script = (
+        "import sys; print('50%\\r100%'); print('boom: bad weights', file=sys.stderr); sys.exit(3)"
+    )
     with pytest.raises(PrepareError, match=r"(?s)exit status 3.*100%\nboom: bad weights"):
         run_logged([sys.executable, "-c", script], log, what="the step")
 

@@ -17,7 +17,12 @@ def test_prepare_registers_on_any_subparsers_object() -> None:
     parser = argparse.ArgumentParser()
     add_prepare_command(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["prepare"])
-    assert (args.source, args.output, args.precision, args.exporter) == (None, None, "int8", "builder")
+    assert (args.source, args.output, args.precision, args.exporter) == (
+        None,
+        None,
+        "int8",
+        "builder",
+    )
     assert not args.force and not args.rebuild and args.name is None
 
 
@@ -42,7 +47,9 @@ def test_cli_passes_every_option_through(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert capsys.readouterr().out.strip() == str(tmp_path / "done")
 
 
-def test_cli_reports_a_bad_source_with_exit_status_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_a_bad_source_with_exit_status_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     status = main(["prepare", str(tmp_path / "nothing-here")])
     assert status == 1
     assert "does not exist" in capsys.readouterr().err

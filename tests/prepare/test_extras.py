@@ -22,14 +22,18 @@ def test_present_modules_pass() -> None:
     require_modules({"json": "json", "numpy": "numpy"})
 
 
-def test_conversion_without_the_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_conversion_without_the_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(gguf_to_hf, "GGUF_TO_HF_MODULES", {"tokenwire_absent_torch": "torch"})
     with pytest.raises(MissingExtraError, match=r"needs torch.*pip install 'tokenwire\[prepare\]'"):
         gguf_to_hf.convert_gguf_to_hf(tmp_path / "m.gguf", tmp_path / "hf", tmp_path / "log")
     assert not (tmp_path / "log").exists()  # checked before anything ran
 
 
-def test_builder_without_the_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_builder_without_the_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(builder, "BUILDER_MODULES", {"tokenwire_absent_genai": "onnxruntime-genai"})
     with pytest.raises(MissingExtraError, match="onnxruntime-genai"):
         builder.run_builder(tmp_path, tmp_path / "o", "int8", tmp_path / "c", tmp_path / "log")

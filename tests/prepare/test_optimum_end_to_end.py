@@ -38,7 +38,12 @@ def test_optimum_build_has_the_concat_contract_and_passes_the_gate(prepared: Pre
     manifest = prepared.manifest
     assert (manifest.exporter, manifest.precision) == ("optimum", "int8")
     assert manifest.kv == KVContract(
-        layout="concat", position_ids=True, num_layers=30, num_kv_heads=3, head_size=64, max_context=8192
+        layout="concat",
+        position_ids=True,
+        num_layers=30,
+        num_kv_heads=3,
+        head_size=64,
+        max_context=8192,
     )
     assert manifest.quality is not None and manifest.quality.top1_agreement >= 0.9
     assert manifest.versions["optimum-env/transformers"].startswith("4.")

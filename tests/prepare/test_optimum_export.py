@@ -41,7 +41,9 @@ def test_config_from_transformers_5_is_made_readable_by_4x(tmp_path: Path) -> No
     (tmp_path / "config.json").write_text(json.dumps(
         {"dtype": "float32", "rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"}}
     ))  # fmt: skip
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "TokenizersBackend"}))
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "TokenizersBackend"})
+    )
     make_config_compatible(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["rope_theta"] == 100000.0

@@ -18,7 +18,9 @@ from tokenwire.prepare.quality import (
 
 from ._support import CHAT_TEMPLATE, write_logits_model
 
-KV = KVContract(layout="shared", position_ids=False, num_layers=2, num_kv_heads=2, head_size=4, max_context=64)
+KV = KVContract(
+    layout="shared", position_ids=False, num_layers=2, num_kv_heads=2, head_size=4, max_context=64
+)
 
 
 def test_identical_logits_agree_fully_with_zero_kl() -> None:

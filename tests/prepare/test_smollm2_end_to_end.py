@@ -39,7 +39,12 @@ def test_default_conversion_writes_the_builder_int8_manifest(prepared: PrepareRe
     assert manifest.name == manifest.model_id == DEFAULT_MODEL_NAME
     assert (manifest.exporter, manifest.precision) == ("builder", "int8")
     assert manifest.kv == KVContract(
-        layout="shared", position_ids=False, num_layers=30, num_kv_heads=3, head_size=64, max_context=8192
+        layout="shared",
+        position_ids=False,
+        num_layers=30,
+        num_kv_heads=3,
+        head_size=64,
+        max_context=8192,
     )
     assert manifest.eos_token_ids == (2,) and manifest.pad_token_id == 2
     assert manifest.bos_token_id is None

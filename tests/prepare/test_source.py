@@ -76,7 +76,9 @@ def test_hf_dir_hash_follows_contents_and_names_but_not_hidden_files(tmp_path: P
         (lambda p: (p.write_text("x"), p)[1], "not a .gguf"),
     ],
 )
-def test_bad_sources_are_rejected_with_the_reason(tmp_path: Path, make: object, message: str) -> None:
+def test_bad_sources_are_rejected_with_the_reason(
+    tmp_path: Path, make: object, message: str
+) -> None:
     path = make(tmp_path / "thing")  # type: ignore[operator]
     with pytest.raises(PrepareError, match=message):
         resolve_source(path)

@@ -124,6 +124,9 @@ def test_copy_assets_overwrites_exporter_copies(tmp_path: Path) -> None:
     (out / "tokenizer.json").write_text("stale")
     copied = copy_assets(hf, out)
     assert set(copied) == {
-        "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "generation_config.json",
     }
     assert (out / "tokenizer.json").read_text() == (hf / "tokenizer.json").read_text()

@@ -34,7 +34,9 @@ from tokenwire.prepare.tokenizer_repair import SpecialTokenIds, copy_assets
 
 from ._support import write_hf_dir
 
-KV = KVContract(layout="shared", position_ids=False, num_layers=2, num_kv_heads=2, head_size=4, max_context=64)
+KV = KVContract(
+    layout="shared", position_ids=False, num_layers=2, num_kv_heads=2, head_size=4, max_context=64
+)
 
 
 @dataclass
@@ -45,8 +47,13 @@ class FakeExport:
     fail: bool = False
 
     def __call__(
-        self, source: ModelSource, out_dir: Path, work_dir: Path, precision: str,
-        progress: ProgressReporter, log_file: Path,
+        self,
+        source: ModelSource,
+        out_dir: Path,
+        work_dir: Path,
+        precision: str,
+        progress: ProgressReporter,
+        log_file: Path,
     ) -> ExportedModel:
         self.calls.append((source, precision))
         log_file.write_text("fake toolchain output\n")
@@ -59,7 +66,9 @@ class FakeExport:
             if precision != "fp32":
                 reference = work_dir / "fp32.onnx"
                 reference.write_bytes(b"reference")
-        return ExportedModel(KV, SpecialTokenIds((2,), 2, None), reference, {"fake-toolchain": "1.0"})
+        return ExportedModel(
+            KV, SpecialTokenIds((2,), 2, None), reference, {"fake-toolchain": "1.0"}
+        )
 
 
 @dataclass
@@ -67,7 +76,9 @@ class FakeMeasure:
     top1: float = 0.97
     seen: list[tuple[Path, Path, int]] = field(default_factory=list)
 
-    def __call__(self, candidate: Path, reference: Path, kv: KVContract, ids: Sequence[int]) -> Quality:
+    def __call__(
+        self, candidate: Path, reference: Path, kv: KVContract, ids: Sequence[int]
+    ) -> Quality:
         assert candidate.is_file() and reference.is_file()
         self.seen.append((candidate, reference, len(ids)))
         return Quality(top1_agreement=self.top1, mean_kl=0.01, tokens=len(ids))
@@ -84,25 +95,35 @@ def _leftovers(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if p.name.startswith(".") and p.is_dir())
 
 
-def test_default_source_goes_to_the_default_model_dir(tokenwire_home: Path, fake_default_package: Path) -> None:
+def test_default_source_goes_to_the_default_model_dir(
+    tokenwire_home: Path, fake_default_package: Path
+) -> None:
     export = FakeExport()
-    result = prepare_model(PrepareOptions(), export=export, measure=FakeMeasure(), stream=io.StringIO())
+    result = prepare_model(
+        PrepareOptions(), export=export, measure=FakeMeasure(), stream=io.StringIO()
+    )
     assert result.directory == tokenwire_home / "models" / DEFAULT_MODEL_NAME
     assert result.manifest.name == result.manifest.model_id == DEFAULT_MODEL_NAME
     assert result.built
 
 
-def test_manifest_records_source_options_contract_and_quality(tokenwire_home: Path, tmp_path: Path) -> None:
+def test_manifest_records_source_options_contract_and_quality(
+    tokenwire_home: Path, tmp_path: Path
+) -> None:
     gguf = _gguf(tmp_path)
     measure = FakeMeasure(top1=0.93)
-    result = prepare_model(PrepareOptions(source=gguf), export=FakeExport(), measure=measure, stream=io.StringIO())
+    result = prepare_model(
+        PrepareOptions(source=gguf), export=FakeExport(), measure=measure, stream=io.StringIO()
+    )
 
     manifest = ModelManifest.read(result.directory)
     assert manifest == result.manifest
     assert result.directory.name == "tiny-int8"
     assert manifest.exporter == "builder" and manifest.precision == "int8"
     assert manifest.source == {
-        "kind": "gguf", "path": str(gguf.resolve()), "sha256": hashlib.sha256(b"GGUF v1").hexdigest(),
+        "kind": "gguf",
+        "path": str(gguf.resolve()),
+        "sha256": hashlib.sha256(b"GGUF v1").hexdigest(),
         "recipe": f"builder-{RECIPES['builder']}",
     }
     assert manifest.kv == KV
@@ -142,7 +163,9 @@ def test_second_run_is_a_no_op(tokenwire_home: Path, tmp_path: Path) -> None:
     ],
     ids=["source-bytes", "precision", "exporter", "rebuild"],
 )
-def test_changed_source_or_options_rebuild_in_place(tokenwire_home: Path, tmp_path: Path, change: object) -> None:
+def test_changed_source_or_options_rebuild_in_place(
+    tokenwire_home: Path, tmp_path: Path, change: object
+) -> None:
     gguf = _gguf(tmp_path)
     options = PrepareOptions(source=gguf, output=tmp_path / "out")
     export = FakeExport()
@@ -176,21 +199,29 @@ def test_failed_export_leaves_nothing_behind(tokenwire_home: Path, tmp_path: Pat
     with pytest.raises(PrepareError, match="fake export broke"):
         prepare_model(
             PrepareOptions(source=_gguf(tmp_path), output=output),
-            export=FakeExport(fail=True), measure=FakeMeasure(), stream=io.StringIO(),
+            export=FakeExport(fail=True),
+            measure=FakeMeasure(),
+            stream=io.StringIO(),
         )
     assert not output.exists()
     assert _leftovers(output.parent) == []
     assert (output.parent / ".m.prepare.log").read_text() == "fake toolchain output\n"
 
 
-def test_quality_gate_refuses_a_poor_build_unless_forced(tokenwire_home: Path, tmp_path: Path) -> None:
+def test_quality_gate_refuses_a_poor_build_unless_forced(
+    tokenwire_home: Path, tmp_path: Path
+) -> None:
     options = PrepareOptions(source=_gguf(tmp_path), output=tmp_path / "out")
     with pytest.raises(QualityGateError, match=r"85\.0%.*--force"):
-        prepare_model(options, export=FakeExport(), measure=FakeMeasure(top1=0.85), stream=io.StringIO())
+        prepare_model(
+            options, export=FakeExport(), measure=FakeMeasure(top1=0.85), stream=io.StringIO()
+        )
     assert not (tmp_path / "out").exists()
 
     forced = PrepareOptions(source=options.source, output=options.output, force=True)
-    result = prepare_model(forced, export=FakeExport(), measure=FakeMeasure(top1=0.85), stream=io.StringIO())
+    result = prepare_model(
+        forced, export=FakeExport(), measure=FakeMeasure(top1=0.85), stream=io.StringIO()
+    )
     assert result.manifest.quality is not None
     assert result.manifest.quality.top1_agreement == 0.85
 
@@ -199,20 +230,28 @@ def test_fp32_build_skips_the_quality_gate(tokenwire_home: Path, tmp_path: Path)
     measure = FakeMeasure()
     result = prepare_model(
         PrepareOptions(source=_gguf(tmp_path), precision="fp32"),
-        export=FakeExport(), measure=measure, stream=io.StringIO(),
+        export=FakeExport(),
+        measure=measure,
+        stream=io.StringIO(),
     )
     assert result.manifest.quality is None
     assert measure.seen == []
     assert result.directory.name == "tiny-fp32"
 
 
-def test_half_written_output_is_not_taken_for_a_finished_one(tokenwire_home: Path, tmp_path: Path) -> None:
+def test_half_written_output_is_not_taken_for_a_finished_one(
+    tokenwire_home: Path, tmp_path: Path
+) -> None:
     output = tmp_path / "out"
     output.mkdir()
     (output / "model.onnx").write_bytes(b"partial")  # no manifest: not finished
     export = FakeExport()
     with pytest.raises(PrepareError, match="is not a prepared model"):
-        prepare_model(PrepareOptions(source=_gguf(tmp_path), output=output), export=export, stream=io.StringIO())
+        prepare_model(
+            PrepareOptions(source=_gguf(tmp_path), output=output),
+            export=export,
+            stream=io.StringIO(),
+        )
     assert export.calls == []
     assert (output / "model.onnx").read_bytes() == b"partial"  # a user's files are never replaced
 
@@ -235,7 +274,9 @@ def test_dirs_abandoned_by_dead_runs_are_removed(tokenwire_home: Path, tmp_path:
     log = io.StringIO()
     prepare_model(
         PrepareOptions(source=_gguf(tmp_path), output=tmp_path / "out"),
-        export=FakeExport(), measure=FakeMeasure(), stream=log,
+        export=FakeExport(),
+        measure=FakeMeasure(),
+        stream=log,
     )
     assert not abandoned.exists()
     assert "interrupted run" in log.getvalue()
@@ -244,7 +285,10 @@ def test_dirs_abandoned_by_dead_runs_are_removed(tokenwire_home: Path, tmp_path:
 def test_progress_names_each_stage_with_seconds(tokenwire_home: Path, tmp_path: Path) -> None:
     log = io.StringIO()
     result = prepare_model(
-        PrepareOptions(source=_gguf(tmp_path)), export=FakeExport(), measure=FakeMeasure(), stream=log
+        PrepareOptions(source=_gguf(tmp_path)),
+        export=FakeExport(),
+        measure=FakeMeasure(),
+        stream=log,
     )
     text = log.getvalue()
     for stage in ("find and hash the source", "fake export", "teacher-forced logits against fp32"):
@@ -269,7 +313,9 @@ def test_bad_options_are_rejected_before_any_work(options: PrepareOptions, messa
 def test_optimum_builds_get_their_own_default_name(tokenwire_home: Path, tmp_path: Path) -> None:
     result = prepare_model(
         PrepareOptions(source=_gguf(tmp_path), exporter="optimum"),
-        export=FakeExport(), measure=FakeMeasure(), stream=io.StringIO(),
+        export=FakeExport(),
+        measure=FakeMeasure(),
+        stream=io.StringIO(),
     )
     assert result.directory == tokenwire_home / "models" / "tiny-int8-optimum"
     assert result.manifest.exporter == "optimum"
@@ -284,17 +330,26 @@ class RecommendingExport(FakeExport):
     )
 
     def __call__(
-        self, source: ModelSource, out_dir: Path, work_dir: Path, precision: str,
-        progress: ProgressReporter, log_file: Path,
+        self,
+        source: ModelSource,
+        out_dir: Path,
+        work_dir: Path,
+        precision: str,
+        progress: ProgressReporter,
+        log_file: Path,
     ) -> ExportedModel:
         exported = super().__call__(source, out_dir, work_dir, precision, progress, log_file)
         (out_dir / "generation_config.json").write_text(json.dumps(self.generation))
         return exported
 
 
-def test_manifest_records_the_sources_recommended_sampling(tokenwire_home: Path, tmp_path: Path) -> None:
+def test_manifest_records_the_sources_recommended_sampling(
+    tokenwire_home: Path, tmp_path: Path
+) -> None:
     result = prepare_model(
-        PrepareOptions(source=_gguf(tmp_path)), export=RecommendingExport(), measure=FakeMeasure(),
+        PrepareOptions(source=_gguf(tmp_path)),
+        export=RecommendingExport(),
+        measure=FakeMeasure(),
         stream=io.StringIO(),
     )
     defaults = ModelManifest.read(result.directory).sampling_defaults
@@ -302,29 +357,46 @@ def test_manifest_records_the_sources_recommended_sampling(tokenwire_home: Path,
 
 
 def test_a_source_without_sampling_records_none_and_the_default_model_its_card(
-    tokenwire_home: Path, tmp_path: Path, fake_default_package: Path,
+    tokenwire_home: Path,
+    tmp_path: Path,
+    fake_default_package: Path,
 ) -> None:
-    plain = prepare_model(PrepareOptions(source=_gguf(tmp_path)), export=FakeExport(),
-                          measure=FakeMeasure(), stream=io.StringIO())
+    plain = prepare_model(
+        PrepareOptions(source=_gguf(tmp_path)),
+        export=FakeExport(),
+        measure=FakeMeasure(),
+        stream=io.StringIO(),
+    )
     defaults = ModelManifest.read(plain.directory).sampling_defaults
-    assert defaults is not None and (defaults.temperature, defaults.top_p, defaults.top_k) == (None, None, None)
-    default = prepare_model(PrepareOptions(), export=FakeExport(), measure=FakeMeasure(), stream=io.StringIO())
+    assert defaults is not None and (defaults.temperature, defaults.top_p, defaults.top_k) == (
+        None,
+        None,
+        None,
+    )
+    default = prepare_model(
+        PrepareOptions(), export=FakeExport(), measure=FakeMeasure(), stream=io.StringIO()
+    )
     assert ModelManifest.read(default.directory).sampling_defaults == SMOLLM2_CARD_DEFAULTS
     assert SMOLLM2_CARD_DEFAULTS.temperature == 0.2 and SMOLLM2_CARD_DEFAULTS.top_p == 0.9
 
 
 def test_an_up_to_date_build_from_before_sampling_defaults_gets_them_without_a_rebuild(
-    tokenwire_home: Path, fake_default_package: Path,
+    tokenwire_home: Path,
+    fake_default_package: Path,
 ) -> None:
     export = FakeExport()
-    first = prepare_model(PrepareOptions(), export=export, measure=FakeMeasure(), stream=io.StringIO())
+    first = prepare_model(
+        PrepareOptions(), export=export, measure=FakeMeasure(), stream=io.StringIO()
+    )
     manifest_file = first.directory / "manifest.json"
     old = json.loads(manifest_file.read_text())
     del old["sampling_defaults"]  # as tokenwire wrote it before this field existed
     manifest_file.write_text(json.dumps(old))
     assert ModelManifest.read(first.directory).sampling_defaults is None
 
-    again = prepare_model(PrepareOptions(), export=export, measure=FakeMeasure(), stream=io.StringIO())
+    again = prepare_model(
+        PrepareOptions(), export=export, measure=FakeMeasure(), stream=io.StringIO()
+    )
 
     assert not again.built and len(export.calls) == 1
     assert again.manifest.sampling_defaults == SMOLLM2_CARD_DEFAULTS

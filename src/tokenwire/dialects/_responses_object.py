@@ -29,6 +29,8 @@ class ResponseHead:
     text_format: Mapping[str, Any] = field(default_factory=lambda: {"type": "text"})
     reasoning_effort: str | None = None
     max_output_tokens: int | None = None
+    background: bool = False
+    previous_response_id: str | None = None
     created_at: int = 0
 
     def __post_init__(self) -> None:
@@ -51,7 +53,7 @@ def response_object(
         "object": "response",
         "created_at": head.created_at,
         "status": status,
-        "background": False,
+        "background": head.background,
         "error": error,
         "incomplete_details": (
             None if incomplete_reason is None else {"reason": incomplete_reason}
@@ -62,7 +64,7 @@ def response_object(
         "model": head.model,
         "output": list(output),
         "parallel_tool_calls": request.parallel_tool_calls,
-        "previous_response_id": None,
+        "previous_response_id": head.previous_response_id,
         "reasoning": {"effort": head.reasoning_effort, "summary": None},
         "store": head.store,
         "temperature": request.temperature,

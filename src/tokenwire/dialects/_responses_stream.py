@@ -65,6 +65,15 @@ class ResponseStream:
     output: list[dict[str, Any]] = field(default_factory=list)
     current: OpenItem | None = None
     reasoning_tokens: int = 0
+    # The response object the last event carried: what a stored response keeps.
+    final: dict[str, Any] | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """The response object as it stands: "queued" before the stream opened, the output
+        so far while it runs, the final object once it ended."""
+        if self.final is not None:
+            return self.final
+        return self._response("queued" if self.sequence_number == 0 else "in_progress")
 
     def _emit(self, kind: str, **fields: Any) -> Payload:
         document = {"type": kind, **fields, "sequence_number": self.sequence_number}
@@ -214,14 +223,14 @@ class ResponseStream:
             response = self._response(
                 "incomplete", usage=usage, incomplete_reason="max_output_tokens"
             )
+            self.final = response
             payloads.append(self._emit("response.incomplete", response=response))
             return payloads
         # A cancelled stream ends as completed with status "cancelled" (the status the API
         # gives a cancelled response): the API has no terminal event of its own for it.
         status = "cancelled" if event.reason == "cancelled" else "completed"
-        payloads.append(
-            self._emit("response.completed", response=self._response(status, usage=usage))
-        )
+        self.final = self._response(status, usage=usage)
+        payloads.append(self._emit("response.completed", response=self.final))
         return payloads
 
     def fail(self, error: TokenwireError) -> list[Payload]:
@@ -231,4 +240,5 @@ class ResponseStream:
         that fails ends with `response.failed` alone, as the last event.
         """
         response = self._response("failed", error=error_object(error))
+        self.final = response
         return [self._emit("response.failed", response=response)]

@@ -15,6 +15,7 @@ from tokenwire.dialects._responses_input import (
     parse_input,
     parse_metadata,
 )
+from tokenwire.dialects._responses_keep import output_turns, prior_turns
 from tokenwire.dialects._responses_object import (
     ResponseHead,
     function_call_item,
@@ -30,21 +31,30 @@ from tokenwire.dialects._wire import id_tail
 from tokenwire.errors import GenerationError, TokenwireError
 from tokenwire.events import Event, Finish, TokenDelta, ToolCallDelta
 from tokenwire.interfaces import ErrorBody, Payload
-from tokenwire.requests import GenerationRequest
+from tokenwire.requests import ChatMessage, GenerationRequest
+from tokenwire.response_store import ResponseStore, StoredResponse
 
-# Fields that need stored responses; they land with the follow-up that stores them, and until
-# then they are refused rather than silently ignored.
-_NEEDS_STORAGE = ("background", "previous_response_id", "conversation")
+# The WebSocket mode's client event: the create body plus this `type`; its stream is implicit.
+WEBSOCKET_CREATE = "response.create"
 
 
 class OpenAIResponsesDialect:
     """The OpenAI Responses API: text and function-call items, structured output, logprobs
-    and reasoning; no hosted tools and no stored state yet."""
+    and reasoning, stored responses (`store`, `previous_response_id`, `background`) when
+    given a `ResponseStore`; no hosted tools and no conversations objects.
+
+    Args:
+        store: where responses created with `store` (the API's default) are kept; None
+            serves them unstored and refuses `previous_response_id` and `background`.
+    """
 
     name: str = "openai-responses"
     routes: Sequence[str] = ("/v1/responses",)
     sse_fields: bool = True
     keepalive: Payload | None = None
+
+    def __init__(self, store: ResponseStore | None = None) -> None:
+        self.store = store
 
     def parse(
         self, body: Any, path_params: Mapping[str, str], request_id: str, model_id: str
@@ -59,20 +69,28 @@ class OpenAIResponsesDialect:
         body = v.as_object(body, "body")
         model = v.as_str(v.require(body, "model"), "model")
         v.check_model(model, model_id)
-        for key in _NEEDS_STORAGE:
-            value = body.get(key)
-            # `"background": false` asks for what is served; any other value needs storage.
-            if value is not None and not (key == "background" and value is False):
-                raise v.invalid(key, "not supported yet (stored responses are not served)")
-        store = v.optional_bool(body, "store")
+        if body.get("conversation") is not None:
+            raise v.invalid("conversation", "not supported (use previous_response_id)")
+        store = v.optional_bool(body, "store") is not False
+        background = bool(v.optional_bool(body, "background"))
+        if background and not store:
+            raise v.invalid("background", "true needs store to be true as well")
+        if background and self.store is None:
+            raise v.invalid("background", "not served: this server stores no responses")
+        previous = v.optional_str(body, "previous_response_id")
+        prior = () if previous is None else prior_turns(self.store, previous)
         parse_include(body.get("include"))
         metadata = parse_metadata(body.get("metadata"))
         agent = parse_input(body)
+        # Instructions come first and are not carried over to the next response (the API's
+        # rule for previous_response_id); the earlier turns, then this input, follow them.
+        split = 0 if body.get("instructions") is None else 1
+        turns = prior + agent.messages[split:]
         max_output_tokens = v.max_tokens(body, "max_output_tokens")
         parallel = v.optional_bool(body, "parallel_tool_calls")
         request = GenerationRequest(
             model=model,
-            messages=agent.messages,
+            messages=agent.messages[:split] + turns,
             max_tokens=max_output_tokens,
             temperature=v.optional_number(body, "temperature", minimum=0, maximum=2),
             top_p=v.optional_number(body, "top_p", minimum=0, maximum=1, exclusive_minimum=True),
@@ -93,14 +111,21 @@ class OpenAIResponsesDialect:
             request=request,
             instructions=body.get("instructions"),
             metadata=metadata,
-            # Echoed only: storing responses is the follow-up's (docs/dialects-and-transports.md).
-            store=True if store is None else store,
+            store=store,
             text_format=dict(text.get("format") or {"type": "text"}),
             reasoning_effort=reasoning.get("effort"),
             max_output_tokens=max_output_tokens,
+            background=background,
+            previous_response_id=previous,
         )
-        stream = bool(v.optional_bool(body, "stream"))
-        return OpenAIResponsesExchange(request, stream, ResponseStream(head, request.logprobs))
+        stream = body.get("type") == WEBSOCKET_CREATE or bool(v.optional_bool(body, "stream"))
+        return OpenAIResponsesExchange(
+            request,
+            stream,
+            ResponseStream(head, request.logprobs),
+            store=self.store if store else None,
+            turns=turns,
+        )
 
     def render_error(self, error: TokenwireError) -> ErrorBody:
         return render_error(error)
@@ -108,15 +133,37 @@ class OpenAIResponsesDialect:
 
 @dataclass(slots=True)
 class OpenAIResponsesExchange:
-    """One response: its stream state (ids, indices, output so far, sequence numbers)."""
+    """One response: its stream state (ids, indices, output so far, sequence numbers), and
+    where it is kept once it ends (None when it is not stored)."""
 
     request: GenerationRequest
     stream: bool
     state: ResponseStream
+    store: ResponseStore | None = None
+    turns: tuple[ChatMessage, ...] = ()
 
     @property
     def head(self) -> ResponseHead:
         return self.state.head
+
+    @property
+    def background(self) -> bool:
+        return self.state.head.background
+
+    def snapshot(self) -> Mapping[str, Any]:
+        return self.state.snapshot()
+
+    def detach(self) -> Mapping[str, Any]:
+        """Start a background response: it is stored as queued at once, so it can be
+        retrieved before its first event."""
+        response = self.state.snapshot()
+        self._keep(response)
+        return response
+
+    def _keep(self, response: Mapping[str, Any]) -> None:
+        if self.store is not None:
+            turns = self.turns + output_turns(response.get("output", ()))
+            self.store.put(StoredResponse(response, turns, self.request.request_id))
 
     def open(self) -> Sequence[Payload]:
         return self.state.open()
@@ -127,11 +174,15 @@ class OpenAIResponsesExchange:
         if isinstance(event, ToolCallDelta):
             return self.state.call(event)
         if isinstance(event, Finish):
-            return self.state.finish(event)
+            payloads = self.state.finish(event)
+            self._keep(self.state.snapshot())
+            return payloads
         return []  # Progress notes are for middlewares; they have no wire form.
 
     def fail(self, error: TokenwireError) -> Sequence[Payload]:
-        return self.state.fail(error)
+        payloads = self.state.fail(error)
+        self._keep(self.state.snapshot())
+        return payloads
 
     def respond(self, completion: Completion) -> Mapping[str, Any]:
         """The `response` object that `response.completed` (or `.incomplete`) would carry."""
@@ -158,7 +209,7 @@ class OpenAIResponsesExchange:
                     f"fc_{tail}_{len(output)}", call.id, call.name, call.arguments, status
                 )
             )
-        return response_object(
+        response = response_object(
             self.head,
             "cancelled" if finish.reason == "cancelled" else status,
             output,
@@ -167,3 +218,5 @@ class OpenAIResponsesExchange:
             usage=usage_object(finish.usage),
             incomplete_reason="max_output_tokens" if length else None,
         )
+        self._keep(response)
+        return response

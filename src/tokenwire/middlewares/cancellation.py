@@ -3,13 +3,14 @@
 Client disconnects need nothing here: the transport cancels the stream it reads, and the
 cancellation reaches the backend through every layer. This middleware adds the two causes a
 transport cannot see: a deadline passing, and `DELETE /v1/requests/{id}` (for proxies that
-hide disconnects from the server).
+hide disconnects from the server). With a shared stream store the route also reaches requests
+running on other replicas (the app hands it `cancel_elsewhere`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -73,6 +74,7 @@ class CancellationMiddleware:
         self.default_timeout = default_timeout
         self.max_timeout = max_timeout
         self.registry = registry or CancelRegistry()
+        self.cancel_elsewhere: Callable[[str], Awaitable[bool]] | None = None
         self.routes: list[BaseRoute] = [
             Route("/v1/requests/{request_id}", self._cancel_route, methods=["DELETE"])
         ]
@@ -125,9 +127,18 @@ class CancellationMiddleware:
                 if not entries:
                     del self.registry.running[request.request_id]
 
+    def cancel_here(self, request_id: str) -> int:
+        return self.registry.cancel(request_id)
+
+    def reach_replicas(self, cancel_elsewhere: Callable[[str], Awaitable[bool]]) -> None:
+        self.cancel_elsewhere = cancel_elsewhere
+
     async def _cancel_route(self, request: Request) -> Response:
         request_id = request.path_params["request_id"]
-        if self.registry.cancel(request_id) == 0:
+        found = self.registry.cancel(request_id) > 0
+        if not found and self.cancel_elsewhere is not None:
+            found = await self.cancel_elsewhere(request_id)
+        if not found:
             error = {
                 "message": f"No running request has the id {request_id!r}.",
                 "type": "not_found_error",

@@ -1,15 +1,19 @@
 """An HTTP request becomes a `Call`: its body read within the limit, parsed by the endpoint,
-and, when the client did not ask for a stream, answered whole."""
+and, when the client did not ask for a stream, answered whole. A background call is handed
+to the endpoint's detached runner: answered at once, or streamed from what it writes."""
 
 from __future__ import annotations
+
+from typing import cast
 
 import anyio
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from tokenwire.endpoint import Call, Endpoint, parse_timeout
-from tokenwire.errors import RequestTooLargeError, TokenwireError
-from tokenwire.transports._relay import cancel_on_disconnect
+from tokenwire.errors import InvalidRequestError, RequestTooLargeError, TokenwireError
+from tokenwire.interfaces import RunsDetached
+from tokenwire.transports._relay import Source, cancel_on_disconnect
 from tokenwire.transports._replies import request_id_of, response_headers, send_error, send_json
 
 
@@ -36,12 +40,26 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
+def start_detached(call: Call, endpoint: Endpoint) -> Source:
+    """Run a background call apart from its connection; returns its payloads' reader.
+
+    Raises:
+        TokenwireError: this endpoint runs nothing in the background, or cannot now.
+    """
+    if endpoint.detached is None:
+        raise InvalidRequestError(
+            "Invalid value for 'background': not served here.", param="background"
+        )
+    return endpoint.detached.run_detached(call)
+
+
 async def open_call(
     scope: Scope, receive: Receive, send: Send, endpoint: Endpoint, transport: str
-) -> Call | None:
+) -> Source | None:
     """Read and parse the request; answer errors and non-streamed calls here.
 
-    Returns the call when the caller should stream it, None when the response is sent.
+    Returns what the caller should stream (the call, or a background call's reader), None
+    when the response is sent.
     """
     try:
         body = await read_body(receive, endpoint.limits.max_body_bytes)
@@ -52,8 +70,17 @@ async def open_call(
         )
         scope["state"]["request"] = call.request
         call.progress = wants_progress(scope)
+        reader = start_detached(call, endpoint) if call.background else None
     except TokenwireError as error:
         await send_error(scope, send, endpoint, error)
+        return None
+    if reader is not None:
+        if call.stream:
+            return reader
+        scope["state"]["transport"] = "json"
+        # Read before the runner's first step: the response as created, "queued".
+        reply = cast(RunsDetached, call.exchange).snapshot()
+        await send_json(send, 200, reply, response_headers(scope))
         return None
     if call.stream:
         return call

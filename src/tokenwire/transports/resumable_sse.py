@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
-from tokenwire.endpoint import Endpoint
+from tokenwire.endpoint import Call, Endpoint
 from tokenwire.errors import InvalidRequestError, TokenwireError
 from tokenwire.logs import request_id_var
 from tokenwire.transports._calls import open_call, read_body
@@ -51,6 +51,10 @@ class ResumableSSETransport:
         call = await open_call(scope, receive, send, endpoint, self.name)
         if call is None:
             return
+        if not isinstance(call, Call):  # a background call, run by the service already
+            start = self.service.start_of(request_id_of(scope))
+            await self.sse.stream(call, scope, receive, send, endpoint, start)
+            return
         try:
             adopted = self.service.adopt(call, request_id_of(scope), endpoint.dialect.name)
         except TokenwireError as error:
@@ -65,14 +69,16 @@ class ResumableSSETransport:
         try:
             await read_body(receive, endpoint.limits.max_body_bytes)  # the original body
             request_id, seq = parse_last_event_id(last_event_id)
-            record, payloads = self.service.open(request_id, seq + 1)
+            _, payloads = await self.service.open(request_id, seq + 1)
         except TokenwireError as error:
             await send_error(scope, send, endpoint, error)
             return
         # The resumed stream keeps its own id, in the access log as in `x-request-id`.
         scope["state"]["request_id"] = request_id
         request_id_var.set(request_id)
-        await self.sse.stream(payloads, scope, receive, send, endpoint, record.start)
+        await self.sse.stream(
+            payloads, scope, receive, send, endpoint, self.service.start_of(request_id)
+        )
 
     def resume_route(self, endpoints: Mapping[str, Endpoint]) -> StreamResumeRoute:
         """The `GET /v1/streams/{request_id}` app, framing each stream for the dialect that
@@ -104,9 +110,10 @@ class StreamResumeRoute:
                         param="last-event-id",
                     )
                 start = seq + 1
-            record, payloads = self.transport.service.open(request_id, start)
-            endpoint = self.endpoints.get(record.dialect, endpoint)
+            info, payloads = await self.transport.service.open(request_id, start)
+            endpoint = self.endpoints.get(info.dialect, endpoint)
         except TokenwireError as error:
             await send_error(scope, send, endpoint, error)
             return
-        await self.transport.sse.stream(payloads, scope, receive, send, endpoint, record.start)
+        start_of = self.transport.service.start_of(request_id)
+        await self.transport.sse.stream(payloads, scope, receive, send, endpoint, start_of)

@@ -3,10 +3,13 @@
 The client sends a request body as a text frame; the server answers with one text frame per
 payload (the JSON an SSE `data:` line would carry, `[DONE]` included for OpenAI dialects).
 `{"type": "cancel"}` stops the request sent before it, queued or running, which then ends
-with `{"type": "cancelled"}`. Requests on one socket run one after another. While a request
-waits (queued before its first payload, or idle) the server sends `{"type": "keepalive"}`:
-ASGI has no way to send a WebSocket ping frame. An `x-tokenwire-progress: 1` header on the
-upgrade asks for progress messages on every request of the socket.
+with `{"type": "cancelled"}`; `{"type": "response.cancel"}` is the same for clients of the
+Responses API's WebSocket mode, whose requests are `{"type": "response.create", ...}`
+(background responses are refused here, as that API refuses them over WebSocket). Requests
+on one socket run one after another. While a request waits (queued before its first payload,
+or idle) the server sends `{"type": "keepalive"}`: ASGI has no way to send a WebSocket ping
+frame. An `x-tokenwire-progress: 1` header on the upgrade asks for progress messages on every
+request of the socket.
 
 A slow reader meets the endpoint's slow-client policy as HTTP streams do (see `_relay`):
 its deltas coalesce into fewer messages, or, with "disconnect", a send that waits past
@@ -23,7 +26,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from starlette.types import Receive, Scope, Send
 
 from tokenwire.endpoint import Endpoint
-from tokenwire.errors import TokenwireError
+from tokenwire.errors import InvalidRequestError, TokenwireError
 from tokenwire.interfaces import Payload
 from tokenwire.requests import new_request_id
 from tokenwire.transports._calls import wants_progress
@@ -60,14 +63,17 @@ class _Messages:
         await _send_json(self._send, self._endpoint.render_error(error).content)
 
 
+_CANCELS = ("cancel", "response.cancel")
+
+
 def _is_cancel(text: str) -> bool:
-    if '"cancel"' not in text:  # cheap filter: request bodies are far more common
+    if 'cancel"' not in text:  # cheap filter: request bodies are far more common
         return False
     try:
         message = json.loads(text)
     except ValueError:
         return False
-    return isinstance(message, dict) and message.get("type") == "cancel"
+    return isinstance(message, dict) and message.get("type") in _CANCELS
 
 
 class WebSocketTransport:
@@ -130,6 +136,12 @@ class WebSocketTransport:
         request_id = new_request_id()
         try:
             call = endpoint.start(text, scope.get("path_params", {}), request_id, self.name)
+            if call.background:
+                raise InvalidRequestError(
+                    "Invalid value for 'background': not supported over WebSocket; send the "
+                    "request over HTTP.",
+                    param="background",
+                )
             if not call.stream:
                 await _send_json(send, await call.respond())
                 return True

@@ -2,7 +2,8 @@
 //   node clients.mjs SCENARIO PROVIDER BASE_URL MODEL
 // SCENARIO: stream-tool (streamText with a tool the model must call) or generate-object
 // (generateObject with a zod schema). PROVIDER: openai (the Chat Completions provider,
-// `.chat()`) or anthropic. Prints one JSON line with what the SDK made of the stream.
+// `.chat()`), openai-responses (the default `openai(model)`, which speaks the Responses API)
+// or anthropic. Prints one JSON line with what the SDK made of the stream.
 import { createAnthropic } from "@ai-sdk/anthropic";
 import { createOpenAI } from "@ai-sdk/openai";
 import { generateObject, streamText, tool } from "ai";
@@ -13,6 +14,9 @@ const [scenario, provider, baseURL, modelId] = process.argv.slice(2);
 function model() {
   if (provider === "openai") {
     return createOpenAI({ baseURL, apiKey: "unused" }).chat(modelId);
+  }
+  if (provider === "openai-responses") {
+    return createOpenAI({ baseURL, apiKey: "unused" })(modelId);
   }
   if (provider === "anthropic") {
     return createAnthropic({ baseURL, apiKey: "unused" })(modelId);

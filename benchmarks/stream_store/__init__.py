@@ -1,0 +1,1 @@
+"""Stream store benchmark: the Redis store against the in-memory one (see `benchmark`)."""

@@ -1,0 +1,228 @@
+"""Stream store: echo tokens/s through resumable SSE with the Redis store vs in memory, and
+reconnect-to-first-replayed-event across replicas.
+
+Throughput: one `tokenwire serve --backend echo --resume-grace 30` process per store (the
+Redis one with `--stream-store`), 1 and 32 concurrent streams of `words` tokens each; runs
+alternate memory/redis `rounds` times so machine load hits both alike; the median round
+counts. Reconnect: two replicas sharing Redis; a stream starts on A, the client drops after
+a few events and reconnects on B with `Last-Event-ID`; the time is GET sent to the first
+replayed event received.
+
+Run alone: `python -m benchmarks.stream_store [--quick] [--update-docs]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import anyio
+import httpx
+
+from benchmarks._shared import report
+from benchmarks._shared.paths import REPO
+from benchmarks.stream_store._processes import EchoServe, RedisProcess
+
+SECTION = "stream-store"
+TARGET_RATIO = 0.9
+"""Redis tokens/s over in-memory tokens/s (the issue's target)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    words: int = 2000
+    concurrency: tuple[int, ...] = (1, 32)
+    rounds: int = 3
+    reconnects: int = 100
+
+    @classmethod
+    def quick(cls) -> Settings:
+        return cls(words=200, concurrency=(1, 4), rounds=1, reconnects=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    streams: int
+    memory_tokens_per_second: float
+    redis_tokens_per_second: float
+
+    @property
+    def ratio(self) -> float:
+        return self.redis_tokens_per_second / self.memory_tokens_per_second
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    samples: int
+    p50_ms: float
+    p99_ms: float
+    replayed_ids_contiguous: bool
+
+
+def _body(words: int) -> dict[str, object]:
+    prompt = " ".join(f"w{i}" for i in range(words))
+    return {"model": "echo", "stream": True, "messages": [{"role": "user", "content": prompt}]}
+
+
+async def _streams(url: str, streams: int, words: int) -> float:
+    """Aggregate content events per second over `streams` concurrent streams."""
+    counts: list[int] = []
+
+    async def one(client: httpx.AsyncClient) -> None:
+        count = 0
+        async with client.stream("POST", f"{url}/v1/chat/completions", json=_body(words)) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data: {"):
+                    count += 1
+        counts.append(count)
+
+    limits = httpx.Limits(max_connections=streams + 4)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(streams):
+                tg.start_soon(one, client)
+        elapsed = time.perf_counter() - started
+    return sum(counts) / elapsed
+
+
+def measure_throughput(redis_url: str, settings: Settings) -> list[Throughput]:
+    servers = {"memory": EchoServe(None), "redis": EchoServe(redis_url)}
+    try:
+        results = []
+        for streams in settings.concurrency:
+            rates: dict[str, list[float]] = {"memory": [], "redis": []}
+            anyio.run(_streams, servers["memory"].url, streams, 20)  # warm both
+            anyio.run(_streams, servers["redis"].url, streams, 20)
+            for _ in range(settings.rounds):
+                for name, server in servers.items():
+                    rates[name].append(anyio.run(_streams, server.url, streams, settings.words))
+            results.append(
+                Throughput(
+                    streams, statistics.median(rates["memory"]), statistics.median(rates["redis"])
+                )
+            )
+        return results
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def measure_reconnect(redis_url: str, settings: Settings) -> Reconnect:
+    a = EchoServe(redis_url, ["--backend-option", "delay=0.002"])
+    b = EchoServe(redis_url)
+    times: list[float] = []
+    contiguous = True
+    try:
+        with httpx.Client(timeout=30) as client:
+            for n in range(settings.reconnects):
+                request_id = f"bench-{n}-{time.monotonic_ns()}"
+                last = ""
+                with client.stream(
+                    "POST", f"{a.url}/v1/chat/completions", json=_body(200),
+                    headers={"x-request-id": request_id},
+                ) as response:  # fmt: skip
+                    seen = 0
+                    for line in response.iter_lines():
+                        if line.startswith("id: "):
+                            last, seen = line[4:], seen + 1
+                            if seen >= 5:
+                                break
+                started = time.perf_counter()
+                with client.stream(
+                    "GET", f"{b.url}/v1/streams/{request_id}", headers={"last-event-id": last}
+                ) as response:
+                    for line in response.iter_lines():
+                        if line.startswith("id: "):
+                            times.append((time.perf_counter() - started) * 1000)
+                            expected = f"{request_id}:{int(last.rsplit(':', 1)[1]) + 1}"
+                            contiguous = contiguous and line[4:] == expected
+                            break
+    finally:
+        a.stop()
+        b.stop()
+    times.sort()
+    p99 = times[min(len(times) - 1, math.ceil(0.99 * len(times)) - 1)]  # nearest rank
+    return Reconnect(len(times), statistics.median(times), p99, contiguous)
+
+
+def table(throughput: list[Throughput], reconnect: Reconnect) -> str:
+    lines = [
+        "| streams | in-memory tokens/s | Redis tokens/s | Redis / memory |",
+        "|---:|---:|---:|---:|",
+    ]
+    for t in throughput:
+        lines.append(
+            f"| {t.streams} | {t.memory_tokens_per_second:,.0f} | "
+            f"{t.redis_tokens_per_second:,.0f} | {t.ratio:.2f}× |"
+        )
+    lines += [
+        "",
+        "| reconnect on another replica | samples | p50 | p99 |",
+        "|---|---:|---:|---:|",
+        f"| GET sent → first replayed event | {reconnect.samples} | "
+        f"{reconnect.p50_ms:.1f} ms | {reconnect.p99_ms:.1f} ms |",
+    ]
+    return "\n".join(lines)
+
+
+def main(
+    *, quick: bool, results_dir: Path, docs: Path | None, command: str
+) -> tuple[list[Throughput], Reconnect]:
+    """Run the benchmark, print its table, write `stream_store.json` (and the docs section)."""
+    settings = Settings.quick() if quick else Settings()
+    load_before = os.getloadavg()
+    redis = RedisProcess()
+    try:
+        throughput = measure_throughput(redis.url, settings)
+        reconnect = measure_reconnect(redis.url, settings)
+    finally:
+        redis.stop()
+    load_after = os.getloadavg()
+    machine = report.Machine.current()
+    text = table(throughput, reconnect)
+    worst = min(t.ratio for t in throughput)
+    verdict = f"Redis over in-memory: {worst:.2f}× at worst (target ≥ {TARGET_RATIO}×): " + (
+        "met." if worst >= TARGET_RATIO else "not met."
+    )
+    print(text, verdict, sep="\n")
+    path = report.write_json(
+        results_dir / "stream_store.json",
+        {"machine": asdict(machine), "settings": asdict(settings), "command": command,
+         "load_average": {"before": load_before, "after": load_after},
+         "throughput": [asdict(t) | {"ratio": t.ratio} for t in throughput],
+         "reconnect": asdict(reconnect)},
+    )  # fmt: skip
+    print(f"stream-store: results in {path}")
+    if docs is not None:
+        header = (
+            f"Measured {machine.date} on {machine.cpu}, {machine.cores} cores (shared with "
+            f"other work), Python {machine.python}. Command: `{command}` — echo backend, "
+            f"`--resume-grace 30`, {settings.words} tokens per stream, client, servers and "
+            f"redis-server 7.0 on the same machine; median of {settings.rounds} alternating "
+            f"rounds. Load average (1/5/15 min) {'/'.join(f'{x:.1f}' for x in load_before)} "
+            f"before, {'/'.join(f'{x:.1f}' for x in load_after)} after."
+        )
+        report.update_docs(docs, SECTION, f"{header}\n\n{text}\n\n{verdict}")
+    return throughput, reconnect
+
+
+def cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.stream_store", description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--update-docs", action="store_true")
+    parser.add_argument("--results-dir", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    main(
+        quick=args.quick,
+        results_dir=args.results_dir,
+        docs=REPO / "docs" / "benchmarks.md" if args.update_docs else None,
+        command="python -m benchmarks.stream_store" + (" --quick" if args.quick else ""),
+    )
+    sys.exit(0)

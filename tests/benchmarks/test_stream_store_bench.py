@@ -1,0 +1,29 @@
+"""The stream store benchmark runs end to end (quick mode) against a real redis-server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.stream_store import benchmark as stream_store
+
+from tests._support.scaleout import ensure_scaleout_parts
+
+
+def test_quick_run_compares_both_stores_and_writes_its_docs_section(tmp_path: Path) -> None:
+    ensure_scaleout_parts()
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\n<!-- other:start -->\nkept\n<!-- other:end -->\n")
+
+    throughput, reconnect = stream_store.main(
+        quick=True, results_dir=tmp_path / "results", docs=docs, command="test"
+    )
+
+    assert [t.streams for t in throughput] == list(stream_store.Settings.quick().concurrency)
+    assert all(t.memory_tokens_per_second > 0 and t.redis_tokens_per_second > 0 for t in throughput)
+    assert reconnect.samples == stream_store.Settings.quick().reconnects
+    assert reconnect.replayed_ids_contiguous  # the replica that never produced it resumed it
+    result = json.loads((tmp_path / "results" / "stream_store.json").read_text())
+    assert result["load_average"]["before"]
+    text = docs.read_text()
+    assert "kept" in text and "<!-- stream-store:start -->" in text

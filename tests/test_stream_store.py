@@ -1,0 +1,141 @@
+"""One contract, two stores: the memory store and the Redis store against a real redis-server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import pytest
+
+from tests._support.scaleout import RedisServer, running_redis
+from tokenwire.errors import ContextLengthExceededError
+from tokenwire.interfaces import Payload
+from tokenwire.memory_store import MemoryStreamStore
+from tokenwire.stream_store import StreamStore, StreamStoreError
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    with running_redis() as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[StreamStore]:
+    if request.param == "memory":
+        yield MemoryStreamStore(max_stream_bytes=1000, max_total_bytes=1 << 20)
+        return
+    from tokenwire.redis_control import RedisStreamControl
+    from tokenwire.redis_store import RedisStreamStore, connect
+
+    server: RedisServer = request.getfixturevalue("redis_server")
+    client = connect(server.url)
+    # The Redis store answers `info` only while the stream has an owner (or has ended).
+    control = RedisStreamControl(client)
+    store = RedisStreamStore(client, max_stream_bytes=1000, ttl_seconds=30, done_seconds=5)
+    original = store.create
+
+    async def create_owned(request_id: str, dialect: str, meta: object = None) -> bool:
+        await control.claim(request_id, 30)
+        return await original(request_id, dialect)
+
+    store.create = create_owned  # type: ignore[method-assign]
+    yield store
+    await client.aclose()
+
+
+def payloads(count: int, size: int = 10) -> list[Payload]:
+    return [Payload(f"{i:0{size}d}", "delta" if i % 2 else None) for i in range(count)]
+
+
+async def read_all(store: StreamStore, request_id: str, start: int) -> list[tuple[int, Payload]]:
+    return [item async for item in store.read(request_id, start)]
+
+
+async def test_a_finished_stream_replays_from_any_point(store: StreamStore) -> None:
+    rid = uuid.uuid4().hex
+    assert await store.create(rid, "openai")
+    sent = payloads(20)
+    await store.append(rid, sent[:7])
+    await store.append(rid, sent[7:])
+    await store.finish(rid)
+    assert await read_all(store, rid, 0) == list(enumerate(sent))
+    assert await read_all(store, rid, 13) == list(enumerate(sent))[13:]
+    info = await store.info(rid)
+    assert info is not None and info.dialect == "openai" and info.done and info.first_seq == 0
+
+
+async def test_a_reader_gets_live_payloads_until_the_end(store: StreamStore) -> None:
+    rid = uuid.uuid4().hex
+    assert await store.create(rid, "anthropic")
+    sent = payloads(30)
+    got: list[tuple[int, Payload]] = []
+
+    async def reader() -> None:
+        got.extend(await read_all(store, rid, 0))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader)
+        for payload in sent:
+            await store.append(rid, [payload])
+            await anyio.sleep(0.002)
+        await store.finish(rid)
+    assert got == list(enumerate(sent))
+
+
+async def test_old_payloads_are_dropped_past_the_per_stream_bound(store: StreamStore) -> None:
+    rid = uuid.uuid4().hex
+    assert await store.create(rid, "openai")
+    sent = payloads(300)  # 3000 bytes against a 1000-byte bound
+    for i in range(0, 300, 10):  # a shared store may keep batches whole: bound ± one batch
+        await store.append(rid, sent[i : i + 10])
+    await store.finish(rid)
+    info = await store.info(rid)
+    assert info is not None and 190 <= info.first_seq <= 210
+    kept = await read_all(store, rid, info.first_seq)
+    assert kept == list(enumerate(sent))[info.first_seq :]
+
+
+async def test_an_error_before_the_first_payload_is_raised_to_a_reader(store: StreamStore) -> None:
+    rid = uuid.uuid4().hex
+    assert await store.create(rid, "openai")
+    await store.finish(rid, ContextLengthExceededError("too long", param="messages"))
+    with pytest.raises(ContextLengthExceededError, match="too long"):
+        await read_all(store, rid, 0)
+
+
+async def test_unknown_and_removed_streams_are_none(store: StreamStore) -> None:
+    rid = uuid.uuid4().hex
+    assert await store.info(rid) is None
+    assert await store.create(rid, "openai")
+    assert not await store.create(rid, "openai")  # taken
+    await store.remove(rid)
+    assert await store.info(rid) is None
+
+
+async def test_redis_store_raises_store_errors_when_redis_is_gone() -> None:
+    from tokenwire.redis_store import RedisStreamStore, check_reachable, connect
+
+    url = "redis://user:secret@127.0.0.1:1/0"
+    with pytest.raises(StreamStoreError, match=r"127\.0\.0\.1:1") as caught:
+        check_reachable(url)
+    assert "secret" not in str(caught.value)
+    store = RedisStreamStore(connect(url), max_stream_bytes=1000, ttl_seconds=5, done_seconds=5)
+    with pytest.raises(StreamStoreError):
+        await store.create("x", "openai")
+    assert await read_all(store, "x", 0) == []  # a reader ends, never hangs
+
+
+def test_serve_refuses_to_start_when_the_stream_store_is_unreachable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tokenwire.cli import main
+
+    monkeypatch.setenv("TOKENWIRE_STREAM_STORE", "redis://user:hunter2@127.0.0.1:1/0")
+    assert main(["serve", "--backend", "echo", "--port", "0"]) == 2
+    error = capsys.readouterr().err
+    assert "stream store at redis://user:***@127.0.0.1:1/0 is unreachable" in error
+    assert "hunter2" not in error

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from benchmarks._shared import report
-from benchmarks.onnx_backend._bandwidth import WeightBytes
+from benchmarks._shared.bandwidth import WeightBytes
 from benchmarks.onnx_backend._scenarios import GapRun, Run, System, percentile
 from benchmarks.onnx_backend._settings import Settings
 

@@ -28,10 +28,10 @@ from pathlib import Path
 import anyio
 
 from benchmarks._shared import report
+from benchmarks._shared.bandwidth import read_bandwidth, weight_bytes
 from benchmarks._shared.paths import REPO
 from benchmarks._shared.proc_stats import cpu_seconds, rss_bytes
 from benchmarks.onnx_backend import _baselines, _report
-from benchmarks.onnx_backend._bandwidth import read_bandwidth, weight_bytes
 from benchmarks.onnx_backend._models import Prompt, long_prompt, model_dirs, render
 from benchmarks.onnx_backend._processes import (
     HttpServer,

@@ -24,9 +24,9 @@ from typing import Any
 import anyio
 
 from benchmarks._shared import report
+from benchmarks._shared.bandwidth import read_bandwidth, weight_bytes
 from benchmarks._shared.paths import REPO
 from benchmarks._shared.prepared_model import find_model
-from benchmarks.onnx_backend._bandwidth import read_bandwidth, weight_bytes
 from tokenwire.backends.onnx import OnnxBackend
 from tokenwire.events import TokenDelta
 from tokenwire.requests import ChatMessage, GenerationRequest

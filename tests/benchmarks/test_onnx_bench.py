@@ -12,7 +12,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from benchmarks.onnx_backend._bandwidth import weight_bytes
+from benchmarks._shared.bandwidth import weight_bytes
 from benchmarks.onnx_backend._processes import tokenwire_command
 from benchmarks.onnx_backend._scenarios import percentile
 from benchmarks.onnx_backend._timed import chat_body, stream_chat

@@ -286,12 +286,23 @@ def build_router(
             routes.extend(ResponseRoutes(dialect.store, service, endpoint).routes())
             break
 
+    # A path under a dialect's own prefix that none of its routes matched (e.g. a Gemini
+    # model name holding a newline, which a path parameter never matches) is still that
+    # dialect's: its 404 speaks its language. Longest prefix first.
+    prefixes = sorted(
+        ((path.split("{", 1)[0], endpoint) for endpoint in endpoints.values()
+         for path in endpoint.dialect.routes if "{" in path),
+        key=lambda item: -len(item[0]),
+    )  # fmt: skip
+
     async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": "no such path"})
             return
-        error = NotFoundError(f"No route for {scope['method']} {scope['path'][:200]}.")
-        await send_error(scope, send, fallback, error)
+        path = scope["path"]
+        owner = next((e for prefix, e in prefixes if path.startswith(prefix)), fallback)
+        error = NotFoundError(f"No route for {scope['method']} {path[:200]}.")
+        await send_error(scope, send, owner, error)
 
     async def routing_error(request: Request, exc: Exception) -> Response:
         """Starlette's own 404/405 (a method a route does not take), in the error shape."""

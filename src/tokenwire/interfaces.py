@@ -253,3 +253,20 @@ class RunsDetached(Protocol):
     def snapshot(self) -> Mapping[str, Any]:
         """The reply body as it stands (the output so far)."""
         ...
+
+
+@runtime_checkable
+class SettlesWrites(Protocol):
+    """An exchange whose last render wrote state other replicas read (a stored response in a
+    shared store): the payloads that announce it go out only once `settle` returned, so a
+    client that reads them and asks another replica finds it there."""
+
+    async def settle(self) -> None: ...
+
+
+@runtime_checkable
+class PrefetchesReferences(Protocol):
+    """A dialect whose requests may name state kept elsewhere (`previous_response_id`):
+    `prefetch` brings it in before the synchronous `parse` reads it."""
+
+    async def prefetch(self, body: Mapping[str, Any]) -> None: ...

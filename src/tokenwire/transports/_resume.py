@@ -36,7 +36,7 @@ from tokenwire.errors import (
     TokenwireError,
 )
 from tokenwire.events import Finish
-from tokenwire.interfaces import Payload, RunsDetached
+from tokenwire.interfaces import Payload, RunsDetached, SettlesWrites
 from tokenwire.memory_store import MemoryStreamStore
 from tokenwire.pipeline import closing
 from tokenwire.stream_control import CancelLocal, LocalStreamControl, StreamControl
@@ -320,7 +320,10 @@ class ResumeService:
             if produced.stopped and produced.scope.cancelled_caught:
                 # Cancelled by id: the stream still ends as the dialect ends a cancelled one
                 # (a Responses stream with its `cancelled` response), so readers see an end.
-                for payload in call.exchange.render(Finish("cancelled")):
+                rendered = call.exchange.render(Finish("cancelled"))
+                if isinstance(call.exchange, SettlesWrites):
+                    await call.exchange.settle()  # stored as cancelled before it says so
+                for payload in rendered:
                     self._keep(request_id, produced, payload)
         finally:
             self.local.end(request_id, error)

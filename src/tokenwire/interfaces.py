@@ -138,7 +138,10 @@ class CancelsById(Protocol):
         """Cancel the requests with this id running in this process; how many there were."""
         ...
 
-    def reach_replicas(self, cancel_elsewhere: Callable[[str], Awaitable[bool]]) -> None: ...
+    def reach_replicas(self, cancel_elsewhere: Callable[[str], Awaitable[bool]]) -> None:
+        """`cancel_elsewhere(id)`: whether another replica ran it and stopped; it raises a
+        `TokenwireError` (a 503) when the other replicas cannot be asked."""
+        ...
 
 
 @runtime_checkable

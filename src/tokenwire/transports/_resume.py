@@ -242,14 +242,22 @@ class ResumeService:
 
     async def cancel(self, request_id: str) -> bool:
         """Cancel a stream that another replica produces; False when none does (what runs
-        here is cancelled by the cancellation middleware, or by `cancel_detached`)."""
+        here is cancelled by the cancellation middleware, or by `cancel_detached`).
+
+        Raises:
+            ServiceUnavailableError: the shared store is unreachable, so whether another
+                replica runs it cannot be known (a 404 would claim it does not).
+        """
         if not self.shared:
             return False
         try:
             return await self.control.cancel(request_id)
         except StreamStoreError as exc:
             self._failed("cancel", exc)
-            return False
+            raise ServiceUnavailableError(
+                f"Request {request_id[:128]!r} does not run on this replica, and the stream "
+                "store that knows the others' is unreachable; try again."
+            ) from exc
 
     def register_metrics(self, registry: object) -> None:
         """Export the store's error counter to a Prometheus registry."""

@@ -11,8 +11,8 @@ with Redis at the points where the server can wait (`SyncsResponses`):
 
 Redis is the truth while it answers: a response missing there (deleted on another replica,
 expired) is missing here too. While Redis is unreachable each replica serves what it wrote
-itself, with a warning and `tokenwire_stream_store_errors_total`; a request never fails
-for it. One key per response (`tokenwire:response:{id}`, JSON), expiring `ttl_seconds` after
+itself, with a warning and `tokenwire_stream_store_errors_total` (and Redis is left alone for a
+second after each failure); a request never fails for it. One key per response (`tokenwire:response:{id}`, JSON), expiring `ttl_seconds` after
 it was last written, as in memory. Needs `tokenwire[redis]`; imported only when a URL is set.
 """
 
@@ -34,6 +34,7 @@ from tokenwire.response_store import MemoryResponseStore, StoredResponse
 logger = logging.getLogger("tokenwire.responses")
 
 _SYNC_SECONDS = 5.0  # a write or read that takes longer is given up (and counted)
+_RETRY_SECONDS = 1.0  # after a failure, Redis is left alone this long
 
 
 def response_key(response_id: str) -> str:
@@ -82,6 +83,9 @@ class RedisResponseStore:
         # Writes not yet sent, in order: (response id, JSON or None for a delete).
         self._pending: list[tuple[str, str | None]] = []
         self._sending = anyio.Lock()
+        # After a failure Redis is not asked again for a while: each attempt at a Redis that
+        # is down costs up to the connect timeout, and the last event of a response waits.
+        self._down_until = 0.0
 
     def put(self, stored: StoredResponse) -> bool:
         if not self.view.put(stored):
@@ -102,6 +106,9 @@ class RedisResponseStore:
             batch, self._pending = self._pending, []
             if not batch:
                 return
+            if self._down():
+                self.count_error("response write")
+                return
             try:
                 with anyio.fail_after(_SYNC_SECONDS):
                     async with self.client.pipeline(transaction=False) as pipe:
@@ -116,6 +123,9 @@ class RedisResponseStore:
 
     async def load(self, response_id: str) -> None:
         """Bring `response_id` as Redis has it into the view (gone there: gone here)."""
+        if self._down():
+            self.count_error("response read")
+            return
         try:
             with anyio.fail_after(_SYNC_SECONDS):
                 await self.flush()  # this replica's own writes first
@@ -131,7 +141,11 @@ class RedisResponseStore:
         except (ValueError, KeyError, TypeError) as exc:
             self._failed("response read", exc)
 
+    def _down(self) -> bool:
+        return anyio.current_time() < self._down_until
+
     def _failed(self, operation: str, exc: Exception) -> None:
+        self._down_until = anyio.current_time() + _RETRY_SECONDS
         self.count_error(operation)
         logger.warning(
             "response store: %s failed; stored responses are served by this replica only (%s)",

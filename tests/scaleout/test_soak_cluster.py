@@ -166,6 +166,9 @@ def test_soak_across_replicas_loses_nothing_and_returns_to_baseline(cluster: Clu
     _check(outcomes, STREAMS, DROPPED)
 
     after = _settled(cluster, baseline)
+    for replica in cluster.replicas:  # the store never failed: every stream stayed shared
+        metrics = httpx.get(f"{replica.url}/metrics", timeout=10).text
+        assert "tokenwire_stream_store_errors_total{" not in metrics
     assert after.redis_keys == baseline.redis_keys, (baseline, after)
     assert after.redis_memory <= baseline.redis_memory + REDIS_MEMORY_SLACK, (baseline, after)
     for before_rss, after_rss in zip(baseline.rss, after.rss, strict=True):

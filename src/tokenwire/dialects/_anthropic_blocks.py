@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from tokenwire.dialects import _validate as v
+from tokenwire.dialects._agent import AgentFields
 from tokenwire.errors import InvalidRequestError
 from tokenwire.requests import ChatMessage, OutputConstraint, Tool, ToolCall, ToolChoice
 
@@ -26,17 +26,6 @@ _TOOL_CHOICES = ("auto", "any", "tool", "none")
 _THINKING = {"enabled": True, "adaptive": True, "disabled": False}
 ERROR_PREFIX = "Error: "
 """Put before a `tool_result` marked `is_error`: `ChatMessage` has no flag for it."""
-
-
-@dataclass(frozen=True, slots=True)
-class AgentFields:
-    """The agent parts of a Messages request."""
-
-    tools: tuple[Tool, ...] = ()
-    tool_choice: ToolChoice = ToolChoice()
-    parallel_tool_calls: bool = True
-    reasoning: bool | None = None
-    constraint: OutputConstraint | None = None
 
 
 def parse_agent_fields(body: Mapping[str, Any]) -> AgentFields:
@@ -67,9 +56,12 @@ def _parse_tools(value: Any) -> tuple[Tool, ...]:
                 "only custom tools (name, description, input_schema) are supported; "
                 "server tools are not",
             )
-        name = v.as_str(v.require(tool, "name", f"{field}."), f"{field}.name")
-        if not _TOOL_NAME.match(name):
-            raise v.invalid(f"{field}.name", f"expected a name matching {TOOL_NAME_PATTERN}")
+        name = v.matching(
+            v.require(tool, "name", f"{field}."),
+            f"{field}.name",
+            _TOOL_NAME,
+            f"expected a name matching {TOOL_NAME_PATTERN}",
+        )
         schema = v.as_object(v.require(tool, "input_schema", f"{field}."), f"{field}.input_schema")
         if schema.get("type") != "object":
             raise v.invalid(f"{field}.input_schema.type", 'expected "object"')

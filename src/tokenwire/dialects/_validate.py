@@ -8,6 +8,7 @@ JSON `null` reads as "absent" for optional fields, as the OpenAI SDKs send it th
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,6 +55,34 @@ def require(body: Mapping[str, Any], key: str, prefix: str = "") -> Any:
     if value is None:
         raise missing(prefix + key)
     return value
+
+
+def matching(value: Any, field: str, pattern: re.Pattern[str], rule: str) -> str:
+    """A string that `pattern` matches whole (its `$` alone would let a final newline by);
+    `rule` says in words what it allows."""
+    text = as_str(value, field)
+    if pattern.fullmatch(text) is None:
+        raise invalid(field, rule)
+    return text
+
+
+def joined_text(
+    value: Any, field: str, *, kinds: tuple[str, ...] = ("text",), noun: str = "parts"
+) -> str:
+    """A string, or an array of `{"type": <one of kinds>, "text": ...}` parts (Anthropic's
+    blocks) joined together."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise invalid(field, f"expected a string or an array of text {noun}")
+    texts: list[str] = []
+    for index, item in enumerate(value):
+        path = f"{field}[{index}]"
+        part = as_object(item, path)
+        if part.get("type") not in kinds:
+            raise invalid(f"{path}.type", f"only {' and '.join(kinds)} {noun} are supported")
+        texts.append(as_str(require(part, "text", f"{path}."), f"{path}.text"))
+    return "".join(texts)
 
 
 def optional_str(body: Mapping[str, Any], key: str, prefix: str = "") -> str | None:

@@ -46,9 +46,7 @@ def _parse_tools(value: Any) -> tuple[Tool, ...]:
         return ()
     # Names are not checked for uniqueness, unlike the API's: a schema cannot state it.
     tools: list[Tool] = []
-    for index, item in enumerate(v.as_list(value, "tools")):
-        field = f"tools[{index}]"
-        tool = v.as_object(item, field)
+    for field, tool in v.objects(value, "tools"):
         kind = tool.get("type")
         if kind is not None and kind != "custom":
             raise v.invalid(
@@ -138,12 +136,9 @@ def parse_messages(value: Any) -> tuple[ChatMessage, ...]:
     """`messages` as chat turns. A user message's `tool_result` blocks become tool turns, in
     order with the text around them; an assistant message's `tool_use` blocks become its
     `tool_calls`. Thinking blocks are accepted and left out of the prompt."""
-    items = v.as_list(value, "messages", non_empty=True)
     turns: list[ChatMessage] = []
     names: dict[str, str] = {}  # tool_use id → tool name, for the tool_result turns
-    for index, item in enumerate(items):
-        field = f"messages[{index}]"
-        message = v.as_object(item, field)
+    for field, message in v.objects(value, "messages", non_empty=True):
         role = v.as_str(v.require(message, "role", f"{field}."), f"{field}.role")
         content = v.require(message, "content", f"{field}.")
         if role == "user":

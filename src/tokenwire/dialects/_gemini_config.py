@@ -74,9 +74,7 @@ def _parse_tools(value: Any) -> tuple[Tool, ...]:
     if value is None:
         return ()
     tools: list[Tool] = []
-    for index, item in enumerate(v.as_list(value, "tools")):
-        field = f"tools[{index}]"
-        tool = v.as_object(item, field)
+    for field, tool in v.objects(value, "tools"):
         for key, kind in tool.items():
             if kind is not None and key not in ("functionDeclarations", "function_declarations"):
                 raise v.invalid(

@@ -59,9 +59,7 @@ def function_tools(value: Any, *, nested: bool, strict: bool) -> tuple[Tool, ...
     if value is None:
         return ()
     tools: list[Tool] = []
-    for index, item in enumerate(v.as_list(value, "tools")):
-        field = f"tools[{index}]"
-        tool = v.as_object(item, field)
+    for field, tool in v.objects(value, "tools"):
         if v.require(tool, "type", f"{field}.") != "function":
             # Responses' hosted tools (web_search, file_search, mcp, ...) end here too.
             raise v.invalid(f"{field}.type", "only 'function' tools are supported")
@@ -184,9 +182,7 @@ def reasoning_effort(effort: str, field: str) -> bool:
 def parse_tool_calls(value: Any, field: str) -> tuple[ToolCall, ...]:
     """An assistant turn's `tool_calls`: `[{"id", "type": "function", "function": {...}}]`."""
     calls: list[ToolCall] = []
-    for index, item in enumerate(v.as_list(value, field)):
-        path = f"{field}[{index}]"
-        call = v.as_object(item, path)
+    for path, call in v.objects(value, field):
         if v.require(call, "type", f"{path}.") != "function":
             raise v.invalid(f"{path}.type", "only 'function' is supported")
         function = v.as_object(v.require(call, "function", f"{path}."), f"{path}.function")

@@ -74,11 +74,8 @@ def parse_input(body: Mapping[str, Any]) -> ResponsesInput:
 def _items(value: Any) -> list[ChatMessage]:
     if isinstance(value, str):
         return [ChatMessage("user", value)]
-    items = v.as_list(value, "input", non_empty=True)
     messages: list[ChatMessage] = []
-    for index, raw in enumerate(items):
-        field = f"input[{index}]"
-        item = v.as_object(raw, field)
+    for field, item in v.objects(value, "input", non_empty=True):
         kind = item.get("type", "message")
         if kind == "message":
             messages.append(_message(item, field))

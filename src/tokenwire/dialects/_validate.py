@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from tokenwire.errors import InvalidRequestError, NotFoundError
@@ -41,6 +41,16 @@ def as_list(value: Any, field: str, *, non_empty: bool = False) -> list[Any]:
     if non_empty and not value:
         raise invalid(field, "expected a non-empty array")
     return value
+
+
+def objects(
+    value: Any, field: str, *, non_empty: bool = False
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The items of the array `value` at `field`, each of which must be an object, with their
+    paths: `("tools[0]", {...})`, ..."""
+    for index, item in enumerate(as_list(value, field, non_empty=non_empty)):
+        path = f"{field}[{index}]"
+        yield path, as_object(item, path)
 
 
 def as_str(value: Any, field: str) -> str:

@@ -90,11 +90,8 @@ class OpenAIChatDialect:
 
 
 def parse_messages(value: Any) -> tuple[ChatMessage, ...]:
-    items = v.as_list(value, "messages", non_empty=True)
     messages: list[ChatMessage] = []
-    for index, item in enumerate(items):
-        field = f"messages[{index}]"
-        message = v.as_object(item, field)
+    for field, message in v.objects(value, "messages", non_empty=True):
         role = v.as_str(v.require(message, "role", f"{field}."), f"{field}.role")
         mapped = _ROLES.get(role)
         if mapped is None:

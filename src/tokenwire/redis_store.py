@@ -121,6 +121,13 @@ class RedisStreamStore:
         self._bytes[request_id] = 0
         return True
 
+    def resume_at(self, request_id: str, seq: int) -> None:
+        """This process now produces `request_id` (adopted after its owner died): its next
+        payload is number `seq`. Trimming counts only what this process writes."""
+        self._sizes[request_id] = deque()
+        self._next[request_id] = seq
+        self._bytes[request_id] = 0
+
     async def append(self, request_id: str, payloads: Sequence[Payload]) -> None:
         if not payloads:
             return

@@ -47,6 +47,14 @@ async def record_tokens(client: Redis, request_id: str, record: str, ttl_ms: int
         raise StreamStoreError(f"record tokens of {request_id!r}: {exc}") from exc
 
 
+async def forget(client: Redis, request_id: str) -> None:
+    """Drop a stream's tokens once it ended (nobody continues an ended stream)."""
+    try:
+        await client.delete(key(request_id, "tokens"))
+    except (RedisError, OSError) as exc:
+        raise StreamStoreError(f"forget tokens of {request_id!r}: {exc}") from exc
+
+
 async def orphaned(client: Redis, request_id: str) -> bool:
     """Whether the stream is known, not ended, and nobody holds its lease."""
     try:

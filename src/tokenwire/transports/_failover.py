@@ -168,6 +168,12 @@ class Failover:
         if record is not None:
             await record_tokens(self.client, request_id, record, self.ttl_ms)
 
+    async def forget(self, request_id: str) -> None:
+        """The stream ended: its tokens are no longer needed."""
+        from tokenwire.redis_failover import forget
+
+        await forget(self.client, request_id)
+
     async def orphaned(self, request_id: str) -> bool:
         from tokenwire.redis_failover import orphaned
 

@@ -268,6 +268,8 @@ class ResumeService:
             if not await failover.orphaned(request_id):
                 info = await self.store.info(request_id)  # ended, or produced again
                 return info is not None and not info.done
+            if not await self.control.present(request_id):
+                return False  # no reader for the grace period: it would have been cancelled
         except StreamStoreError as exc:
             self._failed("read", exc)
             return False
@@ -440,6 +442,8 @@ class ResumeService:
                 else:
                     await self.store.finish(request_id, error)
                 await self.control.release(request_id, generation)
+                if produced.recorder is not None and self.failover is not None:
+                    await self.failover.forget(request_id)
             except StreamStoreError as exc:
                 self._failed("append", exc)
 
@@ -476,6 +480,9 @@ class ResumeService:
                 if produced.shared:
                     if not await self.control.renew(request_id, generation, self._lease_seconds):
                         logger.warning("lost the lease of stream %s; stopping it", request_id)
+                        # Another replica produces it now (it adopted it): leave the store
+                        # to that one, neither writing, removing nor ending the stream there.
+                        produced.shared = False
                         produced.scope.cancel()
                         return
                     if not produced.cancelled and await self.control.cancel_requested(request_id):

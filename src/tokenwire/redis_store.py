@@ -221,7 +221,9 @@ class RedisStreamStore:
                 low = "(" + last
             if len(entries) < _READ_BATCH:
                 break
-        last = last or (holding[0][0].decode() if holding else f"{start}-0")
+        # Nothing at or before `start` yet (the first flush is still on its way): read live
+        # entries from the very first, since an entry after "<start>-0" may hold `start`.
+        last = last or (holding[0][0].decode() if holding else "0-0")
         while True:
             try:
                 answer: list[Any] = await self.client.xread({stream: last}, block=_BLOCK_MS)

@@ -1,8 +1,9 @@
 """What a replica needs from Redis to continue a stream whose owner died (failover).
 
 Beside the stream's payloads (`redis_store`), its producer keeps:
-- a list `tokens`: one JSON element per write, pushed before that write's payloads (so the
-  ids never run ahead of what they refer to being absent): `{"g": [[end, [ids]], ...]}`, each
+- a list `tokens`: one JSON element per write, pushed in the same pipeline as that write's
+  entry and before it (`RedisStreamStore.note_tokens`), so no payload is ever stored without
+  the ids that made it: `{"g": [[end, [ids]], ...]}`, each
   group the token ids of one event and `end` the payload number after that event's payloads,
   plus `"p"`: the progress payloads before the first event (once);
 - in the meta hash: the request's body, path parameters, the exchange's identity (e.g.
@@ -34,17 +35,6 @@ class Orphan:
     groups: tuple[tuple[int, ...], ...]  # the events' token ids whose payloads were all stored
     progress: int  # progress payloads before the first event's
     next_seq: int  # the number of the next payload
-
-
-async def record_tokens(client: Redis, request_id: str, record: str, ttl_ms: int) -> None:
-    """Keep one write's token groups (before its payloads are appended)."""
-    try:
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.rpush(key(request_id, "tokens"), record)
-            pipe.pexpire(key(request_id, "tokens"), ttl_ms)
-            await pipe.execute()
-    except (RedisError, OSError) as exc:
-        raise StreamStoreError(f"record tokens of {request_id!r}: {exc}") from exc
 
 
 async def forget(client: Redis, request_id: str) -> None:

@@ -160,13 +160,12 @@ class Failover:
             else repr(time.time() + deadline - anyio.current_time()),
         }
 
-    async def record(self, request_id: str, recorder: Recorder) -> None:
-        """Write the groups noted since the last write (call before appending the payloads)."""
-        from tokenwire.redis_failover import record_tokens
-
+    def record(self, request_id: str, recorder: Recorder) -> None:
+        """Have the groups noted since the last write written with the next append of the
+        store, before its payloads (call just before appending them)."""
         record = recorder.take()
         if record is not None:
-            await record_tokens(self.client, request_id, record, self.ttl_ms)
+            self.store.note_tokens(request_id, record)
 
     async def forget(self, request_id: str) -> None:
         """The stream ended: its tokens are no longer needed."""

@@ -433,7 +433,7 @@ class ResumeService:
         with anyio.move_on_after(5):
             try:
                 if produced.pending:
-                    await self._record(request_id, produced)
+                    self._record(request_id, produced)
                     await self.store.append(request_id, produced.pending)
                     produced.pending = []
                 if produced.scope.cancel_called and not produced.stopped:
@@ -459,7 +459,7 @@ class ResumeService:
             batch, produced.pending = produced.pending, []
             if batch and produced.shared:
                 try:
-                    await self._record(request_id, produced)
+                    self._record(request_id, produced)
                     await self.store.append(request_id, batch)
                 except StreamStoreError as exc:
                     produced.shared = False
@@ -467,10 +467,10 @@ class ResumeService:
             if produced.done and not produced.pending:
                 return
 
-    async def _record(self, request_id: str, produced: _Produced) -> None:
+    def _record(self, request_id: str, produced: _Produced) -> None:
         """Keep the tokens of the payloads about to be written (for failover), before them."""
         if produced.recorder is not None and self.failover is not None:
-            await self.failover.record(request_id, produced.recorder)
+            self.failover.record(request_id, produced.recorder)
 
     async def _watch(self, request_id: str, produced: _Produced, generation: int) -> None:
         """Renew the lease, honour cancels, and cancel once no reader anywhere wants it."""

@@ -64,3 +64,27 @@ def test_a_replay_that_renders_other_bytes_fails_the_stream() -> None:
     recorder = Recorder(kept=0, resume_from=2, expected={0: Payload("other")})
     with pytest.raises(GenerationError):
         recorder.keep(Payload("p0"))
+
+
+def test_only_a_backend_that_continues_enables_failover() -> None:
+    """Without `ContinuesGeneration` nothing is recorded or adopted: a dead owner's stream
+    ends for its readers, as before failover."""
+    from redis.asyncio import Redis
+
+    from tokenwire.backends.echo import EchoBackend
+    from tokenwire.redis_control import RedisStreamControl
+    from tokenwire.redis_store import RedisStreamStore
+    from tokenwire.transports._failover import Failover
+
+    client = Redis()  # never connected: nothing here does I/O
+    store = RedisStreamStore(client, max_stream_bytes=1, ttl_seconds=1, done_seconds=1)
+    failover = Failover(client, store, RedisStreamControl(client), 1)
+    endpoints = {"openai-chat": object()}
+
+    class Plain:
+        model_id = "plain"
+
+    failover.serve(endpoints, Plain())  # type: ignore[arg-type]
+    assert not failover.enabled
+    failover.serve(endpoints, EchoBackend())  # type: ignore[arg-type]
+    assert failover.enabled

@@ -196,6 +196,12 @@ class OpenAIChatExchange:
             return None
         return chat_logprobs(event.logprobs)
 
+    def identity(self) -> Mapping[str, str]:
+        return self.envelope.identity()
+
+    def restore_identity(self, identity: Mapping[str, str]) -> None:
+        self.envelope.restore_identity(identity)
+
     def fail(self, error: TokenwireError) -> Sequence[Payload]:
         return self.envelope.failure(error)
 

@@ -146,6 +146,14 @@ class OpenAIResponsesExchange:
     def snapshot(self) -> Mapping[str, Any]:
         return self.state.snapshot()
 
+    def identity(self) -> Mapping[str, str]:
+        """What a continuing replica needs to render the same events (`KeepsIdentity`)."""
+        return {"created_at": str(self.state.head.created_at)}
+
+    def restore_identity(self, identity: Mapping[str, str]) -> None:
+        head = self.state.head
+        head.created_at = int(identity.get("created_at", head.created_at))
+
     def detach(self) -> Mapping[str, Any]:
         """Start a background response: it is stored as queued at once, so it can be
         retrieved before its first event."""

@@ -12,7 +12,7 @@ import pytest
 
 from tests._support.scaleout import RedisServer, running_redis
 from tokenwire.interfaces import Payload
-from tokenwire.redis_entries import pack, unpack
+from tokenwire.redis_entries import count, is_payloads, pack, unpack
 from tokenwire.stream_store import StreamStoreError
 
 pytestmark = pytest.mark.anyio
@@ -32,7 +32,9 @@ def _stored(fields: dict[str, str]) -> dict[bytes, bytes]:
     ],
 )
 def test_entries_unpack_to_the_payloads_packed(payloads: list[Payload]) -> None:
-    assert unpack(_stored(pack(payloads))) == payloads
+    fields = _stored(pack(payloads))
+    assert unpack(fields) == payloads
+    assert count(fields) == len(payloads) and is_payloads(fields)
 
 
 def test_plain_payloads_carry_no_event_or_sentinel_fields() -> None:
@@ -42,6 +44,7 @@ def test_plain_payloads_carry_no_event_or_sentinel_fields() -> None:
 def test_entries_of_the_earlier_json_format_are_still_read() -> None:
     old = {b"p": json.dumps([["{}", None, False], ["[DONE]", "done", True]]).encode()}
     assert unpack(old) == [Payload("{}"), Payload("[DONE]", "done", True)]
+    assert count(old) == 2 and is_payloads(old) and not is_payloads({b"end": b"done"})
 
 
 def test_a_malformed_entry_is_refused() -> None:

@@ -56,6 +56,8 @@ class Call:
 
     `start` is shared with the transport until the first payload (see `StreamStart`);
     `progress` is True when the client asked for progress payloads before the first token.
+    `body` and `path_params` are what it was parsed from (a replica that continues the stream
+    after its owner died parses them again).
     """
 
     exchange: Exchange
@@ -63,6 +65,8 @@ class Call:
     request: GenerationRequest
     start: StreamStart = field(default_factory=StreamStart)
     progress: bool = False
+    body: bytes | str = b""
+    path_params: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def stream(self) -> bool:
@@ -271,7 +275,7 @@ class Endpoint:
         Raises:
             TokenwireError: the body is too large, not JSON, or not valid for the dialect.
         """
-        return self._start(self.decode(body), path_params, request_id, transport, timeout)
+        return self._start(body, self.decode(body), path_params, request_id, transport, timeout)
 
     async def open(
         self,
@@ -290,10 +294,11 @@ class Endpoint:
         document = self.decode(body)
         if isinstance(self.dialect, PrefetchesReferences):
             await self.dialect.prefetch(document)
-        return self._start(document, path_params, request_id, transport, timeout_seconds)
+        return self._start(body, document, path_params, request_id, transport, timeout_seconds)
 
     def _start(
         self,
+        body: bytes | str,
         document: dict[str, Any],
         path_params: Mapping[str, str],
         request_id: str,
@@ -329,7 +334,7 @@ class Endpoint:
             # leaves instead of refusing the request.
             default_max_tokens=limits.max_tokens,
         )
-        return Call(exchange, self.generate, request)
+        return Call(exchange, self.generate, request, body=body, path_params=dict(path_params))
 
     def decode(self, body: bytes | str) -> dict[str, Any]:
         """A request body as the JSON object it must be.

@@ -37,6 +37,18 @@ def pack(payloads: Sequence[Payload]) -> dict[str, str]:
     return fields
 
 
+def count(fields: dict[bytes, bytes]) -> int:
+    """How many payloads an entry holds, without unpacking them."""
+    if b"p" in fields:
+        return len(json.loads(fields[b"p"]))
+    return fields[b"l"].count(b",") + 1
+
+
+def is_payloads(fields: dict[bytes, bytes]) -> bool:
+    """Whether an entry holds payloads (not the end marker)."""
+    return b"d" in fields or b"p" in fields
+
+
 def unpack(fields: dict[bytes, bytes]) -> list[Payload]:
     """The payloads of one entry, in order.
 

@@ -106,6 +106,9 @@ class RedisStreamStore:
         self._next: dict[str, int] = {}
         self._bytes: dict[str, int] = {}
         self._refresh_at: dict[str, float] = {}  # monotonic time of the next TTL refresh
+        # Failover's token records, written in the next append's pipeline (before its entry).
+        self._tokens: dict[str, list[str]] = {}
+        self._tokens_keyed: set[str] = set()  # streams whose tokens key has a TTL
         # Appends of every stream share round trips (see `redis_writer`).
         self.writer = GroupWriter(client)
 
@@ -128,6 +131,21 @@ class RedisStreamStore:
         self._bytes[request_id] = 0
         return True
 
+    def note_tokens(self, request_id: str, record: str) -> None:
+        """Write `record` (failover's token ids of the payloads about to be appended) in the
+        next `append`'s pipeline, before its entry: no round trip of its own, and never
+        stored after the payloads it describes (see `tokenwire.redis_failover`)."""
+        self._tokens.setdefault(request_id, []).append(record)
+
+    def resume_at(self, request_id: str, seq: int) -> None:
+        """This process now produces `request_id` (adopted after its owner died): its next
+        payload is number `seq`. Trimming counts only what this process writes."""
+        self._sizes[request_id] = deque()
+        self._next[request_id] = seq
+        self._bytes[request_id] = 0
+        self._refresh_at.pop(request_id, None)  # its first write here refreshes the TTLs
+        self._tokens_keyed.discard(request_id)
+
     async def append(self, request_id: str, payloads: Sequence[Payload]) -> None:
         if not payloads:
             return
@@ -137,9 +155,18 @@ class RedisStreamStore:
         # One entry per batch (what accumulated since the last flush): its id is its first
         # payload's, so a replay finds the entry that holds any number.
         fields = pack(payloads)
-        commands: list[Command] = [
+        commands: list[Command] = []
+        now = time.monotonic()
+        refresh = now >= self._refresh_at.get(request_id, 0.0)
+        records = self._tokens.pop(request_id, None)
+        if records:  # failover's token ids of these payloads, stored before them
+            commands.append(("RPUSH", key(request_id, "tokens"), *records))
+            if refresh or request_id not in self._tokens_keyed:
+                commands.append(("PEXPIRE", key(request_id, "tokens"), self.ttl_ms))
+                self._tokens_keyed.add(request_id)
+        commands.append(
             ("XADD", stream, _entry_id(seq), *(x for pair in fields.items() for x in pair))
-        ]
+        )
         size = sum(len(payload.data) for payload in payloads)
         sizes.append((seq, size))
         self._bytes[request_id] = self._bytes.get(request_id, 0) + size
@@ -155,10 +182,11 @@ class RedisStreamStore:
         # The TTL is refreshed on the first write and then once a second, not on every flush
         # (two PEXPIREs per 5 ms flush were a third of the commands sent); a key that XADD
         # recreated after a Redis restart gets its TTL back within a second.
-        now = time.monotonic()
-        if now >= self._refresh_at.get(request_id, 0.0):
+        if refresh:
             commands.append(("PEXPIRE", stream, self.ttl_ms))
             commands.append(("PEXPIRE", key(request_id, "meta"), self.ttl_ms))
+            if request_id in self._tokens_keyed and not records:
+                commands.append(("PEXPIRE", key(request_id, "tokens"), self.ttl_ms))
             self._refresh_at[request_id] = now + min(_REFRESH_SECONDS, self.ttl_ms / 4000)
         # The numbers advance now: the commands go out even if this caller is cancelled.
         self._next[request_id] = seq + len(payloads)
@@ -171,10 +199,12 @@ class RedisStreamStore:
             raise StreamStoreError(f"append to {request_id!r}: {refused or 'no answer'}")
 
     async def finish(self, request_id: str, error: TokenwireError | None = None) -> None:
+        self._tokens.pop(request_id, None)
         seq = self._next.pop(request_id, 0)
         self._sizes.pop(request_id, None)
         self._bytes.pop(request_id, None)
         self._refresh_at.pop(request_id, None)
+        self._tokens_keyed.discard(request_id)
         fields = {"end": "done"} if error is None else {"end": "error", "err": _error_fields(error)}
         try:
             async with self.client.pipeline(transaction=False) as pipe:
@@ -229,7 +259,9 @@ class RedisStreamStore:
                 low = "(" + last
             if len(entries) < _READ_BATCH:
                 break
-        last = last or (holding[0][0].decode() if holding else f"{start}-0")
+        # Nothing at or before `start` yet (the first flush is still on its way): read live
+        # entries from the very first, since an entry after "<start>-0" may hold `start`.
+        last = last or (holding[0][0].decode() if holding else "0-0")
         while True:
             try:
                 answer: list[Any] = await self.client.xread({stream: last}, block=_BLOCK_MS)
@@ -252,10 +284,12 @@ class RedisStreamStore:
                 last = entry_id.decode()
 
     async def remove(self, request_id: str) -> None:
+        self._tokens.pop(request_id, None)
         self._next.pop(request_id, None)
         self._sizes.pop(request_id, None)
         self._bytes.pop(request_id, None)
         self._refresh_at.pop(request_id, None)
+        self._tokens_keyed.discard(request_id)
         try:
             await self.client.delete(key(request_id, "stream"), key(request_id, "meta"))
         except (RedisError, OSError) as exc:

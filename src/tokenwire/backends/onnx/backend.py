@@ -340,7 +340,12 @@ class OnnxBackend:
             # Compiling a large schema can take a while (llguidance releases the GIL).
             constraint = await anyio.to_thread.run_sync(self.constraints.matcher, *grammar)
         generation = self._prepare(request, constraint)
+        replayed = self._replay(generation, request.continuation)
         try:
+            for event in replayed:
+                yield event
+            if not generation.active:
+                return  # the replayed tokens ended it (their Finish was among the events)
             loop.scheduler.submit(generation)
             loop.wake()
             async for item in generation.receive:
@@ -357,6 +362,11 @@ class OnnxBackend:
                 # at the next step boundary.
                 loop.scheduler.withdraw(generation)
                 loop.wake()
+
+    def can_continue(self, request: GenerationRequest) -> bool:
+        """Whether `generate` continues this request (`ContinuesGeneration`): not when it asks
+        for logprobs (the replayed tokens' were sent and are not kept)."""
+        return not request.logprobs
 
     def sampling_params(self, request: GenerationRequest) -> SamplingParams:
         """What `request` samples with: its own fields, else the server's defaults, else the
@@ -384,6 +394,40 @@ class OnnxBackend:
         if self.tokenizer is None:
             raise ServiceUnavailableError("The ONNX backend is not started.")
         return len(self._prompt_ids(request))
+
+    def _replay(self, generation: Generation, groups: tuple[tuple[int, ...], ...]) -> list[Event]:
+        """A continuation's events: each group of tokens taken as sampled ones are, then the
+        group's delta (and a Finish, should they end it); the tokens are prefilled after the
+        prompt. Checked against the context, since the model saw them once already.
+
+        Raises:
+            InvalidRequestError: the request asks for logprobs (see `can_continue`).
+            ContextLengthExceededError: prompt and continuation leave no room to generate.
+        """
+        if not groups:
+            return []
+        if generation.top_logprobs is not None:
+            raise InvalidRequestError(
+                "A request with logprobs cannot be continued.", param="logprobs"
+            )
+        ids = [token for group in groups for token in group]
+        if len(generation.prompt_ids) + len(ids) >= self.context_length:
+            raise ContextLengthExceededError(
+                "The continuation leaves no room in the context to generate.", param="messages"
+            )
+        events: list[Event] = []
+        for group in groups:
+            generation.replay(group)
+            while True:
+                try:
+                    item = generation.receive.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+                if isinstance(item, TokenwireError):
+                    raise item
+                events.append(item)
+        generation.extend_prompt(ids)
+        return events
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         """The prompt as the model reads it: messages through the chat template, with the

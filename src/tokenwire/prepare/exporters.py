@@ -56,6 +56,9 @@ class ExportedModel:
     last_position_logits: bool = False
     """Whether to trim the graph's logits to the last position once the quality gate passed
     (`last_logits`): what the real exporters want; fakes in tests write no real graph."""
+    prefill_graph: bool = False
+    """Whether to build the prefill graph from `reference_model` (`prefill_graph`): the
+    builder's quantized builds, whose KV layout it shares."""
 
 
 class ExportFn(Protocol):
@@ -135,7 +138,14 @@ def export_with_builder(
             with progress.stage(stage):
                 kv = run_builder(hf_dir, out_dir, precision, cache, log_file)
     copy_assets(hf_dir, out_dir)
-    return ExportedModel(kv, special, reference, installed_versions(), last_position_logits=True)
+    return ExportedModel(
+        kv,
+        special,
+        reference,
+        installed_versions(),
+        last_position_logits=True,
+        prefill_graph=reference is not None,
+    )
 
 
 def _encode_on_source_grid(fp32_dir: Path, out_dir: Path, progress: ProgressReporter) -> bool:
@@ -203,4 +213,5 @@ def export_with_optimum(
 EXPORTERS: dict[str, ExportFn] = {"builder": export_with_builder, "optimum": export_with_optimum}
 # Bump an exporter's recipe when what it builds changes (flags, repair, quantization): builds
 # recorded with an older recipe are then no longer up to date and get rebuilt.
-RECIPES: dict[str, str] = {"builder": "3", "optimum": "3"}
+# builder 4: adds the prefill graph (`prefill_graph`).
+RECIPES: dict[str, str] = {"builder": "4", "optimum": "3"}

@@ -27,6 +27,7 @@ from tokenwire.prepare.output import (
     rewrite_manifest,
     temp_dir_beside,
 )
+from tokenwire.prepare.prefill_graph import PREFILL_MODEL_FILE, build_prefill_graph
 from tokenwire.prepare.progress import ProgressReporter, StageTiming
 from tokenwire.prepare.quality import MIN_TOP1_AGREEMENT, encode_quality_text, measure_quality
 from tokenwire.prepare.sampling_defaults import read_sampling_defaults
@@ -148,6 +149,11 @@ def prepare_model(
             with progress.stage("compute logits for the last position only"):
                 if keep_last_position_logits(staging / "model.onnx"):
                     logits = "last"
+        prefill_file = None
+        if exported.prefill_graph and exported.reference_model is not None and logits == "last":
+            with progress.stage("build the prefill graph (int8 GEMM, per-row activations)"):
+                build_prefill_graph(exported.reference_model, staging / PREFILL_MODEL_FILE)
+                prefill_file = PREFILL_MODEL_FILE
         manifest = ModelManifest(
             name=name,
             model_id=name,
@@ -168,6 +174,7 @@ def prepare_model(
             quality=quality,
             versions=exported.versions,
             logits=logits,
+            prefill_model_file=prefill_file,
             sampling_defaults=read_sampling_defaults(staging, default_model=source.is_default),
         )
         for required in (manifest.model_file, manifest.tokenizer_file):

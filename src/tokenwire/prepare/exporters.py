@@ -57,7 +57,7 @@ class ExportedModel:
     """Whether to trim the graph's logits to the last position once the quality gate passed
     (`last_logits`): what the real exporters want; fakes in tests write no real graph."""
     prefill_graph: bool = False
-    """Whether to build the prefill graph from `reference_model` (`prefill_graph`): the
+    """Whether the prefill graph can be built from `reference_model` (`prefill_graph`): the
     builder's quantized builds, whose KV layout it shares."""
 
 
@@ -213,5 +213,4 @@ def export_with_optimum(
 EXPORTERS: dict[str, ExportFn] = {"builder": export_with_builder, "optimum": export_with_optimum}
 # Bump an exporter's recipe when what it builds changes (flags, repair, quantization): builds
 # recorded with an older recipe are then no longer up to date and get rebuilt.
-# builder 4: adds the prefill graph (`prefill_graph`).
-RECIPES: dict[str, str] = {"builder": "4", "optimum": "3"}
+RECIPES: dict[str, str] = {"builder": "3", "optimum": "3"}

@@ -7,18 +7,34 @@ batch throughput"); clear answers stay the same.
 
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.backends.onnx._helpers import collect, running
-from tokenwire.backends.onnx.manifest import ModelManifest
+from tokenwire.backends.onnx.manifest import DEFAULT_MODEL_NAME, ModelManifest
+from tokenwire.prepare import PrepareOptions, prepare_model
 from tokenwire.requests import ChatMessage, GenerationRequest
 
 pytestmark = pytest.mark.anyio
 
 # Prompts over the 16-token threshold once rendered (the chat template adds a system turn).
 FACTS = {"Name the capital city of France.": "Paris", "What is the capital of Japan?": "Tokyo"}
+
+
+@pytest.fixture(scope="module")
+def smollm2_dir() -> Path:
+    """The real SmolLM2 int8 prepared with `--prefill-graph`, once and cached between runs
+    (`$TOKENWIRE_TEST_PREFILL_MODEL_DIR`, default `<repo>/.cache/models/...-prefill`)."""
+    repo = Path(__file__).resolve().parents[3]
+    directory = Path(
+        os.environ.get("TOKENWIRE_TEST_PREFILL_MODEL_DIR")
+        or repo / ".cache" / "models" / f"{DEFAULT_MODEL_NAME}-prefill"
+    )
+    options = PrepareOptions(output=directory, prefill_graph=True)
+    return prepare_model(options, stream=io.StringIO()).directory
 
 
 def chat(text: str, tokens: int = 24) -> GenerationRequest:

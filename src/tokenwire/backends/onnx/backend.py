@@ -95,6 +95,10 @@ class OnnxBackend:
             KV layout only); output is unchanged, see docs/onnx-backend.md.
         speculative_tokens: the most tokens a sequence drafts per step.
         speculation_max_batch: speculate only while at most this many sequences decode.
+        speculation_priced: draft only what measured verify costs and acceptance say pays
+            (True), or every match at a length set by acceptance alone (False, the old rule).
+        fast_forward: feed the tokens a request's grammar forces (JSON keys, punctuation)
+            in one run, without sampling them (the shared KV layout only).
 
     Raises:
         FileNotFoundError: no prepared model is there (run `tokenwire prepare`).
@@ -124,6 +128,8 @@ class OnnxBackend:
         speculation: bool = DEFAULT_SPECULATION,
         speculative_tokens: int = 8,
         speculation_max_batch: int = DEFAULT_MAX_BATCH,
+        speculation_priced: bool = True,
+        fast_forward: bool = True,
     ) -> None:
         self.model_dir = Path(model).expanduser() if model is not None else default_model_dir()
         if not (self.model_dir / "manifest.json").is_file():
@@ -163,15 +169,24 @@ class OnnxBackend:
         if not isinstance(allow_spinning, bool):
             raise ValueError(f"allow_spinning must be true or false, got {allow_spinning!r}")
         self.allow_spinning = allow_spinning
-        if not isinstance(speculation, bool):
-            raise ValueError(f"speculation must be true or false, got {speculation!r}")
+        flags = (
+            ("speculation", speculation),
+            ("speculation_priced", speculation_priced),
+            ("fast_forward", fast_forward),
+        )
+        for name, flag in flags:
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be true or false, got {flag!r}")
         self.speculation = (
             SpeculationSettings(
-                DraftSettings(max_tokens=int(speculative_tokens)), int(speculation_max_batch)
+                DraftSettings(max_tokens=int(speculative_tokens)),
+                int(speculation_max_batch),
+                priced=speculation_priced,
             )
             if speculation
             else None
         )
+        self.fast_forward = fast_forward
         limit = self.manifest.kv.max_context
         if max_context is not None and not 2 <= int(max_context) <= limit:
             raise ValueError(
@@ -242,16 +257,23 @@ class OnnxBackend:
             kv_token_bytes=token_bytes(self.manifest.kv),
             goal=self.goal,
             batch_prefill=self.batch_prefill,
-            speculator=(
-                Speculator(runner, self.speculation, self.context_length)
-                if self.speculation is not None and runner.can_verify
-                else None
-            ),
+            speculator=self._speculator(runner),
         )
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
         task_group.start_soon(self._loop.run, name="tokenwire-onnx-decode-loop")
+
+    def _speculator(self, runner: ModelRunner) -> Speculator | None:
+        speculation = self.speculation if runner.can_verify else None
+        if speculation is None and not (self.fast_forward and runner.can_feed):
+            return None
+        return Speculator(
+            runner,
+            speculation,
+            self.context_length,
+            fast_forward=self.fast_forward and runner.can_feed,
+        )
 
     def _load(self) -> ModelRunner:
         manifest, directory = self.manifest, self.model_dir

@@ -28,8 +28,9 @@ MAX_COOLDOWN = 256
 # the estimates are noisy, and a draft that only breaks even still costs Python time.
 MIN_GAIN = 1.1
 # What a verify run of k drafts costs before any is timed, in plain steps: 1 + PRIOR_SLOPE·k
-# (int8 SmolLM2-135M on 2 Sapphire Rapids cores: k=4 about 1.6 steps, k=8 about 2.2).
-PRIOR_SLOPE = 0.15
+# (SmolLM2-135M on 2 Sapphire Rapids cores, docs/benchmarks.md "Speculation": int8 k=4 1.9
+# steps, k=8 2.8; int4 2.3 and 3.5).
+PRIOR_SLOPE = 0.22
 # Weight of the newest timing in a cost estimate.
 COST_WEIGHT = 0.1
 

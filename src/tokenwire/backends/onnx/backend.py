@@ -273,6 +273,7 @@ class OnnxBackend:
             speculation,
             self.context_length,
             fast_forward=self.fast_forward and runner.can_feed,
+            max_feed=self.prefill_chunk,
         )
 
     def _load(self) -> ModelRunner:

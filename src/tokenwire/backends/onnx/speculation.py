@@ -85,8 +85,12 @@ class Speculator:
         max_context: int,
         *,
         fast_forward: bool = False,
+        max_feed: int = MAX_FORCED + 1,
     ):
         self.runner = runner
+        # A forced run feeds the last token and the forced ones: at most a prefill chunk
+        # (the runner's logits buffer is sized for one).
+        self.max_forced = max(0, min(MAX_FORCED, max_feed - 1))
         self.settings = settings
         self.max_context = max_context
         self.fast_forward = fast_forward
@@ -118,7 +122,9 @@ class Speculator:
                 generation.max_new_tokens - generation.sampled - 1,
                 self.max_context - self.runner.length(generation.slot) - 1,  # type: ignore[arg-type]
             )
-            forced = self._forced(generation, room) if self.fast_forward else []
+            forced = (
+                self._forced(generation, min(room, self.max_forced)) if self.fast_forward else []
+            )
             if forced:
                 drafts.append((forced, len(forced)))
             elif guess and drafter is not None:
@@ -136,7 +142,7 @@ class Speculator:
         # Logprobs need each token's logits row, which a forced token's run does not keep.
         if constraint is None or room <= 0 or generation.top_logprobs is not None:
             return []
-        forced = constraint.forced()[: min(room, MAX_FORCED)]
+        forced = constraint.forced()[:room]
         for i, token in enumerate(forced):
             if token in generation.eos_token_ids:
                 return forced[:i]

@@ -185,7 +185,11 @@ async def test_fast_forward_streams_exactly_what_sampling_would(
     outcomes = []
     for fast_forward in (False, True):
         async with running(
-            shared_model, fast_forward=fast_forward, speculation=speculation, max_batch=4
+            shared_model,
+            fast_forward=fast_forward,
+            speculation=speculation,
+            max_batch=4,
+            speculation_max_batch=4,  # forced runs beside plain rows, as in a mixed batch
         ) as backend:
             results: list[Result | None] = [None] * len(requests)
 

@@ -94,7 +94,8 @@ class OnnxBackend:
         speculation: draft tokens by prompt lookup and verify them in one run (the shared
             KV layout only); output is unchanged, see docs/onnx-backend.md.
         speculative_tokens: the most tokens a sequence drafts per step.
-        speculation_max_batch: speculate only while at most this many sequences decode.
+        speculation_max_batch: speculate (and fast-forward) only while at most this many
+            sequences decode.
         speculation_priced: draft only what measured verify costs and acceptance say pays
             (True), or every match at a length set by acceptance alone (False, the old rule).
         fast_forward: feed the tokens a request's grammar forces (JSON keys, punctuation)
@@ -187,6 +188,7 @@ class OnnxBackend:
             else None
         )
         self.fast_forward = fast_forward
+        self.speculation_max_batch = int(speculation_max_batch)
         limit = self.manifest.kv.max_context
         if max_context is not None and not 2 <= int(max_context) <= limit:
             raise ValueError(
@@ -274,6 +276,7 @@ class OnnxBackend:
             self.context_length,
             fast_forward=self.fast_forward and runner.can_feed,
             max_feed=self.prefill_chunk,
+            max_batch=self.speculation_max_batch,
         )
 
     def _load(self) -> ModelRunner:

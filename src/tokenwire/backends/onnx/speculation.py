@@ -86,11 +86,16 @@ class Speculator:
         *,
         fast_forward: bool = False,
         max_feed: int = MAX_FORCED + 1,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ):
         self.runner = runner
         # A forced run feeds the last token and the forced ones: at most a prefill chunk
         # (the runner's logits buffer is sized for one).
         self.max_forced = max(0, min(MAX_FORCED, max_feed - 1))
+        # A forced run is a one-row run too, which re-reads the weights a plain batch shares:
+        # at 8 streams it cost a fifth of the aggregate (docs/benchmarks.md), so it has the
+        # speculation's batch limit.
+        self.max_batch = settings.max_batch if settings is not None else max_batch
         self.settings = settings
         self.max_context = max_context
         self.fast_forward = fast_forward
@@ -112,9 +117,10 @@ class Speculator:
         """Each sequence's draft for the next step, or None for a plain step."""
         self._drafted_now = 0
         settings = self.settings
-        if settings is None and all(g.constraint is None for g in batch):
+        small = len(batch) <= self.max_batch
+        if settings is None and (not small or all(g.constraint is None for g in batch)):
             return None  # fast-forward only, and nothing to force
-        guess = settings is not None and len(batch) <= settings.max_batch
+        guess = settings is not None and small
         drafts: list[Draft] = []
         for generation in batch:
             drafter = self._drafter(generation) if settings is not None else None
@@ -123,7 +129,9 @@ class Speculator:
                 self.max_context - self.runner.length(generation.slot) - 1,  # type: ignore[arg-type]
             )
             forced = (
-                self._forced(generation, min(room, self.max_forced)) if self.fast_forward else []
+                self._forced(generation, min(room, self.max_forced))
+                if self.fast_forward and small
+                else []
             )
             if forced:
                 drafts.append((forced, len(forced)))

@@ -96,7 +96,7 @@ def gguf() -> Path:
 
 @contextlib.contextmanager
 def serving(name: str, command: list[str]) -> Iterator[Server]:
-    """Run `command` (it serves on the port that is its last argument's pair) until ready."""
+    """Run `command` (serving on the port after its `--port`) until it answers, then stop it."""
     LOGS.mkdir(parents=True, exist_ok=True)
     port = int(command[command.index("--port") + 1])
     with open(LOGS / f"{name.replace(' ', '-')}.log", "w") as log:

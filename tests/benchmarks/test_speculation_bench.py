@@ -19,7 +19,7 @@ def test_quick_run_writes_results_and_the_docs_block(tmp_path: Path) -> None:
         quick=True, results_dir=tmp_path / "results", docs=docs, command="test", model=model
     )
     assert {(s.streams, s.condition) for s in summaries} == {
-        (1, "plain"), (1, "speculation"), (1, "unpriced"), (2, "plain"), (2, "speculation"), (2, "forced")
+        (1, "plain"), (1, "speculation"), (1, "priced"), (2, "plain"), (2, "speculation"), (2, "forced")
     }  # fmt: skip
     assert all(s.tokens_per_s > 0 and s.same_text for s in summaries)
     result = json.loads((tmp_path / "results" / "speculation.json").read_text())

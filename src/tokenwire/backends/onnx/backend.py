@@ -97,7 +97,8 @@ class OnnxBackend:
         speculation_max_batch: speculate (and fast-forward) only while at most this many
             sequences decode.
         speculation_priced: draft only what measured verify costs and acceptance say pays
-            (True), or every match at a length set by acceptance alone (False, the old rule).
+            (True), or every match at a length set by acceptance alone (False: it measured
+            as good or better, docs/benchmarks.md "Speculation").
         fast_forward: feed the tokens a request's grammar forces (JSON keys, punctuation)
             in one run, without sampling them (the shared KV layout only).
 
@@ -129,7 +130,7 @@ class OnnxBackend:
         speculation: bool = DEFAULT_SPECULATION,
         speculative_tokens: int = 8,
         speculation_max_batch: int = DEFAULT_MAX_BATCH,
-        speculation_priced: bool = True,
+        speculation_priced: bool = False,
         fast_forward: bool = True,
     ) -> None:
         self.model_dir = Path(model).expanduser() if model is not None else default_model_dir()

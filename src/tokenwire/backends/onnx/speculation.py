@@ -51,12 +51,12 @@ DEFAULT_MAX_BATCH = 1
 @dataclass(frozen=True, slots=True)
 class SpeculationSettings:
     """Drafting per sequence, and the largest batch in which drafts are verified; `priced`
-    False drafts every match at a length grown and cut by acceptance alone (the old rule,
-    kept for comparison), True only what measured costs and acceptance say pays."""
+    False drafts every match at a length grown and cut by acceptance alone, True only what
+    measured costs and acceptance say pays (it measured no better: docs/benchmarks.md)."""
 
     draft: DraftSettings = field(default_factory=DraftSettings)
     max_batch: int = DEFAULT_MAX_BATCH
-    priced: bool = True
+    priced: bool = False
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:

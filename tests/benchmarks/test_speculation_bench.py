@@ -44,3 +44,11 @@ def test_the_llamacpp_comparison_pairs_each_round_and_judges_the_copy_heavy_set(
     assert "| quote | 450.0 | 150.0 | 120.0 | 3.75× | 3.00× |" in text
     assert "copy-heavy geometric mean: 3.75× (target ≥ 3.0×: met)" in verdict
     assert "prompt lookup against llama.cpp without it, copy-heavy geometric mean: 0.80×" in verdict
+
+
+def test_the_verify_cost_profile_pairs_plain_steps_with_verify_runs(tmp_path: Path) -> None:
+    from benchmarks.speculation import verify_cost
+
+    step, ratios = verify_cost.profile(write_model_dir(tmp_path / "model", "shared"), 2)
+    assert step > 0
+    assert sorted(ratios) == list(verify_cost.DRAFTS) and all(r > 0 for r in ratios.values())

@@ -28,4 +28,4 @@ def test_quick_run_writes_results_and_the_docs_block(tmp_path: Path) -> None:
     assert 0 < result["mask_seconds"]["p50"] <= result["mask_seconds"]["p99"]
     text = docs.read_text()
     assert "<!-- constrained:start -->" in text and "JSON Schema" in text and "target ≤ 5%" in text
-    assert "JSON Schema + fast-forward" in text
+    assert "JSON Schema + fast-forward" in text and "Decode steps per constrained token" in text

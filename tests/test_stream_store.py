@@ -86,6 +86,26 @@ async def test_a_reader_gets_live_payloads_until_the_end(store: StreamStore) -> 
     assert got == list(enumerate(sent))
 
 
+async def test_a_reader_ahead_of_the_first_write_gets_its_payloads(store: StreamStore) -> None:
+    """A client that read payloads from its producer's memory reconnects elsewhere before
+    the first batch reached the store: the batch holding its next payload still reaches it."""
+    rid = uuid.uuid4().hex
+    assert await store.create(rid, "openai")
+    sent = payloads(12)
+    got: list[tuple[int, Payload]] = []
+
+    async def reader() -> None:
+        got.extend(await read_all(store, rid, 5))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader)
+        await anyio.sleep(0.05)  # the reader waits on an empty stream
+        await store.append(rid, sent[:8])
+        await store.append(rid, sent[8:])
+        await store.finish(rid)
+    assert got == list(enumerate(sent))[5:]
+
+
 async def test_old_payloads_are_dropped_past_the_per_stream_bound(store: StreamStore) -> None:
     rid = uuid.uuid4().hex
     assert await store.create(rid, "openai")

@@ -210,6 +210,10 @@ def main(
             f"before, {'/'.join(f'{x:.1f}' for x in load_after)} after."
         )
         report.update_docs(docs, SECTION, f"{header}\n\n{text}\n\n{verdict}")
+    # Failover (kill the owner, time to the first new token): its own module and section.
+    from benchmarks.stream_store import failover
+
+    failover.main(quick=quick, results_dir=results_dir, docs=docs, command=command)
     return throughput, reconnect
 
 

@@ -1,5 +1,5 @@
 """JSON Schemas of the OpenAI dialects' agent fields — tools, tool calls, tool results,
-response_format, logprobs, reasoning — in requests and in responses, for `_openapi_schemas`.
+response_format, logprobs, reasoning — in requests and in responses, for `_openapi_openai`.
 
 As there, each request schema admits exactly what `dialects/_openai_tools.py` accepts. The one
 rule a schema cannot state — a `{"type": "function"}` tool_choice must name a tool in `tools`
@@ -8,39 +8,21 @@ rule a schema cannot state — a `{"type": "function"}` tool_choice must name a 
 
 from __future__ import annotations
 
-from typing import Any
-
+from tokenwire._openapi_base import NULL, STRING, Schema, nullable, obj, optional
 from tokenwire.dialects._openai_tools import MAX_TOP_LOGPROBS, NAME_PATTERN, REASONING_EFFORTS
 from tokenwire.dialects.openai_completions import MAX_LOGPROBS
 
-Schema = dict[str, Any]
-
-_STRING: Schema = {"type": "string"}
-_NULL: Schema = {"type": "null"}
 _NAME: Schema = {"type": "string", "pattern": NAME_PATTERN}
 _NUMBER: Schema = {"type": "number"}
 FINISH_REASONS = ["stop", "length", "tool_calls"]
 
 
-def _object(properties: Schema, *required: str) -> Schema:
-    schema: Schema = {"type": "object", "properties": properties}
-    return {**schema, "required": list(required)} if required else schema
-
-
-def _nullable(schema: Schema) -> Schema:
-    return {"anyOf": [schema, _NULL]}
-
-
-def _optional(kind: str, **constraints: Any) -> Schema:
-    return {"type": [kind, "null"], **constraints}
-
-
 def _function_call() -> Schema:
-    return _object(
+    return obj(
         {
-            "id": _STRING,
+            "id": STRING,
             "type": {"const": "function"},
-            "function": _object({"name": _STRING, "arguments": _STRING}, "name", "arguments"),
+            "function": obj({"name": STRING, "arguments": STRING}, "name", "arguments"),
         },
         "id",
         "type",
@@ -50,12 +32,12 @@ def _function_call() -> Schema:
 
 def tool_calls_in_messages() -> Schema:
     """An assistant turn's `tool_calls`, as clients send them back."""
-    return _nullable({"type": "array", "items": _function_call()})
+    return nullable({"type": "array", "items": _function_call()})
 
 
 def tool_message(content: Schema) -> Schema:
-    return _object(
-        {"role": {"const": "tool"}, "tool_call_id": _STRING, "content": content},
+    return obj(
+        {"role": {"const": "tool"}, "tool_call_id": STRING, "content": content},
         "role",
         "tool_call_id",
         "content",
@@ -63,15 +45,15 @@ def tool_message(content: Schema) -> Schema:
 
 
 def chat_request_properties() -> Schema:
-    tool = _object(
+    tool = obj(
         {
             "type": {"const": "function"},
-            "function": _object(
+            "function": obj(
                 {
                     "name": _NAME,
-                    "description": _optional("string"),
-                    "parameters": _optional("object", description="A JSON Schema."),
-                    "strict": _optional("boolean"),
+                    "description": optional("string"),
+                    "parameters": optional("object", description="A JSON Schema."),
+                    "strict": optional("boolean"),
                 },
                 "name",
             ),
@@ -79,12 +61,12 @@ def chat_request_properties() -> Schema:
         "type",
         "function",
     )
-    json_schema = _object(
+    json_schema = obj(
         {
             "name": _NAME,
-            "description": _optional("string"),
-            "schema": _optional("object", description="A JSON Schema; none: any object."),
-            "strict": _optional("boolean"),
+            "description": optional("string"),
+            "schema": optional("object", description="A JSON Schema; none: any object."),
+            "strict": optional("boolean"),
         },
         "name",
     )
@@ -96,12 +78,12 @@ def chat_request_properties() -> Schema:
             '{"name": ...}}` is accepted too when it names one of `tools` (then the '
             'finish_reason of the forced call is "stop", as OpenAI answers).',
         },
-        "parallel_tool_calls": _optional("boolean"),
-        "response_format": _nullable(
+        "parallel_tool_calls": optional("boolean"),
+        "response_format": nullable(
             {
                 "anyOf": [
-                    _object({"type": {"enum": ["text", "json_object"]}}, "type"),
-                    _object(
+                    obj({"type": {"enum": ["text", "json_object"]}}, "type"),
+                    obj(
                         {"type": {"const": "json_schema"}, "json_schema": json_schema},
                         "type",
                         "json_schema",
@@ -109,18 +91,18 @@ def chat_request_properties() -> Schema:
                 ]
             }
         ),
-        "logprobs": _optional("boolean"),
+        "logprobs": optional("boolean"),
         "top_logprobs": {
-            **_optional("integer", minimum=0, maximum=MAX_TOP_LOGPROBS),
+            **optional("integer", minimum=0, maximum=MAX_TOP_LOGPROBS),
             "description": "Only with `logprobs: true`.",
         },
         "reasoning_effort": {
             "enum": [*REASONING_EFFORTS, None],
             "description": "none and minimal turn reasoning off; low, medium and high on.",
         },
-        "chat_template_kwargs": _optional(
+        "chat_template_kwargs": optional(
             "object",
-            properties={"enable_thinking": _optional("boolean"), "thinking": _optional("boolean")},
+            properties={"enable_thinking": optional("boolean"), "thinking": optional("boolean")},
             description="vLLM's: `enable_thinking` (or `thinking`) turns reasoning on or off; "
             "`reasoning_effort` wins when both are sent.",
         ),
@@ -153,9 +135,9 @@ def chat_request_rules() -> Schema:
 
 
 def _token(extra: Schema) -> Schema:
-    return _object(
+    return obj(
         {
-            "token": _STRING,
+            "token": STRING,
             "logprob": _NUMBER,
             "bytes": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 255}},
             **extra,
@@ -171,14 +153,14 @@ def chat_logprobs() -> Schema:
         "type": "array",
         "items": _token({"top_logprobs": {"type": "array", "items": _token({})}}),
     }
-    return _nullable(_object({"content": content, "refusal": _NULL}, "content"))
+    return nullable(obj({"content": content, "refusal": NULL}, "content"))
 
 
 def legacy_logprobs() -> Schema:
-    return _nullable(
-        _object(
+    return nullable(
+        obj(
             {
-                "tokens": {"type": "array", "items": _STRING},
+                "tokens": {"type": "array", "items": STRING},
                 "token_logprobs": {"type": "array", "items": _NUMBER},
                 "top_logprobs": {
                     "type": "array",
@@ -196,21 +178,21 @@ def legacy_logprobs() -> Schema:
 
 def legacy_logprobs_request() -> Schema:
     return {
-        **_optional("integer", minimum=0, maximum=MAX_LOGPROBS),
+        **optional("integer", minimum=0, maximum=MAX_LOGPROBS),
         "description": "Log probabilities of the sampled tokens and this many alternatives.",
     }
 
 
 def _reasoning() -> Schema:
-    return {"reasoning": _STRING, "reasoning_content": _STRING}
+    return {"reasoning": STRING, "reasoning_content": STRING}
 
 
 def chat_message() -> Schema:
-    return _object(
+    return obj(
         {
             "role": {"const": "assistant"},
-            "content": {**_optional("string"), "description": "null when only tools were called."},
-            "refusal": _NULL,
+            "content": {**optional("string"), "description": "null when only tools were called."},
+            "refusal": NULL,
             **_reasoning(),
             "tool_calls": {"type": "array", "items": _function_call()},
         },
@@ -220,19 +202,19 @@ def chat_message() -> Schema:
 
 
 def chat_delta() -> Schema:
-    call = _object(
+    call = obj(
         {
             "index": {"type": "integer", "minimum": 0},
-            "id": _STRING,
+            "id": STRING,
             "type": {"const": "function"},
-            "function": _object({"name": _STRING, "arguments": _STRING}),
+            "function": obj({"name": STRING, "arguments": STRING}),
         },
         "index",
     )
-    return _object(
+    return obj(
         {
             "role": {"const": "assistant"},
-            "content": _optional("string"),
+            "content": optional("string"),
             **_reasoning(),
             "tool_calls": {"type": "array", "items": call},
         }

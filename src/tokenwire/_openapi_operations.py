@@ -2,17 +2,7 @@
 
 from __future__ import annotations
 
-from tokenwire._openapi_schemas import Schema, ref
-
-_JSON = "application/json"
-_SSE = "text/event-stream"
-
-
-def json_response(schema: Schema, description: str, headers: Schema | None = None) -> Schema:
-    response: Schema = {"description": description, "content": {_JSON: {"schema": schema}}}
-    if headers:
-        response["headers"] = headers
-    return response
+from tokenwire._openapi_base import SSE, Schema, json_response, ref
 
 
 def health_operation(kind: str, description: str, operation_id: str | None = None) -> Schema:
@@ -102,7 +92,7 @@ def resume_operation() -> Schema:
             },
         ],
         "responses": {
-            "200": {"description": "The rest of the stream.", "content": {_SSE: {"schema": event}}},
+            "200": {"description": "The rest of the stream.", "content": {SSE: {"schema": event}}},
             "400": json_response(
                 ref("OpenAIError"), "`Last-Event-ID` is malformed or names another stream."
             ),

@@ -1,15 +1,23 @@
 """JSON Schemas of the OpenAI Responses dialect — its request, the `response` object and its
 stream events — for `openapi.py`.
 
-As in `_openapi_schemas`, the request schema admits exactly what `dialects/_responses_input.py`
+As in `_openapi_openai`, the request schema admits exactly what `dialects/_responses_input.py`
 and `dialects/openai_responses.py` accept; a `{"type": "function", "name"}` tool_choice must
 name one of `tools`, which a schema cannot state, so it is described in prose only.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+from tokenwire._openapi_base import (
+    STRING,
+    TIMEOUT,
+    Schema,
+    const,
+    obj,
+    optional,
+    ref,
+    token_limit,
+)
 from tokenwire.dialects._openai_tools import MAX_TOP_LOGPROBS, NAME_PATTERN, REASONING_EFFORTS
 from tokenwire.dialects._responses_input import (
     INCLUDABLE,
@@ -17,59 +25,40 @@ from tokenwire.dialects._responses_input import (
     MAX_METADATA_PAIRS,
     MAX_METADATA_VALUE,
 )
-from tokenwire.dialects._validate import MAX_TOKENS_LIMIT
 
-Schema = dict[str, Any]
-
-_STRING: Schema = {"type": "string"}
 _INT: Schema = {"type": "integer"}
 _NAME: Schema = {"type": "string", "pattern": NAME_PATTERN}
 
 
-def _object(properties: Schema, *required: str) -> Schema:
-    schema: Schema = {"type": "object", "properties": properties}
-    return {**schema, "required": list(required)} if required else schema
-
-
-def _optional(kind: str, **constraints: Any) -> Schema:
-    return {"type": [kind, "null"], **constraints}
-
-
-def _const(value: str) -> Schema:
-    return {"const": value}
-
-
 def _text() -> Schema:
-    part = _object(
-        {"type": {"enum": ["input_text", "output_text"]}, "text": _STRING}, "type", "text"
-    )
-    return {"anyOf": [_STRING, {"type": "array", "items": part}]}
+    part = obj({"type": {"enum": ["input_text", "output_text"]}, "text": STRING}, "type", "text")
+    return {"anyOf": [STRING, {"type": "array", "items": part}]}
 
 
 def _input_items() -> list[Schema]:
-    message = _object(
+    message = obj(
         {
-            "type": _const("message"),
+            "type": const("message"),
             "role": {"enum": ["user", "assistant", "system", "developer"]},
             "content": _text(),
         },
         "role",
         "content",
     )
-    call = _object(
+    call = obj(
         {
-            "type": _const("function_call"),
-            "call_id": _STRING,
-            "name": _STRING,
-            "arguments": _STRING,
+            "type": const("function_call"),
+            "call_id": STRING,
+            "name": STRING,
+            "arguments": STRING,
         },
         "type",
         "call_id",
         "name",
         "arguments",
     )
-    output = _object(
-        {"type": _const("function_call_output"), "call_id": _STRING, "output": _text()},
+    output = obj(
+        {"type": const("function_call_output"), "call_id": STRING, "output": _text()},
         "type",
         "call_id",
         "output",
@@ -77,16 +66,16 @@ def _input_items() -> list[Schema]:
     return [message, call, output]
 
 
-def _request(model_id: str, cap: int, timeout: Schema) -> Schema:
+def _request(model_id: str, cap: int) -> Schema:
     items = _input_items()
-    reasoning_item = _object({"type": _const("reasoning")}, "type")
-    tool = _object(
+    reasoning_item = obj({"type": const("reasoning")}, "type")
+    tool = obj(
         {
-            "type": _const("function"),
+            "type": const("function"),
             "name": _NAME,
-            "description": _optional("string"),
-            "parameters": _optional("object", description="A JSON Schema."),
-            "strict": _optional("boolean", description="Default true, as the API's."),
+            "description": optional("string"),
+            "parameters": optional("object", description="A JSON Schema."),
+            "strict": optional("boolean", description="Default true, as the API's."),
         },
         "type",
         "name",
@@ -94,14 +83,14 @@ def _request(model_id: str, cap: int, timeout: Schema) -> Schema:
     text_format = {
         "anyOf": [
             {"type": "null"},
-            _object({"type": {"enum": ["text", "json_object"]}}, "type"),
-            _object(
+            obj({"type": {"enum": ["text", "json_object"]}}, "type"),
+            obj(
                 {
-                    "type": _const("json_schema"),
+                    "type": const("json_schema"),
                     "name": _NAME,
                     "schema": {"type": "object", "description": "A JSON Schema."},
-                    "strict": _optional("boolean"),
-                    "description": _optional("string"),
+                    "strict": optional("boolean"),
+                    "description": optional("string"),
                 },
                 "type",
                 "name",
@@ -109,12 +98,12 @@ def _request(model_id: str, cap: int, timeout: Schema) -> Schema:
             ),
         ]
     }
-    return _object(
+    return obj(
         {
             "model": {"type": "string", "enum": [model_id]},
             "input": {
                 "anyOf": [
-                    _STRING,
+                    STRING,
                     {
                         "type": "array",
                         "items": {"anyOf": [*items, reasoning_item]},
@@ -124,35 +113,31 @@ def _request(model_id: str, cap: int, timeout: Schema) -> Schema:
                     },
                 ]
             },
-            "instructions": _optional("string"),
-            "stream": _optional("boolean"),
-            "store": _optional(
+            "instructions": optional("string"),
+            "stream": optional("boolean"),
+            "store": optional(
                 "boolean",
                 description="Keep the response for GET /v1/responses/{id} and "
                 "previous_response_id (default true; the server's TTL and byte bounds apply).",
             ),
-            "background": _optional(
+            "background": optional(
                 "boolean",
                 description="Run apart from the connection; needs store. Answered at once "
                 "(status queued), or streamed; retrieve, resume and cancel it by id. Refused "
                 "over WebSocket.",
             ),
-            "previous_response_id": _optional(
+            "previous_response_id": optional(
                 "string",
                 description="Continue from a stored response: its input and output come "
                 "before this input (its instructions do not). Unknown or expired: 404.",
             ),
             "conversation": {"type": "null", "description": "Not supported."},
-            "max_output_tokens": {
-                "type": ["integer", "null"],
-                "minimum": 1,
-                "maximum": min(cap, MAX_TOKENS_LIMIT),
-            },
-            "temperature": _optional("number", minimum=0, maximum=2),
-            "top_p": _optional("number", exclusiveMinimum=0, maximum=1),
-            "top_logprobs": _optional("integer", minimum=0, maximum=MAX_TOP_LOGPROBS),
+            "max_output_tokens": token_limit(cap),
+            "temperature": optional("number", minimum=0, maximum=2),
+            "top_p": optional("number", exclusiveMinimum=0, maximum=1),
+            "top_logprobs": optional("integer", minimum=0, maximum=MAX_TOP_LOGPROBS),
             "include": {"type": ["array", "null"], "items": {"enum": list(INCLUDABLE)}},
-            "metadata": _optional(
+            "metadata": optional(
                 "object",
                 maxProperties=MAX_METADATA_PAIRS,
                 propertyNames={"maxLength": MAX_METADATA_KEY},
@@ -164,16 +149,16 @@ def _request(model_id: str, cap: int, timeout: Schema) -> Schema:
                 "description": '`{"type": "function", "name": ...}` is accepted too when it '
                 "names one of `tools`.",
             },
-            "parallel_tool_calls": _optional("boolean"),
-            "text": _optional("object", properties={"format": text_format}),
-            "reasoning": _optional(
+            "parallel_tool_calls": optional("boolean"),
+            "text": optional("object", properties={"format": text_format}),
+            "reasoning": optional(
                 "object",
                 properties={
                     "effort": {"enum": [*REASONING_EFFORTS, None]},
-                    "summary": _optional("string"),
+                    "summary": optional("string"),
                 },
             ),
-            "timeout": timeout,
+            "timeout": TIMEOUT,
         },
         "model",
         "input",
@@ -181,11 +166,11 @@ def _request(model_id: str, cap: int, timeout: Schema) -> Schema:
 
 
 def _items_out() -> Schema:
-    logprob = _object({"token": _STRING, "logprob": {"type": "number"}}, "token", "logprob")
-    output_text = _object(
+    logprob = obj({"token": STRING, "logprob": {"type": "number"}}, "token", "logprob")
+    output_text = obj(
         {
-            "type": _const("output_text"),
-            "text": _STRING,
+            "type": const("output_text"),
+            "text": STRING,
             "annotations": {"type": "array", "maxItems": 0},
             "logprobs": {"type": "array", "items": logprob},
         },
@@ -194,14 +179,14 @@ def _items_out() -> Schema:
         "annotations",
     )
     status = {"enum": ["in_progress", "completed", "incomplete"]}
-    reasoning_text = _object({"type": _const("reasoning_text"), "text": _STRING}, "type", "text")
+    reasoning_text = obj({"type": const("reasoning_text"), "text": STRING}, "type", "text")
     return {
         "anyOf": [
-            _object(
+            obj(
                 {
-                    "type": _const("message"),
-                    "id": _STRING,
-                    "role": _const("assistant"),
+                    "type": const("message"),
+                    "id": STRING,
+                    "role": const("assistant"),
                     "status": status,
                     "content": {"type": "array", "items": output_text},
                 },
@@ -211,10 +196,10 @@ def _items_out() -> Schema:
                 "status",
                 "content",
             ),
-            _object(
+            obj(
                 {
-                    "type": _const("reasoning"),
-                    "id": _STRING,
+                    "type": const("reasoning"),
+                    "id": STRING,
                     "status": status,
                     "summary": {"type": "array", "maxItems": 0},
                     "content": {"type": "array", "items": reasoning_text},
@@ -223,13 +208,13 @@ def _items_out() -> Schema:
                 "id",
                 "summary",
             ),
-            _object(
+            obj(
                 {
-                    "type": _const("function_call"),
-                    "id": _STRING,
-                    "call_id": _STRING,
-                    "name": _STRING,
-                    "arguments": _STRING,
+                    "type": const("function_call"),
+                    "id": STRING,
+                    "call_id": STRING,
+                    "name": STRING,
+                    "arguments": STRING,
                     "status": status,
                 },
                 "type",
@@ -242,12 +227,12 @@ def _items_out() -> Schema:
 
 
 def _response() -> Schema:
-    usage = _object(
+    usage = obj(
         {
             "input_tokens": _INT,
-            "input_tokens_details": _object({"cached_tokens": _INT}, "cached_tokens"),
+            "input_tokens_details": obj({"cached_tokens": _INT}, "cached_tokens"),
             "output_tokens": _INT,
-            "output_tokens_details": _object({"reasoning_tokens": _INT}, "reasoning_tokens"),
+            "output_tokens_details": obj({"reasoning_tokens": _INT}, "reasoning_tokens"),
             "total_tokens": _INT,
         },
         "input_tokens",
@@ -256,10 +241,10 @@ def _response() -> Schema:
         "output_tokens_details",
         "total_tokens",
     )
-    return _object(
+    return obj(
         {
-            "id": _STRING,
-            "object": _const("response"),
+            "id": STRING,
+            "object": const("response"),
             "created_at": _INT,
             "status": {
                 "enum": ["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"]
@@ -269,16 +254,14 @@ def _response() -> Schema:
             "error": {
                 "anyOf": [
                     {"type": "null"},
-                    _object({"code": _STRING, "message": _STRING}, "code", "message"),
+                    obj({"code": STRING, "message": STRING}, "code", "message"),
                 ]
             },
-            "incomplete_details": {
-                "anyOf": [{"type": "null"}, _object({"reason": _STRING}, "reason")]
-            },
-            "model": _STRING,
-            "output": {"type": "array", "items": {"$ref": "#/components/schemas/ResponseItem"}},
+            "incomplete_details": {"anyOf": [{"type": "null"}, obj({"reason": STRING}, "reason")]},
+            "model": STRING,
+            "output": {"type": "array", "items": ref("ResponseItem")},
             "usage": {"anyOf": [{"type": "null"}, usage]},
-            "metadata": {"type": "object", "additionalProperties": _STRING},
+            "metadata": {"type": "object", "additionalProperties": STRING},
         },
         "id",
         "object",
@@ -290,16 +273,16 @@ def _response() -> Schema:
 
 
 def _events() -> Schema:
-    response = {"$ref": "#/components/schemas/ResponseObject"}
-    item = {"$ref": "#/components/schemas/ResponseItem"}
-    where = {"item_id": _STRING, "output_index": _INT}
+    response = ref("ResponseObject")
+    item = ref("ResponseItem")
+    where = {"item_id": STRING, "output_index": _INT}
     content = {**where, "content_index": _INT}
     part = {"type": "object", "properties": {"type": {"enum": ["output_text", "reasoning_text"]}}}
 
     def event(kind: str | list[str], fields: Schema) -> Schema:
-        type_schema = {"enum": kind} if isinstance(kind, list) else _const(kind)
+        type_schema = {"enum": kind} if isinstance(kind, list) else const(kind)
         properties = {"type": type_schema, "sequence_number": _INT, **fields}
-        return _object(properties, *properties)
+        return obj(properties, *properties)
 
     return {
         "anyOf": [
@@ -323,28 +306,28 @@ def _events() -> Schema:
             ),
             event(
                 "response.output_text.delta",
-                {**content, "delta": _STRING, "logprobs": {"type": "array"}},
+                {**content, "delta": STRING, "logprobs": {"type": "array"}},
             ),
             event(
                 "response.output_text.done",
-                {**content, "text": _STRING, "logprobs": {"type": "array"}},
+                {**content, "text": STRING, "logprobs": {"type": "array"}},
             ),
-            event("response.reasoning_text.delta", {**content, "delta": _STRING}),
-            event("response.reasoning_text.done", {**content, "text": _STRING}),
-            event("response.function_call_arguments.delta", {**where, "delta": _STRING}),
+            event("response.reasoning_text.delta", {**content, "delta": STRING}),
+            event("response.reasoning_text.done", {**content, "text": STRING}),
+            event("response.function_call_arguments.delta", {**where, "delta": STRING}),
             event(
                 "response.function_call_arguments.done",
-                {**where, "name": _STRING, "arguments": _STRING},
+                {**where, "name": STRING, "arguments": STRING},
             ),
         ]
     }
 
 
-def responses_schemas(model_id: str, cap: int, timeout: Schema) -> dict[str, Schema]:
+def responses_schemas(model_id: str, cap: int) -> dict[str, Schema]:
     """`ResponsesRequest`, `ResponseObject`, `ResponseItem` and `ResponseStreamEvent`."""
-    request = _request(model_id, cap, timeout)
+    request = _request(model_id, cap)
     # A background response must be stored (400 otherwise).
-    request["not"] = _object(
+    request["not"] = obj(
         {"background": {"const": True}, "store": {"const": False}}, "background", "store"
     )
     return {
@@ -352,79 +335,4 @@ def responses_schemas(model_id: str, cap: int, timeout: Schema) -> dict[str, Sch
         "ResponseObject": _response(),
         "ResponseItem": _items_out(),
         "ResponseStreamEvent": _events(),
-    }
-
-
-def _json(schema: Schema, description: str) -> Schema:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def stored_response_paths() -> dict[str, Any]:
-    """`GET`/`DELETE /v1/responses/{response_id}` and `POST .../cancel`."""
-    error = {"$ref": "#/components/schemas/OpenAIError"}
-    response = {"$ref": "#/components/schemas/ResponseObject"}
-    path_id = {"name": "response_id", "in": "path", "required": True, "schema": _STRING}
-    not_found = _json(error, "No stored response with this id (never stored, expired, deleted).")
-    retrieve = {
-        "operationId": "getResponse",
-        "summary": "A stored response: a background one's output so far while it runs. With "
-        "stream=true (background responses only), its events after `starting_after`, then "
-        "the live rest.",
-        "tags": ["openai"],
-        "parameters": [
-            path_id,
-            {"name": "stream", "in": "query", "required": False, "schema": {"type": "boolean"}},
-            {
-                "name": "starting_after",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999},
-            },
-        ],
-        "responses": {
-            "200": {
-                "description": "The response, or its events.",
-                "content": {
-                    "application/json": {"schema": response},
-                    "text/event-stream": {
-                        "schema": {"$ref": "#/components/schemas/ResponseStreamEvent"}
-                    },
-                },
-            },
-            "400": _json(error, "stream=true for a response that was not run in background."),
-            "404": not_found,
-        },
-    }
-    delete = {
-        "operationId": "deleteResponse",
-        "summary": "Forget a stored response (a running background one is cancelled).",
-        "tags": ["openai"],
-        "parameters": [path_id],
-        "responses": {
-            "200": _json(
-                _object(
-                    {"id": _STRING, "object": _const("response"), "deleted": {"const": True}},
-                    "id",
-                    "object",
-                    "deleted",
-                ),
-                "Deleted.",
-            ),
-            "404": not_found,
-        },
-    }
-    cancel = {
-        "operationId": "cancelResponse",
-        "summary": "Stop a queued or running background response within one decode step.",
-        "tags": ["openai"],
-        "parameters": [path_id],
-        "responses": {
-            "200": _json(response, "The response, status cancelled."),
-            "400": _json(error, "Not a background response, or it has finished."),
-            "404": not_found,
-        },
-    }
-    return {
-        "/v1/responses/{response_id}": {"get": retrieve, "delete": delete},
-        "/v1/responses/{response_id}/cancel": {"post": cancel},
     }

@@ -54,6 +54,8 @@ class Call:
 
     `start` is shared with the transport until the first payload (see `StreamStart`);
     `progress` is True when the client asked for progress payloads before the first token.
+    `body` and `path_params` are what it was parsed from (a replica that continues the stream
+    after its owner died parses them again).
     """
 
     exchange: Exchange
@@ -61,6 +63,8 @@ class Call:
     request: GenerationRequest
     start: StreamStart = field(default_factory=StreamStart)
     progress: bool = False
+    body: bytes | str = b""
+    path_params: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def stream(self) -> bool:
@@ -281,7 +285,7 @@ class Endpoint:
             # leaves instead of refusing the request.
             default_max_tokens=limits.max_tokens,
         )
-        return Call(exchange, self.generate, request)
+        return Call(exchange, self.generate, request, body=body, path_params=dict(path_params))
 
     def decode(self, body: bytes | str) -> dict[str, Any]:
         """A request body as the JSON object it must be.

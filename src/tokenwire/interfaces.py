@@ -253,3 +253,27 @@ class RunsDetached(Protocol):
     def snapshot(self) -> Mapping[str, Any]:
         """The reply body as it stands (the output so far)."""
         ...
+
+
+@runtime_checkable
+class ContinuesGeneration(Protocol):
+    """A backend that continues a generation another process began (failover): given a
+    request with a `continuation`, it replays those tokens as the events they made the first
+    time (their text, one event per group, advancing its text, stop, constraint, length and
+    seeded-sampler state as sampling them did), then generates on from there. The `Finish`
+    counts the replayed tokens as completion tokens."""
+
+    def can_continue(self, request: GenerationRequest) -> bool:
+        """Whether `generate` can continue this request (False: its stream is not adopted)."""
+        ...
+
+
+@runtime_checkable
+class KeepsIdentity(Protocol):
+    """An exchange whose payloads carry values of its own beside the request's (the time it
+    was created). Another exchange parsed from the same body and given them renders the same
+    bytes: how a replica continues a stream whose owner died."""
+
+    def identity(self) -> Mapping[str, str]: ...
+
+    def restore_identity(self, identity: Mapping[str, str]) -> None: ...

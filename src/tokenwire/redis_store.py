@@ -101,6 +101,8 @@ class RedisStreamStore:
         self._sizes: dict[str, deque[tuple[int, int]]] = {}
         self._next: dict[str, int] = {}
         self._bytes: dict[str, int] = {}
+        # Failover's token records, written in the next append's pipeline (before its entry).
+        self._tokens: dict[str, list[str]] = {}
 
     async def create(
         self, request_id: str, dialect: str, meta: Mapping[str, str] | None = None
@@ -121,6 +123,19 @@ class RedisStreamStore:
         self._bytes[request_id] = 0
         return True
 
+    def note_tokens(self, request_id: str, record: str) -> None:
+        """Write `record` (failover's token ids of the payloads about to be appended) in the
+        next `append`'s pipeline, before its entry: no round trip of its own, and never
+        stored after the payloads it describes (see `tokenwire.redis_failover`)."""
+        self._tokens.setdefault(request_id, []).append(record)
+
+    def resume_at(self, request_id: str, seq: int) -> None:
+        """This process now produces `request_id` (adopted after its owner died): its next
+        payload is number `seq`. Trimming counts only what this process writes."""
+        self._sizes[request_id] = deque()
+        self._next[request_id] = seq
+        self._bytes[request_id] = 0
+
     async def append(self, request_id: str, payloads: Sequence[Payload]) -> None:
         if not payloads:
             return
@@ -129,6 +144,10 @@ class RedisStreamStore:
         stream = key(request_id, "stream")
         try:
             async with self.client.pipeline(transaction=False) as pipe:
+                records = self._tokens.pop(request_id, None)
+                if records:
+                    pipe.rpush(key(request_id, "tokens"), *records)
+                    pipe.pexpire(key(request_id, "tokens"), self.ttl_ms)
                 # One entry per batch (what accumulated since the last flush): its id is its
                 # first payload's, so a replay finds the entry that holds any number.
                 # One field for the batch: the client encodes per field, and a field per
@@ -157,6 +176,7 @@ class RedisStreamStore:
         self._next[request_id] = seq
 
     async def finish(self, request_id: str, error: TokenwireError | None = None) -> None:
+        self._tokens.pop(request_id, None)
         seq = self._next.pop(request_id, 0)
         self._sizes.pop(request_id, None)
         self._bytes.pop(request_id, None)
@@ -214,7 +234,9 @@ class RedisStreamStore:
                 low = "(" + last
             if len(entries) < _READ_BATCH:
                 break
-        last = last or (holding[0][0].decode() if holding else f"{start}-0")
+        # Nothing at or before `start` yet (the first flush is still on its way): read live
+        # entries from the very first, since an entry after "<start>-0" may hold `start`.
+        last = last or (holding[0][0].decode() if holding else "0-0")
         while True:
             try:
                 answer: list[Any] = await self.client.xread({stream: last}, block=_BLOCK_MS)
@@ -237,6 +259,7 @@ class RedisStreamStore:
                 last = entry_id.decode()
 
     async def remove(self, request_id: str) -> None:
+        self._tokens.pop(request_id, None)
         self._next.pop(request_id, None)
         self._sizes.pop(request_id, None)
         self._bytes.pop(request_id, None)

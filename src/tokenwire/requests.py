@@ -103,6 +103,11 @@ class GenerationRequest:
     model that can think before answering to do so (None: the model's own default).
     A backend refuses (with an error naming the field) what it cannot do.
 
+    `continuation` holds the token ids a replica that died had already generated for this
+    request, grouped as the events that carried them: a backend that `ContinuesGeneration`
+    replays them as those same events (prefilled, not sampled) and then generates on; empty
+    for every ordinary request (see docs/resume.md, "Failover").
+
     `prompt_cache` is the KV prefix cache a backend may reuse, put
     there by the `prompt_cache` middleware; it is no part of the request's value (not
     compared, not shown).
@@ -129,6 +134,7 @@ class GenerationRequest:
     logprobs: bool = False
     top_logprobs: int = 0
     reasoning: bool | None = None
+    continuation: tuple[tuple[int, ...], ...] = ()
     prompt_cache: PromptCache | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:

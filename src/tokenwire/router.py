@@ -200,6 +200,9 @@ def build_router(
 
     loaded = [_with_store(_load("dialects", i), response_store) for i in dialects]
     endpoints = {d.name: endpoint_for(d) for d in loaded}
+    if service.failover is not None and resume is not None:
+        # A replica continues streams whose owner died, through the same pipeline.
+        service.failover.serve(endpoints, backend)
     # Errors of routes that belong to no dialect (404s, /v1/models) speak the first one's
     # language, OpenAI's by default.
     fallback = next(iter(endpoints.values()), None) or endpoint_for(OpenAIChatDialect())

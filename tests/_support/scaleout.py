@@ -141,8 +141,14 @@ class ServeProcess:
             time.sleep(0.1)
         raise TimeoutError("tokenwire serve did not become ready")
 
+    def kill(self) -> None:
+        """SIGKILL: the process dies without a word to anyone (its leases just expire)."""
+        self.process.kill()
+        self.process.wait()
+
     def stop(self) -> None:
-        self.process.terminate()
+        if self.process.poll() is None:
+            self.process.terminate()
         try:
             self.process.wait(15)
         except subprocess.TimeoutExpired:
@@ -166,13 +172,14 @@ frontend tokenwire
     default_backend replicas
 backend replicas
     balance roundrobin
-{servers}
+{options}{servers}
 """
 
 
 @contextmanager
-def running_haproxy(backends: Sequence[str]) -> Iterator[str]:
-    """HAProxy round-robin, no stickiness, a new backend per request; yields its URL."""
+def running_haproxy(backends: Sequence[str], options: Sequence[str] = ()) -> Iterator[str]:
+    """HAProxy round-robin, no stickiness, a new backend per request; yields its URL.
+    `options` are extra lines for the backend section (e.g. `option redispatch 1`)."""
     ensure_scaleout_parts()
     port = free_port()
     servers = "\n".join(
@@ -180,7 +187,8 @@ def running_haproxy(backends: Sequence[str]) -> Iterator[str]:
     )
     directory = tempfile.mkdtemp(prefix="tokenwire-haproxy-")
     config = Path(directory) / "haproxy.cfg"
-    config.write_text(_HAPROXY_CONFIG.format(port=port, servers=servers))
+    extra = "".join(f"    {line}\n" for line in options)
+    config.write_text(_HAPROXY_CONFIG.format(port=port, servers=servers, options=extra))
     process = subprocess.Popen([HAPROXY, "-f", str(config), "-db"], stdout=subprocess.DEVNULL)
     try:
         _wait_port(port, process)

@@ -27,3 +27,7 @@ def test_quick_run_compares_both_stores_and_writes_its_docs_section(tmp_path: Pa
     assert result["load_average"]["before"]
     text = docs.read_text()
     assert "kept" in text and "<!-- stream-store:start -->" in text
+    # Failover runs with it: every run's stream was continued whole after the kill.
+    failover = json.loads((tmp_path / "results" / "stream_store_failover.json").read_text())
+    assert failover["failover"]["complete"] and failover["failover"]["samples"] > 0
+    assert "<!-- stream-store-failover:start -->" in text

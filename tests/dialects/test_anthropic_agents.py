@@ -186,6 +186,7 @@ def test_a_tool_result_for_no_earlier_call_has_no_name() -> None:
         ({"tools": [{"type": "bash_20250124", "name": "bash"}]}, "tools[0].type"),
         ({"tools": [{"input_schema": {"type": "object"}}]}, "tools[0].name"),
         ({"tools": [{"name": "a b", "input_schema": {"type": "object"}}]}, "tools[0].name"),
+        ({"tools": [{"name": "a\n", "input_schema": {"type": "object"}}]}, "tools[0].name"),
         ({"tools": [{"name": "a"}]}, "tools[0].input_schema"),
         (
             {"tools": [{"name": "a", "input_schema": {"type": "string"}}]},

@@ -205,6 +205,10 @@ def test_function_calls_and_responses_become_tool_turns_with_matching_ids() -> N
             "tools[0].functionDeclarations[0].name",
         ),
         (
+            {"tools": [{"functionDeclarations": [{"name": "f\n"}]}]},
+            "tools[0].functionDeclarations[0].name",
+        ),
+        (
             {"tools": [{"functionDeclarations": [{"description": "x"}]}]},
             "tools[0].functionDeclarations[0].name",
         ),

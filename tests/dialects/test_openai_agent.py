@@ -101,12 +101,22 @@ def test_parse_reads_tool_calls_and_tool_results_naming_the_called_tool() -> Non
             {"type": "json_schema", "json_schema": {"name": "Any"}},
             OutputConstraint("json_schema", schema={"type": "object"}, name="Any"),
         ),
+        (
+            {"type": "json_schema", "json_schema": {"name": "Any", "schema": {}}},
+            OutputConstraint("json_schema", schema={"type": "object"}, name="Any"),
+        ),
     ],
 )
 def test_parse_maps_response_format_to_a_constraint(
     response_format: dict[str, Any], constraint: OutputConstraint | None
 ) -> None:
     assert chat(response_format=response_format).request.constraint == constraint
+
+
+def test_chat_function_tools_are_not_strict_unless_told() -> None:
+    # The Responses API's are (see test_openai_responses); the two share one parser.
+    tools = chat(tools=[{"type": "function", "function": {"name": "f"}}]).request.tools
+    assert tools == (Tool("f", strict=False),)
 
 
 def test_parse_reads_logprobs_and_reasoning() -> None:
@@ -135,6 +145,11 @@ def test_parse_reads_logprobs_and_reasoning() -> None:
         ({"tools": [{"type": "function", "function": {"name": 3}}]}, "tools[0].function.name"),
         (
             {"tools": [{"type": "function", "function": {"name": "has space"}}]},
+            "tools[0].function.name",
+        ),
+        # A name must match the rule whole: a final newline is not let by (`$` alone would).
+        (
+            {"tools": [{"type": "function", "function": {"name": "f\n"}}]},
             "tools[0].function.name",
         ),
         (
@@ -167,6 +182,10 @@ def test_parse_reads_logprobs_and_reasoning() -> None:
         (
             {"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": 1}}},
             "response_format.json_schema.schema",
+        ),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "a\n"}}},
+            "response_format.json_schema.name",
         ),
         ({"logprobs": 1}, "logprobs"),
         ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),

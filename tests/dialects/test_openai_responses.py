@@ -115,6 +115,14 @@ def test_agent_fields_map_to_the_request() -> None:
         ("input[0].role", {"input": [{"role": "tool", "content": "x"}]}),
         ("tool_choice.name", {"tool_choice": {"type": "function", "name": "nope"}}),
         ("text.format.type", {"text": {"format": {"type": "grammar"}}}),
+        # Unlike Chat's response_format, text.format must carry its schema.
+        ("text.format.schema", {"text": {"format": {"type": "json_schema", "name": "s"}}}),
+        (
+            "text.format.name",
+            {"text": {"format": {"type": "json_schema", "name": "s\n", "schema": {}}}},
+        ),
+        ("tools[0].name", {"tools": [{"type": "function", "name": "f\n"}]}),
+        ("tools[0].type", {"tools": [{"type": "web_search"}]}),
         ("reasoning.effort", {"reasoning": {"effort": "max"}}),
         ("metadata", {"metadata": {str(i): "v" for i in range(17)}}),
         ("metadata", {"metadata": {"k": 1}}),

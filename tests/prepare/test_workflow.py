@@ -405,3 +405,21 @@ def test_an_up_to_date_build_from_before_sampling_defaults_gets_them_without_a_r
     stamp = manifest_file.stat().st_mtime_ns
     prepare_model(PrepareOptions(), export=export, measure=FakeMeasure(), stream=io.StringIO())
     assert manifest_file.stat().st_mtime_ns == stamp  # filled in once, then left alone
+
+
+def test_asking_for_a_prefill_graph_rebuilds_a_build_without_one(
+    tokenwire_home: Path, tmp_path: Path
+) -> None:
+    """The fake export has no real graph to derive one from: the build says so and records
+    none. The real build: tests/backends/onnx/test_prefill_graph_smollm2.py."""
+    options = PrepareOptions(source=_gguf(tmp_path), output=tmp_path / "out")
+    export = FakeExport()
+    prepare_model(options, export=export, measure=FakeMeasure(), stream=io.StringIO())
+    log = io.StringIO()
+
+    asked = replace(options, prefill_graph=True)
+    result = prepare_model(asked, export=export, measure=FakeMeasure(), stream=log)
+
+    assert result.built and len(export.calls) == 2
+    assert result.manifest.prefill_model_file is None
+    assert "no prefill graph" in log.getvalue()

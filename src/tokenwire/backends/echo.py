@@ -23,6 +23,7 @@ from tokenwire.backends._echo_agent import (
     example_from_schema,
     logprob_for,
 )
+from tokenwire.errors import GenerationError
 from tokenwire.events import (
     Channel,
     Event,
@@ -73,6 +74,10 @@ class EchoBackend:
     async def close(self) -> None:
         return None
 
+    def can_continue(self, request: GenerationRequest) -> bool:
+        """Every echo request continues (`ContinuesGeneration`): its output is a plan."""
+        return True
+
     async def count_tokens(self, request: GenerationRequest) -> int:
         """The prompt's words, as `generate` counts them in its usage."""
         return _read_prompt(request)[2]
@@ -92,6 +97,9 @@ class EchoBackend:
         answer = "".join(step.text for step in steps if step.kind == "answer")
         stop_at, stop_sequence = _find_stop(answer, request.stop)
         top = request.top_logprobs if request.logprobs else None
+        # A continuation's tokens are the plan's first ones (an echo token's id is its
+        # position): replayed at once, as the same events, then the rest at the usual pace.
+        replayed = _check_continuation(request.continuation)
         emitted = 0
         for count, step in enumerate(steps, start=1):
             ids = (count,)
@@ -100,7 +108,7 @@ class EchoBackend:
                     yield _text(step.text[: stop_at - emitted], ids, "answer", top)
                 yield Finish("stop", Usage(prompt_tokens, count), stop_sequence=stop_sequence)
                 return
-            if self.delay:
+            if self.delay and count > replayed:
                 await anyio.sleep(self.delay)
             if step.kind == "call":
                 yield ToolCallDelta(step.call, step.id, step.text, "", ids)
@@ -114,6 +122,18 @@ class EchoBackend:
         if reason == "stop" and any(step.kind == "call" for step in steps):
             reason = "tool_calls"
         yield Finish(reason, Usage(prompt_tokens, len(steps)))
+
+
+def _check_continuation(groups: tuple[tuple[int, ...], ...]) -> int:
+    """How many plan steps a continuation replays.
+
+    Raises:
+        GenerationError: its ids are not the plan's positions 1, 2, ... (not echo's tokens).
+    """
+    ids = [token for group in groups for token in group]
+    if ids != list(range(1, len(ids) + 1)):
+        raise GenerationError("The continuation's token ids are not this backend's.")
+    return len(ids)
 
 
 def _read_prompt(request: GenerationRequest) -> tuple[str, list[str], int]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from tokenwire.dialects import _validate as v
+from tokenwire.dialects._agent import AgentFields
 from tokenwire.errors import InvalidRequestError
 from tokenwire.requests import ChatMessage, OutputConstraint, Tool, ToolCall, ToolChoice
 
@@ -26,17 +26,6 @@ _TOOL_CHOICES = ("auto", "any", "tool", "none")
 _THINKING = {"enabled": True, "adaptive": True, "disabled": False}
 ERROR_PREFIX = "Error: "
 """Put before a `tool_result` marked `is_error`: `ChatMessage` has no flag for it."""
-
-
-@dataclass(frozen=True, slots=True)
-class AgentFields:
-    """The agent parts of a Messages request."""
-
-    tools: tuple[Tool, ...] = ()
-    tool_choice: ToolChoice = ToolChoice()
-    parallel_tool_calls: bool = True
-    reasoning: bool | None = None
-    constraint: OutputConstraint | None = None
 
 
 def parse_agent_fields(body: Mapping[str, Any]) -> AgentFields:
@@ -57,9 +46,7 @@ def _parse_tools(value: Any) -> tuple[Tool, ...]:
         return ()
     # Names are not checked for uniqueness, unlike the API's: a schema cannot state it.
     tools: list[Tool] = []
-    for index, item in enumerate(v.as_list(value, "tools")):
-        field = f"tools[{index}]"
-        tool = v.as_object(item, field)
+    for field, tool in v.objects(value, "tools"):
         kind = tool.get("type")
         if kind is not None and kind != "custom":
             raise v.invalid(
@@ -67,9 +54,12 @@ def _parse_tools(value: Any) -> tuple[Tool, ...]:
                 "only custom tools (name, description, input_schema) are supported; "
                 "server tools are not",
             )
-        name = v.as_str(v.require(tool, "name", f"{field}."), f"{field}.name")
-        if not _TOOL_NAME.match(name):
-            raise v.invalid(f"{field}.name", f"expected a name matching {TOOL_NAME_PATTERN}")
+        name = v.matching(
+            v.require(tool, "name", f"{field}."),
+            f"{field}.name",
+            _TOOL_NAME,
+            f"expected a name matching {TOOL_NAME_PATTERN}",
+        )
         schema = v.as_object(v.require(tool, "input_schema", f"{field}."), f"{field}.input_schema")
         if schema.get("type") != "object":
             raise v.invalid(f"{field}.input_schema.type", 'expected "object"')
@@ -146,12 +136,9 @@ def parse_messages(value: Any) -> tuple[ChatMessage, ...]:
     """`messages` as chat turns. A user message's `tool_result` blocks become tool turns, in
     order with the text around them; an assistant message's `tool_use` blocks become its
     `tool_calls`. Thinking blocks are accepted and left out of the prompt."""
-    items = v.as_list(value, "messages", non_empty=True)
     turns: list[ChatMessage] = []
     names: dict[str, str] = {}  # tool_use id → tool name, for the tool_result turns
-    for index, item in enumerate(items):
-        field = f"messages[{index}]"
-        message = v.as_object(item, field)
+    for field, message in v.objects(value, "messages", non_empty=True):
         role = v.as_str(v.require(message, "role", f"{field}."), f"{field}.role")
         content = v.require(message, "content", f"{field}.")
         if role == "user":

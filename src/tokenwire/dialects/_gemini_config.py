@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from tokenwire.dialects import _validate as v
+from tokenwire.dialects._agent import AgentFields
 from tokenwire.dialects._gemini_parts import get
 from tokenwire.requests import OutputConstraint, Tool, ToolChoice, ToolChoiceMode
 
@@ -53,33 +53,28 @@ _SAME = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class AgentConfig:
-    """The agent parts of a generateContent request."""
-
-    tools: tuple[Tool, ...] = ()
-    tool_choice: ToolChoice = ToolChoice()
-    constraint: OutputConstraint | None = None
-    reasoning: bool | None = None
-    include_thoughts: bool = False
-
-
-def parse_agent_config(body: Mapping[str, Any], config: Mapping[str, Any]) -> AgentConfig:
+def parse_agent_config(
+    body: Mapping[str, Any], config: Mapping[str, Any]
+) -> tuple[AgentFields, bool]:
     """Read `tools` and `toolConfig` from the body and the JSON and thinking fields of its
-    `generationConfig` (`config`)."""
+    `generationConfig` (`config`); and whether the response shows the thoughts."""
     tools = _parse_tools(get(body, "tools", "tools"))
     choice = _parse_tool_config(get(body, "toolConfig", "tool_config"), {t.name for t in tools})
     reasoning, include_thoughts = _parse_thinking(get(config, "thinkingConfig", "thinking_config"))
-    return AgentConfig(tools, choice, _parse_response_format(config), reasoning, include_thoughts)
+    agent = AgentFields(
+        tools=tools,
+        tool_choice=choice,
+        constraint=_parse_response_format(config),
+        reasoning=reasoning,
+    )
+    return agent, include_thoughts
 
 
 def _parse_tools(value: Any) -> tuple[Tool, ...]:
     if value is None:
         return ()
     tools: list[Tool] = []
-    for index, item in enumerate(v.as_list(value, "tools")):
-        field = f"tools[{index}]"
-        tool = v.as_object(item, field)
+    for field, tool in v.objects(value, "tools"):
         for key, kind in tool.items():
             if kind is not None and key not in ("functionDeclarations", "function_declarations"):
                 raise v.invalid(
@@ -98,9 +93,12 @@ def _parse_tools(value: Any) -> tuple[Tool, ...]:
 
 def _function(value: Any, field: str) -> Tool:
     declaration = v.as_object(value, field)
-    name = v.as_str(v.require(declaration, "name", f"{field}."), f"{field}.name")
-    if not _FUNCTION_NAME.match(name):
-        raise v.invalid(f"{field}.name", f"expected a name matching {FUNCTION_NAME_PATTERN}")
+    name = v.matching(
+        v.require(declaration, "name", f"{field}."),
+        f"{field}.name",
+        _FUNCTION_NAME,
+        f"expected a name matching {FUNCTION_NAME_PATTERN}",
+    )
     parameters = declaration.get("parameters")
     json_schema = get(declaration, "parametersJsonSchema", "parameters_json_schema")
     if parameters is not None and json_schema is not None:

@@ -155,6 +155,13 @@ class ChunkEnvelope:
         # Fixed per response: every chunk of one completion carries the same `created`.
         self.created = int(time.time())
 
+    def identity(self) -> dict[str, str]:
+        """What a continuing replica needs to render the same chunks (`KeepsIdentity`)."""
+        return {"created": str(self.created)}
+
+    def restore_identity(self, identity: Mapping[str, str]) -> None:
+        self.created = int(identity.get("created", self.created))
+
     def head(self) -> dict[str, Any]:
         return {"id": self.id, "object": self.object, "created": self.created, "model": self.model}
 

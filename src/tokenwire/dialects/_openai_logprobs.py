@@ -1,5 +1,6 @@
-"""Per-token log probabilities in OpenAI's two shapes: chat's `logprobs.content` list and the
-legacy Completions object of parallel arrays."""
+"""Per-token log probabilities in OpenAI's shapes: a list of token entries (chat's
+`logprobs.content`, the Responses API's `output_text.logprobs`) and the legacy Completions
+object of parallel arrays."""
 
 from __future__ import annotations
 
@@ -14,23 +15,25 @@ def _bytes(token: str) -> list[int]:
     return list(token.encode("utf-8", "surrogateescape"))
 
 
+def logprobs_list(entries: Sequence[TokenLogprob]) -> list[dict[str, Any]]:
+    """`[{"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}]}]`."""
+    return [
+        {
+            "token": entry.token,
+            "logprob": entry.logprob,
+            "bytes": _bytes(entry.token),
+            "top_logprobs": [
+                {"token": token, "logprob": logprob, "bytes": _bytes(token)}
+                for token, logprob in entry.top
+            ],
+        }
+        for entry in entries
+    ]
+
+
 def chat_logprobs(entries: Sequence[TokenLogprob]) -> dict[str, Any]:
     """`{"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}], "refusal": null}`."""
-    return {
-        "content": [
-            {
-                "token": entry.token,
-                "logprob": entry.logprob,
-                "bytes": _bytes(entry.token),
-                "top_logprobs": [
-                    {"token": token, "logprob": logprob, "bytes": _bytes(token)}
-                    for token, logprob in entry.top
-                ],
-            }
-            for entry in entries
-        ],
-        "refusal": None,
-    }
+    return {"content": logprobs_list(entries), "refusal": None}
 
 
 def legacy_logprobs(entries: Sequence[TokenLogprob], offset: int) -> dict[str, Any]:

@@ -7,13 +7,20 @@ echo its value. What the API has but this server cannot do yet is refused, never
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tokenwire.dialects import _validate as v
-from tokenwire.dialects._openai_tools import MAX_TOP_LOGPROBS, NAME_PATTERN, REASONING_EFFORTS
+from tokenwire.dialects._agent import AgentFields
+from tokenwire.dialects._openai_tools import (
+    MAX_TOP_LOGPROBS,
+    function_tools,
+    output_format,
+    parallel_tool_calls,
+    reasoning_effort,
+    tool_choice,
+)
 from tokenwire.requests import ChatMessage, OutputConstraint, Tool, ToolCall, ToolChoice
 
 # "developer" is the API's newer name for the system role.
@@ -23,9 +30,7 @@ _ROLES: Mapping[str, str] = {
     "system": "system",
     "developer": "system",
 }
-_NAME = re.compile(NAME_PATTERN)
 _TEXT_PARTS = ("input_text", "output_text")
-_TOOL_CHOICE_MODES = ("none", "auto", "required")
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 # `reasoning.encrypted_content` is accepted and yields nothing: this server's reasoning is
 # plain text, never encrypted (see docs/dialects-and-transports.md).
@@ -40,12 +45,7 @@ class ResponsesInput:
     """The conversation and agent fields of one Responses request, validated."""
 
     messages: tuple[ChatMessage, ...]
-    tools: tuple[Tool, ...]
-    tool_choice: ToolChoice
-    constraint: OutputConstraint | None
-    logprobs: bool
-    top_logprobs: int
-    reasoning: bool | None
+    agent: AgentFields
 
 
 def parse_input(body: Mapping[str, Any]) -> ResponsesInput:
@@ -54,29 +54,28 @@ def parse_input(body: Mapping[str, Any]) -> ResponsesInput:
     if instructions is not None:
         messages.append(ChatMessage("system", instructions))
     messages.extend(_items(v.require(body, "input")))
-    tools = parse_tools(body.get("tools"))
+    # The Responses API makes function tools strict unless told otherwise.
+    tools = function_tools(body.get("tools"), nested=False, strict=True)
     include = parse_include(body.get("include"))
     top = v.optional_int(body, "top_logprobs", minimum=0, maximum=MAX_TOP_LOGPROBS)
-    return ResponsesInput(
-        messages=tuple(messages),
+    agent = AgentFields(
         tools=tools,
         tool_choice=parse_tool_choice(body.get("tool_choice"), tools),
+        parallel_tool_calls=parallel_tool_calls(body),
         constraint=parse_text_format(body.get("text")),
         # The API returns logprobs when `include` asks; a `top_logprobs` count asks as well.
         logprobs=LOGPROBS_INCLUDE in include or bool(top),
         top_logprobs=top or 0,
         reasoning=parse_reasoning(body.get("reasoning")),
     )
+    return ResponsesInput(tuple(messages), agent)
 
 
 def _items(value: Any) -> list[ChatMessage]:
     if isinstance(value, str):
         return [ChatMessage("user", value)]
-    items = v.as_list(value, "input", non_empty=True)
     messages: list[ChatMessage] = []
-    for index, raw in enumerate(items):
-        field = f"input[{index}]"
-        item = v.as_object(raw, field)
+    for field, item in v.objects(value, "input", non_empty=True):
         kind = item.get("type", "message")
         if kind == "message":
             messages.append(_message(item, field))
@@ -124,99 +123,27 @@ def _message(item: Mapping[str, Any], field: str) -> ChatMessage:
 
 
 def _content(value: Any, field: str) -> str:
-    """A string, or an array of `input_text` / `output_text` parts joined together."""
-    if isinstance(value, str):
-        return value
-    if not isinstance(value, list):
-        raise v.invalid(field, "expected a string or an array of text parts")
-    texts: list[str] = []
-    for index, raw in enumerate(value):
-        path = f"{field}[{index}]"
-        part = v.as_object(raw, path)
-        if part.get("type") not in _TEXT_PARTS:
-            # input_image, input_file, input_audio: this server serves a text model.
-            raise v.invalid(f"{path}.type", "only input_text and output_text are supported")
-        texts.append(_string(part, "text", path))
-    return "".join(texts)
+    """A string, or an array of `input_text` / `output_text` parts joined together (no
+    input_image, input_file, input_audio: this server serves a text model)."""
+    return v.joined_text(value, field, kinds=_TEXT_PARTS)
 
 
 def _string(item: Mapping[str, Any], key: str, field: str) -> str:
     return v.as_str(v.require(item, key, f"{field}."), f"{field}.{key}")
 
 
-def _name(item: Mapping[str, Any], key: str, field: str) -> str:
-    name = _string(item, key, field)
-    if _NAME.fullmatch(name) is None:
-        raise v.invalid(f"{field}.{key}", "expected 1 to 64 letters, digits, underscores or dashes")
-    return name
-
-
-def parse_tools(value: Any) -> tuple[Tool, ...]:
-    """Function tools, flat: `{"type": "function", "name", "description", "parameters",
-    "strict"}`. Hosted tools (web_search, file_search, computer_use, mcp, ...) are refused."""
-    if value is None:
-        return ()
-    tools: list[Tool] = []
-    for index, raw in enumerate(v.as_list(value, "tools")):
-        field = f"tools[{index}]"
-        tool = v.as_object(raw, field)
-        if v.require(tool, "type", f"{field}.") != "function":
-            raise v.invalid(f"{field}.type", "only 'function' tools are supported")
-        parameters = tool.get("parameters")
-        strict = v.optional_bool(tool, "strict", f"{field}.")
-        tools.append(
-            Tool(
-                name=_name(tool, "name", field),
-                description=v.optional_str(tool, "description", f"{field}.") or "",
-                # The Responses API makes function tools strict unless told otherwise.
-                strict=True if strict is None else strict,
-                **(
-                    {}
-                    if parameters is None
-                    else {"parameters": v.as_object(parameters, f"{field}.parameters")}
-                ),
-            )
-        )
-    return tuple(tools)
-
-
 def parse_tool_choice(value: Any, tools: tuple[Tool, ...]) -> ToolChoice:
-    if value is None:
-        return ToolChoice()
-    if isinstance(value, str):
-        if value not in _TOOL_CHOICE_MODES:
-            raise v.invalid("tool_choice", "expected none, auto, required or a function object")
-        return ToolChoice(value)  # type: ignore[arg-type]  # checked just above
-    choice = v.as_object(value, "tool_choice")
-    if v.require(choice, "type", "tool_choice.") != "function":
-        raise v.invalid("tool_choice.type", "only 'function' is supported")
-    name = v.as_str(v.require(choice, "name", "tool_choice."), "tool_choice.name")
-    if name not in {tool.name for tool in tools}:
-        raise v.invalid("tool_choice.name", "expected the name of a tool in 'tools'")
-    return ToolChoice("required", (name,))
+    return ToolChoice() if value is None else tool_choice(value, tools, nested=False)
 
 
 def parse_text_format(value: Any) -> OutputConstraint | None:
     """`text.format`: text, json_object, or `{"type": "json_schema", "name", "schema"}`."""
     if value is None:
         return None
-    text = v.as_object(value, "text")
-    fmt = text.get("format")
+    fmt = v.as_object(value, "text").get("format")
     if fmt is None:
         return None
-    fmt = v.as_object(fmt, "text.format")
-    kind = v.require(fmt, "type", "text.format.")
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return OutputConstraint("json_object")
-    if kind != "json_schema":
-        raise v.invalid("text.format.type", "expected text, json_object or json_schema")
-    name = _name(fmt, "name", "text.format")
-    v.optional_bool(fmt, "strict", "text.format.")
-    v.optional_str(fmt, "description", "text.format.")
-    schema = v.as_object(v.require(fmt, "schema", "text.format."), "text.format.schema")
-    return OutputConstraint("json_schema", schema=schema, name=name)
+    return output_format(v.as_object(fmt, "text.format"), "text.format", nested=False)
 
 
 def parse_reasoning(value: Any) -> bool | None:
@@ -226,11 +153,7 @@ def parse_reasoning(value: Any) -> bool | None:
     reasoning = v.as_object(value, "reasoning")
     v.optional_str(reasoning, "summary", "reasoning.")
     effort = v.optional_str(reasoning, "effort", "reasoning.")
-    if effort is None:
-        return None
-    if effort not in REASONING_EFFORTS:
-        raise v.invalid("reasoning.effort", "expected none, minimal, low, medium or high")
-    return REASONING_EFFORTS[effort]
+    return None if effort is None else reasoning_effort(effort, "reasoning.effort")
 
 
 def parse_include(value: Any) -> tuple[str, ...]:

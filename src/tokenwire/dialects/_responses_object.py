@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tokenwire.errors import RateLimitError, TokenwireError
-from tokenwire.events import TokenLogprob, Usage
+from tokenwire.events import Usage
 from tokenwire.requests import GenerationRequest, Tool, ToolChoice
 
 
@@ -114,27 +114,6 @@ def error_object(error: TokenwireError) -> dict[str, Any]:
     rate limit is the only one of ours with its own."""
     code = "rate_limit_exceeded" if isinstance(error, RateLimitError) else "server_error"
     return {"code": code, "message": error.message}
-
-
-def _bytes(token: str) -> list[int]:
-    # Surrogate-escaped halves of a character (a byte-level token) keep their bytes.
-    return list(token.encode("utf-8", "surrogateescape"))
-
-
-def logprobs_list(entries: Sequence[TokenLogprob]) -> list[dict[str, Any]]:
-    """`[{"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}]}]`."""
-    return [
-        {
-            "token": entry.token,
-            "logprob": entry.logprob,
-            "bytes": _bytes(entry.token),
-            "top_logprobs": [
-                {"token": token, "logprob": logprob, "bytes": _bytes(token)}
-                for token, logprob in entry.top
-            ],
-        }
-        for entry in entries
-    ]
 
 
 def output_text(text: str, logprobs: list[dict[str, Any]]) -> dict[str, Any]:

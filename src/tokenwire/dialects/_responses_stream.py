@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tokenwire.dialects._openai_logprobs import logprobs_list
 from tokenwire.dialects._responses_object import (
     ResponseHead,
     error_object,
     function_call_item,
-    logprobs_list,
     message_item,
     output_text,
     reasoning_item,

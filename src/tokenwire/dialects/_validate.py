@@ -8,7 +8,8 @@ JSON `null` reads as "absent" for optional fields, as the OpenAI SDKs send it th
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from tokenwire.errors import InvalidRequestError, NotFoundError
@@ -42,6 +43,16 @@ def as_list(value: Any, field: str, *, non_empty: bool = False) -> list[Any]:
     return value
 
 
+def objects(
+    value: Any, field: str, *, non_empty: bool = False
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The items of the array `value` at `field`, each of which must be an object, with their
+    paths: `("tools[0]", {...})`, ..."""
+    for index, item in enumerate(as_list(value, field, non_empty=non_empty)):
+        path = f"{field}[{index}]"
+        yield path, as_object(item, path)
+
+
 def as_str(value: Any, field: str) -> str:
     if not isinstance(value, str):
         raise invalid(field, "expected a string")
@@ -54,6 +65,34 @@ def require(body: Mapping[str, Any], key: str, prefix: str = "") -> Any:
     if value is None:
         raise missing(prefix + key)
     return value
+
+
+def matching(value: Any, field: str, pattern: re.Pattern[str], rule: str) -> str:
+    """A string that `pattern` matches whole (its `$` alone would let a final newline by);
+    `rule` says in words what it allows."""
+    text = as_str(value, field)
+    if pattern.fullmatch(text) is None:
+        raise invalid(field, rule)
+    return text
+
+
+def joined_text(
+    value: Any, field: str, *, kinds: tuple[str, ...] = ("text",), noun: str = "parts"
+) -> str:
+    """A string, or an array of `{"type": <one of kinds>, "text": ...}` parts (Anthropic's
+    blocks) joined together."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise invalid(field, f"expected a string or an array of text {noun}")
+    texts: list[str] = []
+    for index, item in enumerate(value):
+        path = f"{field}[{index}]"
+        part = as_object(item, path)
+        if part.get("type") not in kinds:
+            raise invalid(f"{path}.type", f"only {' and '.join(kinds)} {noun} are supported")
+        texts.append(as_str(require(part, "text", f"{path}."), f"{path}.text"))
+    return "".join(texts)
 
 
 def optional_str(body: Mapping[str, Any], key: str, prefix: str = "") -> str | None:

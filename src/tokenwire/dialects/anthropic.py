@@ -98,17 +98,15 @@ class AnthropicDialect:
         messages = parse_messages(v.require(body, "messages"))
         system = body.get("system")
         if system is not None:
-            messages = (ChatMessage("system", _text(system, "system")), *messages)
-        agent = parse_agent_fields(body)
+            messages = (
+                ChatMessage("system", v.joined_text(system, "system", noun="blocks")),
+                *messages,
+            )
         return GenerationRequest(
             model=model,
             messages=messages,
             request_id=request_id,
-            tools=agent.tools,
-            tool_choice=agent.tool_choice,
-            parallel_tool_calls=agent.parallel_tool_calls,
-            constraint=agent.constraint,
-            reasoning=agent.reasoning,
+            **parse_agent_fields(body).request_fields(),
         )
 
     def render_count(self, tokens: int) -> Mapping[str, Any]:
@@ -116,23 +114,6 @@ class AnthropicDialect:
 
     def render_error(self, error: TokenwireError) -> ErrorBody:
         return ErrorBody(error.status_code, _error_document(error), {})
-
-
-def _text(content: Any, field: str) -> str:
-    """A string, or an array of `{"type": "text", "text": ...}` blocks joined together."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise v.invalid(field, "expected a string or an array of text blocks")
-    texts: list[str] = []
-    for index, item in enumerate(content):
-        block = v.as_object(item, f"{field}[{index}]")
-        if block.get("type") != "text":
-            raise v.invalid(f"{field}[{index}].type", "only text blocks are supported")
-        texts.append(
-            v.as_str(v.require(block, "text", f"{field}[{index}]."), f"{field}[{index}].text")
-        )
-    return "".join(texts)
 
 
 def _error_document(error: TokenwireError) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from typing import Any
 
 from tokenwire.completion import Completion
 from tokenwire.dialects import _validate as v
-from tokenwire.dialects._gemini_config import AgentConfig, parse_agent_config
+from tokenwire.dialects._agent import AgentFields
+from tokenwire.dialects._gemini_config import parse_agent_config
 from tokenwire.dialects._gemini_parts import content_text, get, parse_contents
 from tokenwire.dialects._wire import id_tail, payload
 from tokenwire.errors import GenerationError, NotFoundError, TokenwireError
@@ -66,8 +67,8 @@ class GeminiDialect:
         """
         model, stream = _parse_target(path_params.get("target", ""))
         v.check_model(model, model_id)
-        request, agent = _parse_body(body, model, request_id)
-        return GeminiExchange(request, stream, id_tail(request_id), agent.include_thoughts)
+        request, include_thoughts = _parse_body(body, model, request_id)
+        return GeminiExchange(request, stream, id_tail(request_id), include_thoughts)
 
     def parse_count(
         self, body: Any, path_params: Mapping[str, str], request_id: str, model_id: str
@@ -107,8 +108,9 @@ def _parse_target(target: str) -> tuple[str, bool]:
     return model, _ACTIONS[action]
 
 
-def _parse_body(body: Any, model: str, request_id: str) -> tuple[GenerationRequest, AgentConfig]:
-    """A generateContent body (or a countTokens one) as the request it asks for."""
+def _parse_body(body: Any, model: str, request_id: str) -> tuple[GenerationRequest, bool]:
+    """A generateContent body (or a countTokens one) as the request it asks for, and whether
+    its response shows the thoughts."""
     body = v.as_object(body, "body")
     messages = parse_contents(v.require(body, "contents"))
     system = get(body, "systemInstruction", "system_instruction")
@@ -117,14 +119,14 @@ def _parse_body(body: Any, model: str, request_id: str) -> tuple[GenerationReque
         messages = (ChatMessage("system", text), *messages)
     config = get(body, "generationConfig", "generation_config")
     config = {} if config is None else v.as_object(config, "generationConfig")
-    agent = parse_agent_config(body, config)
+    agent, include_thoughts = parse_agent_config(body, config)
     request = _build_request(config, agent, model=model, messages=messages, request_id=request_id)
-    return request, agent
+    return request, include_thoughts
 
 
 def _build_request(
     config: Mapping[str, Any],
-    agent: AgentConfig,
+    agent: AgentFields,
     *,
     model: str,
     messages: tuple[ChatMessage, ...],
@@ -181,10 +183,7 @@ def _build_request(
             allow_string=False,
         ),
         request_id=request_id,
-        tools=agent.tools,
-        tool_choice=agent.tool_choice,
-        constraint=agent.constraint,
-        reasoning=agent.reasoning,
+        **agent.request_fields(),
     )
 
 

@@ -66,7 +66,6 @@ class OpenAIChatDialect:
         older = v.max_tokens(body, "max_tokens")
         options = parse_options(body, model_id, max_tokens=newer if newer is not None else older)
         messages = parse_messages(v.require(body, "messages"))
-        agent = parse_agent_options(body)
         request = GenerationRequest(
             model=options.model,
             messages=messages,
@@ -76,13 +75,7 @@ class OpenAIChatDialect:
             seed=options.seed,
             stop=options.stop,
             request_id=request_id,
-            tools=agent.tools,
-            tool_choice=agent.tool_choice,
-            parallel_tool_calls=agent.parallel_tool_calls,
-            constraint=agent.constraint,
-            logprobs=agent.logprobs,
-            top_logprobs=agent.top_logprobs,
-            reasoning=agent.reasoning,
+            **parse_agent_options(body).request_fields(),
         )
         envelope = ChunkEnvelope(
             id=f"chatcmpl-{id_tail(request_id)}",
@@ -97,11 +90,8 @@ class OpenAIChatDialect:
 
 
 def parse_messages(value: Any) -> tuple[ChatMessage, ...]:
-    items = v.as_list(value, "messages", non_empty=True)
     messages: list[ChatMessage] = []
-    for index, item in enumerate(items):
-        field = f"messages[{index}]"
-        message = v.as_object(item, field)
+    for field, message in v.objects(value, "messages", non_empty=True):
         role = v.as_str(v.require(message, "role", f"{field}."), f"{field}.role")
         mapped = _ROLES.get(role)
         if mapped is None:
@@ -110,7 +100,7 @@ def parse_messages(value: Any) -> tuple[ChatMessage, ...]:
         # An assistant turn may carry null content (it held only tool calls).
         if content is None and mapped == "assistant":
             content = ""
-        text = _content_text(content, f"{field}.content")
+        text = v.joined_text(content, f"{field}.content")
         if mapped == "tool":
             messages.append(tool_message(message, field, text, tuple(messages)))
             continue
@@ -119,23 +109,6 @@ def parse_messages(value: Any) -> tuple[ChatMessage, ...]:
             calls = parse_tool_calls(message["tool_calls"], f"{field}.tool_calls")
         messages.append(ChatMessage(mapped, text, tool_calls=calls))
     return tuple(messages)
-
-
-def _content_text(content: Any, field: str) -> str:
-    """A string, or an array of `{"type": "text", "text": ...}` parts joined together."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise v.invalid(field, "expected a string or an array of text parts")
-    texts: list[str] = []
-    for index, item in enumerate(content):
-        part = v.as_object(item, f"{field}[{index}]")
-        if part.get("type") != "text":
-            raise v.invalid(f"{field}[{index}].type", "only text parts are supported")
-        texts.append(
-            v.as_str(v.require(part, "text", f"{field}[{index}]."), f"{field}[{index}].text")
-        )
-    return "".join(texts)
 
 
 def _choice(
@@ -222,6 +195,12 @@ class OpenAIChatExchange:
         if event.logprobs is None or not self.request.logprobs:
             return None
         return chat_logprobs(event.logprobs)
+
+    def identity(self) -> Mapping[str, str]:
+        return self.envelope.identity()
+
+    def restore_identity(self, identity: Mapping[str, str]) -> None:
+        self.envelope.restore_identity(identity)
 
     def fail(self, error: TokenwireError) -> Sequence[Payload]:
         return self.envelope.failure(error)

@@ -124,6 +124,12 @@ class OpenAICompletionsExchange:
             return self.fail(GenerationError("The generation failed."))
         return self.envelope.closing(_choice("", finish_reason(event)), event.usage)
 
+    def identity(self) -> Mapping[str, str]:
+        return self.envelope.identity()
+
+    def restore_identity(self, identity: Mapping[str, str]) -> None:
+        self.envelope.restore_identity(identity)
+
     def fail(self, error: TokenwireError) -> Sequence[Payload]:
         return self.envelope.failure(error)
 

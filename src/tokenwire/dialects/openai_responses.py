@@ -10,6 +10,7 @@ from typing import Any
 from tokenwire.completion import Completion
 from tokenwire.dialects import _validate as v
 from tokenwire.dialects._openai_common import render_error
+from tokenwire.dialects._openai_logprobs import logprobs_list
 from tokenwire.dialects._responses_input import (
     parse_include,
     parse_input,
@@ -19,7 +20,6 @@ from tokenwire.dialects._responses_keep import output_turns, prior_turns
 from tokenwire.dialects._responses_object import (
     ResponseHead,
     function_call_item,
-    logprobs_list,
     message_item,
     output_text,
     reasoning_item,
@@ -81,27 +81,20 @@ class OpenAIResponsesDialect:
         prior = () if previous is None else prior_turns(self.store, previous)
         parse_include(body.get("include"))
         metadata = parse_metadata(body.get("metadata"))
-        agent = parse_input(body)
+        parsed = parse_input(body)
         # Instructions come first and are not carried over to the next response (the API's
         # rule for previous_response_id); the earlier turns, then this input, follow them.
         split = 0 if body.get("instructions") is None else 1
-        turns = prior + agent.messages[split:]
+        turns = prior + parsed.messages[split:]
         max_output_tokens = v.max_tokens(body, "max_output_tokens")
-        parallel = v.optional_bool(body, "parallel_tool_calls")
         request = GenerationRequest(
             model=model,
-            messages=agent.messages[:split] + turns,
+            messages=parsed.messages[:split] + turns,
             max_tokens=max_output_tokens,
             temperature=v.optional_number(body, "temperature", minimum=0, maximum=2),
             top_p=v.optional_number(body, "top_p", minimum=0, maximum=1, exclusive_minimum=True),
             request_id=request_id,
-            tools=agent.tools,
-            tool_choice=agent.tool_choice,
-            parallel_tool_calls=True if parallel is None else parallel,
-            constraint=agent.constraint,
-            logprobs=agent.logprobs,
-            top_logprobs=agent.top_logprobs,
-            reasoning=agent.reasoning,
+            **parsed.agent.request_fields(),
         )
         text = body.get("text") or {}
         reasoning = body.get("reasoning") or {}
@@ -152,6 +145,14 @@ class OpenAIResponsesExchange:
 
     def snapshot(self) -> Mapping[str, Any]:
         return self.state.snapshot()
+
+    def identity(self) -> Mapping[str, str]:
+        """What a continuing replica needs to render the same events (`KeepsIdentity`)."""
+        return {"created_at": str(self.state.head.created_at)}
+
+    def restore_identity(self, identity: Mapping[str, str]) -> None:
+        head = self.state.head
+        head.created_at = int(identity.get("created_at", head.created_at))
 
     def detach(self) -> Mapping[str, Any]:
         """Start a background response: it is stored as queued at once, so it can be

@@ -56,6 +56,9 @@ class ExportedModel:
     last_position_logits: bool = False
     """Whether to trim the graph's logits to the last position once the quality gate passed
     (`last_logits`): what the real exporters want; fakes in tests write no real graph."""
+    prefill_graph: bool = False
+    """Whether the prefill graph can be built from `reference_model` (`prefill_graph`): the
+    builder's quantized builds, whose KV layout it shares."""
 
 
 class ExportFn(Protocol):
@@ -135,7 +138,14 @@ def export_with_builder(
             with progress.stage(stage):
                 kv = run_builder(hf_dir, out_dir, precision, cache, log_file)
     copy_assets(hf_dir, out_dir)
-    return ExportedModel(kv, special, reference, installed_versions(), last_position_logits=True)
+    return ExportedModel(
+        kv,
+        special,
+        reference,
+        installed_versions(),
+        last_position_logits=True,
+        prefill_graph=reference is not None,
+    )
 
 
 def _encode_on_source_grid(fp32_dir: Path, out_dir: Path, progress: ProgressReporter) -> bool:

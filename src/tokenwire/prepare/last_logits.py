@@ -14,6 +14,7 @@ logits of every position.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 LOGITS = "logits"
 _PROJECTIONS = ("MatMul", "MatMulNBits")
@@ -26,9 +27,18 @@ def keep_last_position_logits(model_path: Path) -> bool:
     `[batch, sequence, hidden]`. Weights in an external data file are left where they are.
     """
     import onnx  # the prepare extra's; serving never needs it
-    from onnx import TensorProto, helper
 
     model = onnx.load(str(model_path), load_external_data=False)
+    if not slice_last_position(model):
+        return False
+    onnx.save(model, str(model_path))
+    return True
+
+
+def slice_last_position(model: Any) -> bool:
+    """The pass on a loaded `onnx.ModelProto`, in place; False (untouched) if it does not fit."""
+    from onnx import TensorProto, helper
+
     graph = model.graph
     producer = next((n for n in graph.node if LOGITS in n.output), None)
     output = next((o for o in graph.output if o.name == LOGITS), None)
@@ -57,5 +67,4 @@ def keep_last_position_logits(model_path: Path) -> bool:
     graph.node.insert(list(graph.node).index(producer), node)
     dims[1].Clear()
     dims[1].dim_value = 1
-    onnx.save(model, str(model_path))
     return True

@@ -27,6 +27,7 @@ from tokenwire.prepare.output import (
     rewrite_manifest,
     temp_dir_beside,
 )
+from tokenwire.prepare.prefill_graph import PREFILL_MODEL_FILE, build_prefill_graph
 from tokenwire.prepare.progress import ProgressReporter, StageTiming
 from tokenwire.prepare.quality import MIN_TOP1_AGREEMENT, encode_quality_text, measure_quality
 from tokenwire.prepare.sampling_defaults import read_sampling_defaults
@@ -56,6 +57,8 @@ class PrepareOptions:
     rebuild: bool = False
     """Build even when the output is up to date."""
     name: str | None = None
+    prefill_graph: bool = False
+    """Also build the prefill graph (`prepare.prefill_graph`): int8 builder builds only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +114,16 @@ def prepare_model(
 
     recipe = f"{options.exporter}-{RECIPES[options.exporter]}"
     existing = read_finished(output)
-    if not options.rebuild and is_up_to_date(
-        existing,
-        sha256=source.sha256,
-        exporter=options.exporter,
-        precision=options.precision,
-        recipe=recipe,
+    if (
+        not options.rebuild
+        and is_up_to_date(
+            existing,
+            sha256=source.sha256,
+            exporter=options.exporter,
+            precision=options.precision,
+            recipe=recipe,
+        )
+        and not (options.prefill_graph and existing and existing.prefill_model_file is None)
     ):
         assert existing is not None
         if existing.sampling_defaults is None:
@@ -148,6 +155,15 @@ def prepare_model(
             with progress.stage("compute logits for the last position only"):
                 if keep_last_position_logits(staging / "model.onnx"):
                     logits = "last"
+        prefill_file = None
+        if options.prefill_graph and not (
+            exported.prefill_graph and exported.reference_model is not None and logits == "last"
+        ):
+            progress.note("no prefill graph: it is built for quantized builder builds only")
+        elif options.prefill_graph and exported.reference_model is not None:
+            with progress.stage("build the prefill graph (int8 GEMM, per-row activations)"):
+                build_prefill_graph(exported.reference_model, staging / PREFILL_MODEL_FILE)
+                prefill_file = PREFILL_MODEL_FILE
         manifest = ModelManifest(
             name=name,
             model_id=name,
@@ -168,6 +184,7 @@ def prepare_model(
             quality=quality,
             versions=exported.versions,
             logits=logits,
+            prefill_model_file=prefill_file,
             sampling_defaults=read_sampling_defaults(staging, default_model=source.is_default),
         )
         for required in (manifest.model_file, manifest.tokenizer_file):

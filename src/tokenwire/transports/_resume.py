@@ -42,6 +42,7 @@ from tokenwire.pipeline import closing
 from tokenwire.stream_control import CancelLocal, LocalStreamControl, StreamControl
 from tokenwire.stream_start import StreamStart
 from tokenwire.stream_store import ResumeConfig, StreamInfo, StreamStore, StreamStoreError
+from tokenwire.transports._failover import Failover, Recorder, adopt_or_wait
 from tokenwire.transports._store_errors import StoreErrors
 
 logger = logging.getLogger("tokenwire.resume")
@@ -90,6 +91,10 @@ class _Produced:
     cancelled: bool = False  # by id, from another replica (acted on once)
     stopped: bool = False  # a background call cancelled by id: it ends as a cancelled one
     ended: anyio.Event = field(default_factory=anyio.Event)  # its last payload is kept
+    # Failover: numbers payloads and notes their tokens (None: not recorded); the lease
+    # generation of a stream adopted from a replica that died (0: claimed here at start).
+    recorder: Recorder | None = None
+    adopted: int = 0
 
     @property
     def started(self) -> bool:
@@ -111,6 +116,7 @@ class ResumeService:
         config: ResumeConfig,
         *,
         control: StreamControl | None = None,
+        failover: Failover | None = None,
     ) -> None:
         self.task_groups = task_groups
         self.config = config
@@ -122,6 +128,8 @@ class ResumeService:
         self.store: StreamStore = store if store is not None else self.local
         self.control: StreamControl = control or LocalStreamControl()
         self.errors = StoreErrors()
+        # Continues streams whose owner died (a shared store only; see `_failover`).
+        self.failover = failover
         # Who cancels a request by id here (the cancellation middleware registers itself).
         self.cancel_handlers: list[CancelLocal] = []
         self.interval = max(0.01, min(config.grace_seconds / 4, 1.0))
@@ -214,6 +222,8 @@ class ResumeService:
         if info is None and self.shared:
             try:
                 info = await self.store.info(request_id)
+                if info is None and await self._take_over(request_id):
+                    info = await self.store.info(request_id)
             except StreamStoreError as exc:
                 self._failed("read", exc)
         if info is None:
@@ -234,11 +244,49 @@ class ResumeService:
         source = self.local if self.local.has(request_id) else self.store
         self._attach(request_id)
         try:
-            async with closing(source.read(request_id, start)) as payloads:
-                async for item in payloads:
-                    yield item
+            while True:
+                async with closing(source.read(request_id, start)) as payloads:
+                    async for item in payloads:
+                        start = item[0] + 1
+                        yield item
+                # A shared read also ends when the owner died: the stream goes on if this
+                # replica (or another) takes it over.
+                if source is self.local or not await self._take_over(request_id):
+                    return
         finally:
             self._detach(request_id)
+
+    async def _take_over(self, request_id: str) -> bool:
+        """After a shared read ended: whether the stream has a producer again (adopted here,
+        or by another replica), so reading goes on. Only a replica with a reader adopts: a
+        stream nobody reads simply expires."""
+        failover = self.failover
+        task_group = self.task_groups()
+        if failover is None or not failover.enabled or task_group is None:
+            return False
+        try:
+            if not await failover.orphaned(request_id):
+                info = await self.store.info(request_id)  # ended, or produced again
+                return info is not None and not info.done
+            if not await self.control.present(request_id):
+                return False  # no reader for the grace period: it would have been cancelled
+        except StreamStoreError as exc:
+            self._failed("read", exc)
+            return False
+        adoption = await adopt_or_wait(failover, request_id, self._lease_seconds)
+        if adoption is None:
+            try:
+                return not await failover.orphaned(request_id)  # another replica won
+            except StreamStoreError:
+                return False
+        produced = _Produced(
+            start=adoption.call.start,
+            sent=True,
+            recorder=adoption.recorder,
+            adopted=adoption.generation,
+        )
+        self._start(task_group, request_id, adoption.dialect, adoption.call, produced)
+        return True
 
     async def cancel(self, request_id: str) -> bool:
         """Cancel a stream that another replica produces; False when none does (what runs
@@ -308,7 +356,10 @@ class ResumeService:
                         if produced.shared:
                             writer.start_soon(self._flush, request_id, produced)
                         try:
-                            async with closing(call.payloads()) as payloads:
+                            events = None
+                            if produced.recorder is not None:
+                                events = produced.recorder.tap(call.generate(call.request))
+                            async with closing(call.payloads(events)) as payloads:
                                 async for payload in payloads:
                                     self._keep(request_id, produced, payload)
                         except TokenwireError as exc:
@@ -335,6 +386,8 @@ class ResumeService:
         self.local.discard(request_id)
 
     def _keep(self, request_id: str, produced: _Produced, payload: Payload) -> None:
+        if produced.recorder is not None and not produced.recorder.keep(payload):
+            return  # replayed by a continuation: the replica that died stored it
         produced.sent = True
         self.local.put(request_id, payload)
         if produced.shared:
@@ -347,6 +400,9 @@ class ResumeService:
             await self.control.touch(request_id, self.config.grace_seconds)
             if not self.shared:
                 return 1
+            if produced.adopted:
+                produced.shared = True  # the store has it; the lease was taken to adopt it
+                return produced.adopted
             generation = await self.control.claim(request_id, self._lease_seconds)
             if generation is None:
                 logger.warning("stream %s is produced elsewhere; not shared", request_id)
@@ -356,6 +412,10 @@ class ResumeService:
                 "generation": str(generation),
                 "request": describe_request(call),
             }
+            if self.failover is not None and self.failover.enabled and not produced.background:
+                fields = self.failover.describe(call)
+                meta.update(fields)
+                produced.recorder = Recorder() if fields else None
             if not await self.store.create(request_id, dialect, meta):
                 logger.warning("stream %s exists in the store already; not shared", request_id)
                 return 0
@@ -373,6 +433,7 @@ class ResumeService:
         with anyio.move_on_after(5):
             try:
                 if produced.pending:
+                    self._record(request_id, produced)
                     await self.store.append(request_id, produced.pending)
                     produced.pending = []
                 if produced.scope.cancel_called and not produced.stopped:
@@ -381,6 +442,8 @@ class ResumeService:
                 else:
                     await self.store.finish(request_id, error)
                 await self.control.release(request_id, generation)
+                if produced.recorder is not None and self.failover is not None:
+                    await self.failover.forget(request_id)
             except StreamStoreError as exc:
                 self._failed("append", exc)
 
@@ -396,12 +459,18 @@ class ResumeService:
             batch, produced.pending = produced.pending, []
             if batch and produced.shared:
                 try:
+                    self._record(request_id, produced)
                     await self.store.append(request_id, batch)
                 except StreamStoreError as exc:
                     produced.shared = False
                     self._failed("append", exc)
             if produced.done and not produced.pending:
                 return
+
+    def _record(self, request_id: str, produced: _Produced) -> None:
+        """Keep the tokens of the payloads about to be written (for failover), before them."""
+        if produced.recorder is not None and self.failover is not None:
+            self.failover.record(request_id, produced.recorder)
 
     async def _watch(self, request_id: str, produced: _Produced, generation: int) -> None:
         """Renew the lease, honour cancels, and cancel once no reader anywhere wants it."""
@@ -411,6 +480,9 @@ class ResumeService:
                 if produced.shared:
                     if not await self.control.renew(request_id, generation, self._lease_seconds):
                         logger.warning("lost the lease of stream %s; stopping it", request_id)
+                        # Another replica produces it now (it adopted it): leave the store
+                        # to that one, neither writing, removing nor ending the stream there.
+                        produced.shared = False
                         produced.scope.cancel()
                         return
                     if not produced.cancelled and await self.control.cancel_requested(request_id):
@@ -467,13 +539,16 @@ def build_resume_service(task_groups: TaskGroupProvider, config: ResumeConfig) -
     from tokenwire.redis_store import RedisStreamStore, connect
 
     client = connect(config.store)
+    ttl_seconds = config.grace_seconds + 60.0
     store = RedisStreamStore(
         client,
         max_stream_bytes=config.max_stream_bytes,
-        ttl_seconds=config.grace_seconds + 60.0,
+        ttl_seconds=ttl_seconds,
         done_seconds=config.grace_seconds,
     )
-    return ResumeService(task_groups, store, config, control=RedisStreamControl(client))
+    control = RedisStreamControl(client)
+    failover = Failover(client, store, control, ttl_seconds)
+    return ResumeService(task_groups, store, config, control=control, failover=failover)
 
 
 def describe_request(call: Call) -> str:

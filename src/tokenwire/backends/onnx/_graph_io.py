@@ -32,6 +32,9 @@ class RunnerSettings:
     the last one, or the last `verify_tokens` once its slice is widened (`LAST_POSITIONS`)."""
     verify_tokens: int = 1
     """The most tokens one row feeds in a run that verifies drafts (1: no speculation)."""
+    prefill_min_tokens: int = 16
+    """A prefill run of at least this many tokens (rows × width) goes to the prefill graph,
+    when there is one; smaller ones run on the decode graph (docs/onnx-backend.md)."""
 
     @property
     def logits_rows(self) -> int:

@@ -52,6 +52,24 @@ DEFAULT_PREFILL_BUDGET_MS = 30.0
 # faster on text that copies its prompt: docs/benchmarks.md, "Speculation".
 DEFAULT_SPECULATION = False
 
+# Flushing denormal floats to zero: the bare int8 graph ran a 545-token prompt 1.25-1.35x
+# and a batch-8 decode step 1.13-1.20x faster, but served the gain was within noise (TTFT
+# 1.07x, 8 streams 0.98x): off (docs/benchmarks.md, "Prefill and batch throughput").
+DEFAULT_DENORMAL_AS_ZERO = False
+
+# The prefill graph more than halves a long prompt's time to first token on an AMX Xeon
+# (563 -> 216 ms for 545 tokens, served), but its
+# per-row int8 activations round more coarsely than MatMulNBits: over 50 short chat prompts
+# the first greedy token agreed with fp32 on 82% (decode graph alone: 94%). Off by default:
+# docs/benchmarks.md, "Prefill and batch throughput".
+DEFAULT_PREFILL_GRAPH = False
+
+# Prompt runs of at least this many tokens go to the prefill graph. Measured side by side on
+# an AMX Xeon: the prefill graph is 1.4x the decode graph's speed at 16 rows, 1.2x at 8 and
+# even at 1 (docs/benchmarks.md, "Prefill and batch throughput"); below 16 the small gain
+# is not worth its slightly coarser rounding. 16 is also the scheduler's smallest chunk.
+DEFAULT_PREFILL_GRAPH_MIN_TOKENS = 16
+
 # OpenAI's range for `top_logprobs`.
 MAX_TOP_LOGPROBS = 20
 
@@ -101,6 +119,13 @@ class OnnxBackend:
             as good or better, docs/benchmarks.md "Speculation").
         fast_forward: feed the tokens a request's grammar forces (JSON keys, punctuation)
             in one run, without sampling them (the shared KV layout only).
+        denormal_as_zero: flush denormal floats to zero in ORT's threads (faster steps;
+            see docs/onnx-backend.md).
+        prefill_graph: run prompt chunks on the model's prefill graph (int8 GEMM, see
+            docs/onnx-backend.md) where the manifest has one, on CPU; decode steps stay on
+            the model file's graph. Faster first tokens, coarser rounding: off by default.
+        prefill_graph_min_tokens: the fewest prompt tokens (rows × width) a run needs to
+            go to the prefill graph.
 
     Raises:
         FileNotFoundError: no prepared model is there (run `tokenwire prepare`).
@@ -132,6 +157,9 @@ class OnnxBackend:
         speculation_max_batch: int = DEFAULT_MAX_BATCH,
         speculation_priced: bool = False,
         fast_forward: bool = True,
+        denormal_as_zero: bool = DEFAULT_DENORMAL_AS_ZERO,
+        prefill_graph: bool = DEFAULT_PREFILL_GRAPH,
+        prefill_graph_min_tokens: int = DEFAULT_PREFILL_GRAPH_MIN_TOKENS,
     ) -> None:
         self.model_dir = Path(model).expanduser() if model is not None else default_model_dir()
         if not (self.model_dir / "manifest.json").is_file():
@@ -179,6 +207,17 @@ class OnnxBackend:
         for name, flag in flags:
             if not isinstance(flag, bool):
                 raise ValueError(f"{name} must be true or false, got {flag!r}")
+        if not isinstance(prefill_graph, bool):
+            raise ValueError(f"prefill_graph must be true or false, got {prefill_graph!r}")
+        if int(prefill_graph_min_tokens) < 1:
+            raise ValueError(
+                f"prefill_graph_min_tokens must be >= 1, got {prefill_graph_min_tokens}"
+            )
+        self.prefill_graph = prefill_graph
+        if not isinstance(denormal_as_zero, bool):
+            raise ValueError(f"denormal_as_zero must be true or false, got {denormal_as_zero!r}")
+        self.denormal_as_zero = denormal_as_zero
+        self.prefill_graph_min_tokens = int(prefill_graph_min_tokens)
         self.speculation = (
             SpeculationSettings(
                 DraftSettings(max_tokens=int(speculative_tokens)),
@@ -296,15 +335,28 @@ class OnnxBackend:
         if self.speculation is not None and manifest.kv.layout == "shared":
             verify += self.speculation.draft.max_tokens
         last_logits = manifest.logits == "last"
+        # Verifying a draft needs logits for each position fed: widen the slice. A prompt
+        # chunk's run then projects its last `verify` positions, not one.
+        initializers = last_positions(verify) if last_logits and verify > 1 else None
         session, self.placement = create_session(
             directory / manifest.model_file,
             self.placement,
             intra_op_threads=self.intra_op_threads,
             allow_spinning=self.allow_spinning,
-            # Verifying a draft needs logits for each position fed: widen the slice. A
-            # prompt chunk's run then projects its last `verify` positions, not one.
-            initializers=last_positions(verify) if last_logits and verify > 1 else None,
+            denormal_as_zero=self.denormal_as_zero,
+            initializers=initializers,
         )
+        prefill_session = None
+        if self._uses_prefill_graph():
+            assert manifest.prefill_model_file is not None
+            prefill_session, _ = create_session(
+                directory / manifest.prefill_model_file,
+                self.placement,
+                intra_op_threads=self.intra_op_threads,
+                allow_spinning=self.allow_spinning,
+                denormal_as_zero=self.denormal_as_zero,
+                initializers=initializers,
+            )
         settings = RunnerSettings(
             max_batch=self.max_batch,
             max_context=self.context_length,
@@ -312,8 +364,19 @@ class OnnxBackend:
             pad_token_id=manifest.pad_token_id,
             last_logits=last_logits,
             verify_tokens=verify,
+            prefill_min_tokens=self.prefill_graph_min_tokens,
         )
-        return create_runner(session, manifest.kv, self.placement, settings)
+        return create_runner(session, manifest.kv, self.placement, settings, prefill_session)
+
+    def _uses_prefill_graph(self) -> bool:
+        """The prefill graph is asked for, there is one, and it fits: on the host only (its
+        integer GEMM is a CPU kernel), with the shared KV layout it was built for."""
+        return (
+            self.prefill_graph
+            and self.manifest.prefill_model_file is not None
+            and self.placement.device == "cpu"
+            and self.manifest.kv.layout == "shared"
+        )
 
     def _load_template(self, tokenizer: Tokenizer) -> ChatTemplate | None:
         manifest, source = self.manifest, None
@@ -367,7 +430,12 @@ class OnnxBackend:
             # Compiling a large schema can take a while (llguidance releases the GIL).
             constraint = await anyio.to_thread.run_sync(self.constraints.matcher, *grammar)
         generation = self._prepare(request, constraint)
+        replayed = self._replay(generation, request.continuation)
         try:
+            for event in replayed:
+                yield event
+            if not generation.active:
+                return  # the replayed tokens ended it (their Finish was among the events)
             loop.scheduler.submit(generation)
             loop.wake()
             async for item in generation.receive:
@@ -384,6 +452,11 @@ class OnnxBackend:
                 # at the next step boundary.
                 loop.scheduler.withdraw(generation)
                 loop.wake()
+
+    def can_continue(self, request: GenerationRequest) -> bool:
+        """Whether `generate` continues this request (`ContinuesGeneration`): not when it asks
+        for logprobs (the replayed tokens' were sent and are not kept)."""
+        return not request.logprobs
 
     def sampling_params(self, request: GenerationRequest) -> SamplingParams:
         """What `request` samples with: its own fields, else the server's defaults, else the
@@ -411,6 +484,40 @@ class OnnxBackend:
         if self.tokenizer is None:
             raise ServiceUnavailableError("The ONNX backend is not started.")
         return len(self._prompt_ids(request))
+
+    def _replay(self, generation: Generation, groups: tuple[tuple[int, ...], ...]) -> list[Event]:
+        """A continuation's events: each group of tokens taken as sampled ones are, then the
+        group's delta (and a Finish, should they end it); the tokens are prefilled after the
+        prompt. Checked against the context, since the model saw them once already.
+
+        Raises:
+            InvalidRequestError: the request asks for logprobs (see `can_continue`).
+            ContextLengthExceededError: prompt and continuation leave no room to generate.
+        """
+        if not groups:
+            return []
+        if generation.top_logprobs is not None:
+            raise InvalidRequestError(
+                "A request with logprobs cannot be continued.", param="logprobs"
+            )
+        ids = [token for group in groups for token in group]
+        if len(generation.prompt_ids) + len(ids) >= self.context_length:
+            raise ContextLengthExceededError(
+                "The continuation leaves no room in the context to generate.", param="messages"
+            )
+        events: list[Event] = []
+        for group in groups:
+            generation.replay(group)
+            while True:
+                try:
+                    item = generation.receive.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+                if isinstance(item, TokenwireError):
+                    raise item
+                events.append(item)
+        generation.extend_prompt(ids)
+        return events
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         """The prompt as the model reads it: messages through the chat template, with the

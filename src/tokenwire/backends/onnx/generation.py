@@ -71,6 +71,7 @@ class Generation:
         "drafter",
         "eos_token_ids",
         "exhausted",
+        "forced",
         "last_token",
         "max_new_tokens",
         "phase",
@@ -119,6 +120,7 @@ class Generation:
         self.sampled = 0
         self.exhausted = False
         self.completion_tokens = 0
+        self.forced = 0  # a continuation's tokens, prefilled after the prompt
         self.cancelled = False
         # Constrained decoding: the matcher, and the token count after which its grammar
         # was complete (the sequence ends there without sampling EOS).
@@ -183,14 +185,41 @@ class Generation:
             self.exhausted = True
             self.stop_after = self.sampled
 
+    def replay(self, token_ids: Sequence[int]) -> None:
+        """Take tokens a replica that died had generated (a continuation), as if they had just
+        been sampled: the sampler, constraint, length and text state advance past them, and
+        their text is delivered as one delta. Call before admission, then `extend_prompt`."""
+        for token_id in token_ids:
+            if self.phase is Phase.DONE:
+                return
+            if self.constraint is not None:
+                self.constraint.consume(token_id)
+            self.sampler.skip()
+            self.schedule(token_id)
+            self._take(token_id)
+        self._deliver(limit=STREAM_BUFFER)
+
+    def extend_prompt(self, token_ids: Sequence[int]) -> None:
+        """Prefill the replayed tokens after the prompt (usage still counts them as output)."""
+        self.forced = len(token_ids)
+        self.prompt_ids = np.concatenate(
+            [self.prompt_ids, np.asarray(token_ids, dtype=self.prompt_ids.dtype)]
+        )
+
     def note(self, phase: PhaseName) -> None:
         """Tell middlewares the request entered `phase` (dropped if the consumer lags); a
         prefill note states the prompt's size, its cached prefix already matched, and the
         prompt tokens prefilled so far."""
         if self._send.statistics().current_buffer_used < STREAM_BUFFER - _RESERVED:
             if phase == "prefill":
+                prompt = self.prompt_tokens - self.forced
                 self._put(
-                    Progress(phase, self.prompt_tokens, self.cached_tokens, done=self.prefilled)
+                    Progress(
+                        phase,
+                        prompt,
+                        min(self.cached_tokens, prompt),
+                        done=min(self.prefilled, prompt),
+                    )
                 )
             else:
                 self._put(Progress(phase))
@@ -244,7 +273,8 @@ class Generation:
             self._close(error)
 
     def _usage(self) -> Usage:
-        return Usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens)
+        prompt = self.prompt_tokens - self.forced
+        return Usage(prompt, self.completion_tokens, min(self.cached_tokens, prompt))
 
     def _emit(self, text: str) -> None:
         """Make `text` (and the ids held back for it) pending; `accept_run` delivers it."""

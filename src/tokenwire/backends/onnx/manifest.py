@@ -99,6 +99,9 @@ class ModelManifest:
     quality: Quality | None = None
     versions: dict[str, str] = field(default_factory=dict)
     logits: LogitsPositions = "all"
+    prefill_model_file: str | None = None
+    """A second graph for prompt chunks, same KV contract and logits positions (the
+    builder's int8 GEMM graph, `prepare.prefill_graph`); None: the model file runs them."""
     # None: written before tokenwire recorded sampling defaults (read as "no defaults";
     # `tokenwire prepare` fills it in). A model without any records an empty SamplingDefaults.
     sampling_defaults: SamplingDefaults | None = None

@@ -90,7 +90,12 @@ def create_runner(
     contract: KVContract,
     placement: Placement,
     settings: RunnerSettings,
+    prefill_session: ort.InferenceSession | None = None,
 ) -> ModelRunner:
-    """The runner for the manifest's KV layout."""
-    cls = SharedKVRunner if contract.layout == "shared" else ConcatKVRunner
-    return cls(session, contract, placement, settings)
+    """The runner for the manifest's KV layout; `prefill_session` runs large prompt chunks
+    (the shared layout only)."""
+    if contract.layout == "shared":
+        return SharedKVRunner(session, contract, placement, settings, prefill_session)
+    if prefill_session is not None:
+        raise ValueError("a prefill graph needs the shared KV layout")
+    return ConcatKVRunner(session, contract, placement, settings)

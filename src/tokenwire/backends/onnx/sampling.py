@@ -74,6 +74,12 @@ class Sampler:
             return int(np.argmax(logits))
         return sample(logits, self.params, self.rng)
 
+    def skip(self) -> None:
+        """Advance the generator past one token sampled elsewhere (a continuation's): `sample`
+        draws exactly one number per token, so the seed's later draws stay the same."""
+        if not self.params.greedy:
+            self.rng.random()
+
 
 def generator_seed(seed: int | None) -> int | None:
     """`seed` as numpy's generators take it: a non-negative integer.

@@ -52,12 +52,16 @@ def create_session(
     *,
     intra_op_threads: int | None = None,
     allow_spinning: bool = True,
+    denormal_as_zero: bool = False,
     initializers: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[ort.InferenceSession, Placement]:
     """Load `model_path` for `placement`.
 
     `allow_spinning=False` stops idle intra-op threads from spin-waiting for work: slower
     steps on dedicated cores, far less CPU burnt (and faster) where cores are shared.
+
+    `denormal_as_zero=True` flushes denormal floats to zero in ORT's threads (their
+    arithmetic is slow on x86; docs/onnx-backend.md).
 
     `initializers` replace the graph's constants of those names (ORT's `add_initializer`).
 
@@ -72,6 +76,8 @@ def create_session(
         options.intra_op_num_threads = intra_op_threads
     if not allow_spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if denormal_as_zero:
+        options.add_session_config_entry("session.set_denormal_as_zero", "1")
     overrides = [(n, ort.OrtValue.ortvalue_from_numpy(a)) for n, a in (initializers or {}).items()]
     for name, value in overrides:
         options.add_initializer(name, value)

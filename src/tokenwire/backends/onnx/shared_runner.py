@@ -21,6 +21,10 @@ class SharedKVRunner:
     that range that are not decoding (free, or mid-prefill) ride along as dummy rows fed a
     pad token at their current length: GroupQueryAttention writes their garbage key/value
     at that position, which is past anything they hold and is overwritten before it is read.
+
+    With a `prefill_session` (a second graph of the same KV contract, `tokenwire prepare`'s
+    prefill graph), prompt runs of at least `settings.prefill_min_tokens` tokens go there and
+    write the same KV buffer; decode steps, drafts and small chunks stay on `session`.
     """
 
     def __init__(
@@ -29,6 +33,7 @@ class SharedKVRunner:
         contract: KVContract,
         placement: Placement,
         settings: RunnerSettings,
+        prefill_session: ort.InferenceSession | None = None,
     ) -> None:
         check_inputs(session, contract)
         self.session = session
@@ -47,6 +52,16 @@ class SharedKVRunner:
         # Two bindings, so a decode step's KV binding survives interleaved prefill chunks.
         self._decode = session.io_binding()
         self._prefill = session.io_binding()
+        self._bulk: tuple[ort.InferenceSession, ort.IOBinding] | None = None
+        if prefill_session is not None:
+            check_inputs(prefill_session, contract)
+            vocab = LogitsBuffer(prefill_session, 1).vocab_size
+            if vocab != self.vocab_size:
+                raise ValueError(
+                    f"the prefill graph's vocabulary ({vocab}) is not the model's "
+                    f"({self.vocab_size})"
+                )
+            self._bulk = (prefill_session, prefill_session.io_binding())
         self._decode_rows: tuple[int, int] | None = None
         self._positions = np.arange(settings.max_context, dtype=np.int64)
         self.prefix_reuse = self.cache.host_views is not None
@@ -81,7 +96,7 @@ class SharedKVRunner:
         start, count = int(self.lengths[slot]), len(token_ids)
         total = start + count
         self.settings.check_feed(start, count)
-        binding = self._prefill
+        session, binding = self._feeder(count)
         binding.bind_cpu_input(
             "input_ids", np.ascontiguousarray(token_ids, dtype=np.int64)[None, :]
         )
@@ -91,7 +106,7 @@ class SharedKVRunner:
         positions = self.settings.logits_positions(count)
         self.logits.bind(binding, 1, positions)
         self.cache.bind(binding, slot, 1)
-        self.session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         self.lengths[slot] = total
         row: np.ndarray = self.logits.view(1, positions)[0, positions - 1]
         return row
@@ -118,7 +133,7 @@ class SharedKVRunner:
         input_ids = np.full((count, width), self.settings.pad_token_id, dtype=np.int64)
         for row, prompt in enumerate(prompts):
             input_ids[row, : len(prompt)] = prompt
-        binding = self._prefill
+        session, binding = self._feeder(count * width)
         binding.bind_cpu_input("input_ids", input_ids)
         mask = (self._positions[None, :width] < sizes[:, None]).astype(np.int64)
         binding.bind_cpu_input("attention_mask", mask)
@@ -128,10 +143,16 @@ class SharedKVRunner:
             )
         self.logits.bind(binding, count, positions)
         self.cache.bind(binding, first, count)
-        self.session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         self.lengths[first : first + count] = sizes
         logits = self.logits.view(count, positions)
         return logits[np.arange(count), sizes - 1 - (width - positions)]
+
+    def _feeder(self, tokens: int) -> tuple[ort.InferenceSession, ort.IOBinding]:
+        """The session and binding a prompt run of `tokens` (rows × width) goes to."""
+        if self._bulk is not None and tokens >= self.settings.prefill_min_tokens:
+            return self._bulk
+        return self.session, self._prefill
 
     def decode(
         self,

@@ -1,0 +1,126 @@
+"""The prefill graph beside the decode graph: one KV buffer, prompt runs routed by size."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from tests.backends.onnx._helpers import collect, request, running
+from tests.backends.onnx.tiny_models import write_model_dir
+from tokenwire.backends.onnx._graph_io import RunnerSettings
+from tokenwire.backends.onnx.manifest import ModelManifest
+from tokenwire.backends.onnx.runner import create_runner
+from tokenwire.backends.onnx.session import create_session, resolve_device
+from tokenwire.prepare.prefill_graph import PREFILL_MODEL_FILE, quantize_rows
+
+PROMPT = [300, 250, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 4]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny shared-layout model with a prefill graph made by `quantize_rows`."""
+    directory = write_model_dir(tmp_path_factory.mktemp("prefill-graph"), "shared")
+    model = onnx.load(str(directory / "model.onnx"))
+    assert quantize_rows(model) == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer; LM head
+    onnx.save(model, str(directory / PREFILL_MODEL_FILE))
+    manifest = ModelManifest.read(directory)
+    replace(manifest, prefill_model_file=PREFILL_MODEL_FILE).write(directory)
+    return directory
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _feeds(manifest: ModelManifest, ids: list[int], past: list[np.ndarray] | None) -> dict:
+    kv, start = manifest.kv, 0 if past is None else past[0].shape[2]
+    empty = np.zeros((1, kv.num_kv_heads, 0, kv.head_size), np.float32)
+    feeds = {
+        "input_ids": np.array([ids], np.int64),
+        "attention_mask": np.ones((1, start + len(ids)), np.int64),
+    }
+    for i in range(kv.num_layers):
+        for j, kind in enumerate(("key", "value")):
+            feeds[f"past_key_values.{i}.{kind}"] = empty if past is None else past[2 * i + j]
+    return feeds
+
+
+def _runner(model_dir: Path, min_tokens: int, *, prefill_graph: bool = True):  # type: ignore[no-untyped-def]
+    manifest = ModelManifest.read(model_dir)
+    cpu = resolve_device("cpu")
+    session, placement = create_session(model_dir / manifest.model_file, cpu)
+    prefill = create_session(model_dir / PREFILL_MODEL_FILE, cpu)[0] if prefill_graph else None
+    settings = RunnerSettings(
+        max_batch=4, max_context=manifest.kv.max_context, max_run_tokens=64,
+        pad_token_id=manifest.pad_token_id, prefill_min_tokens=min_tokens,
+    )  # fmt: skip
+    return create_runner(session, manifest.kv, placement, settings, prefill)
+
+
+def test_prefill_graph_keeps_the_kv_contract_and_stays_close_to_fp32(model_dir: Path) -> None:
+    decode, prefill = _session(model_dir / "model.onnx"), _session(model_dir / PREFILL_MODEL_FILE)
+    for ours, theirs in ((decode.get_inputs(), prefill.get_inputs()),
+                         (decode.get_outputs(), prefill.get_outputs())):  # fmt: skip
+        assert [(a.name, a.type, a.shape) for a in ours] == [
+            (b.name, b.type, b.shape) for b in theirs
+        ]
+    feeds = _feeds(ModelManifest.read(model_dir), PROMPT, None)
+    exact, rounded = decode.run(None, feeds), prefill.run(None, feeds)
+    for a, b in zip(exact, rounded, strict=True):
+        assert a.shape == b.shape
+        # Per-row int8 activations and per-column int8 weights: close, not equal.
+        assert 0 < np.abs(a - b).max() < 0.05 * np.abs(a).max()
+
+
+def test_large_prompt_runs_go_to_the_prefill_graph_and_small_ones_stay(model_dir: Path) -> None:
+    manifest = ModelManifest.read(model_dir)
+    decode, prefill = _session(model_dir / "model.onnx"), _session(model_dir / PREFILL_MODEL_FILE)
+    feeds = _feeds(manifest, PROMPT, None)
+    runner = _runner(model_dir, min_tokens=len(PROMPT))
+    got = runner.prefill(0, np.array(PROMPT))
+    np.testing.assert_array_equal(got, prefill.run(["logits"], feeds)[0][0, -1])
+    short = PROMPT[: len(PROMPT) - 1]
+    got = runner.prefill(1, np.array(short))
+    np.testing.assert_array_equal(
+        got, decode.run(["logits"], _feeds(manifest, short, None))[0][0, -1]
+    )
+
+
+def test_decode_steps_read_the_kv_the_prefill_graph_wrote(model_dir: Path) -> None:
+    manifest = ModelManifest.read(model_dir)
+    decode, prefill = _session(model_dir / "model.onnx"), _session(model_dir / PREFILL_MODEL_FILE)
+    outputs = prefill.run(None, _feeds(manifest, PROMPT, None))
+    token = int(np.argmax(outputs[0][0, -1]))
+    expected = decode.run(["logits"], _feeds(manifest, [token], list(outputs[1:])))[0][0, -1]
+    runner = _runner(model_dir, min_tokens=8)
+    assert int(np.argmax(runner.prefill(2, np.array(PROMPT)))) == token
+    np.testing.assert_allclose(runner.decode([2], [token])[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_fresh_batch_counts_rows_times_width(model_dir: Path) -> None:
+    manifest = ModelManifest.read(model_dir)
+    prefill = _session(model_dir / PREFILL_MODEL_FILE)
+    prompts = [np.array(PROMPT[:7]), np.array(PROMPT[1:8])]
+    runner = _runner(model_dir, min_tokens=14)  # 2 rows × 7: the prefill graph
+    got = runner.prefill_fresh(0, prompts)
+    for row, prompt in enumerate(prompts):
+        feeds = _feeds(manifest, prompt.tolist(), None)
+        np.testing.assert_allclose(got[row], prefill.run(["logits"], feeds)[0][0, -1], atol=1e-5)
+
+
+@pytest.mark.anyio
+async def test_backend_uses_the_prefill_graph_unless_told_not_to(model_dir: Path) -> None:
+    texts = {}
+    for enabled in (True, False):
+        async with running(model_dir, prefill_graph=enabled, prefill_graph_min_tokens=1) as b:
+            texts[enabled] = (await collect(b, request("Write a Python function", 12))).ids
+            assert b.prefill_graph is enabled
+    assert texts[True] and texts[False]
+    with pytest.raises(ValueError, match="prefill_graph_min_tokens"):
+        async with running(model_dir, prefill_graph_min_tokens=0):
+            pass

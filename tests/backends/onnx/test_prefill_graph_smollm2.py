@@ -1,0 +1,83 @@
+"""The prefill graph on the real SmolLM2 int8: what it changes in greedy output, and what not.
+
+Its per-row int8 activations round more coarsely than the decode graph's MatMulNBits, so
+greedy text may part from the decode graph's at near-ties (docs/benchmarks.md, "Prefill and
+batch throughput"); clear answers stay the same.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.backends.onnx._helpers import collect, running
+from tokenwire.backends.onnx.manifest import DEFAULT_MODEL_NAME, ModelManifest
+from tokenwire.prepare import PrepareOptions, prepare_model
+from tokenwire.requests import ChatMessage, GenerationRequest
+
+pytestmark = pytest.mark.anyio
+
+# Prompts over the 16-token threshold once rendered (the chat template adds a system turn).
+FACTS = {"Name the capital city of France.": "Paris", "What is the capital of Japan?": "Tokyo"}
+
+
+@pytest.fixture(scope="module")
+def smollm2_dir() -> Path:
+    """The real SmolLM2 int8 prepared with `--prefill-graph`, once and cached between runs
+    (`$TOKENWIRE_TEST_PREFILL_MODEL_DIR`, default `<repo>/.cache/models/...-prefill`)."""
+    repo = Path(__file__).resolve().parents[3]
+    directory = Path(
+        os.environ.get("TOKENWIRE_TEST_PREFILL_MODEL_DIR")
+        or repo / ".cache" / "models" / f"{DEFAULT_MODEL_NAME}-prefill"
+    )
+    options = PrepareOptions(output=directory, prefill_graph=True)
+    return prepare_model(options, stream=io.StringIO()).directory
+
+
+def chat(text: str, tokens: int = 24) -> GenerationRequest:
+    return GenerationRequest(
+        model="m", messages=(ChatMessage("user", text),), max_tokens=tokens, temperature=0.0
+    )
+
+
+async def test_prepare_writes_a_prefill_graph_beside_the_decode_graph(smollm2_dir: Path) -> None:
+    manifest = ModelManifest.read(smollm2_dir)
+    assert manifest.prefill_model_file is not None
+    assert (smollm2_dir / manifest.prefill_model_file).is_file()
+
+
+async def test_clear_answers_are_the_same_with_and_without_the_prefill_graph(
+    smollm2_dir: Path,
+) -> None:
+    answers: dict[bool, list[str]] = {}
+    for enabled in (True, False):
+        async with running(smollm2_dir, prefill_graph=enabled) as backend:
+            answers[enabled] = [(await collect(backend, chat(q))).text for q in FACTS]
+    assert answers[True] == answers[False]
+    for answer, expected in zip(answers[True], FACTS.values(), strict=True):
+        assert expected in answer
+
+
+async def test_a_long_prompt_chunked_over_both_graphs_keeps_its_first_token(
+    smollm2_dir: Path,
+) -> None:
+    """A 500-token prompt prefilled in chunks on the prefill graph, its first token read
+    after the decode graph ran the last chunk: the same top token as the decode graph
+    alone."""
+    text = "Summarize this in one sentence.\n\n" + " ".join(
+        f"Line {i}: the river rose to the second arch of the old stone bridge." for i in range(30)
+    )
+    first: dict[bool, int] = {}
+    for enabled in (True, False):
+        # Chunks of 64 tokens, the last one below the threshold so the decode graph runs it.
+        async with running(
+            smollm2_dir, prefill_graph=enabled, prefill_chunk=64, prefill_graph_min_tokens=64
+        ) as backend:
+            result = await collect(backend, chat(text, 8))
+            usage = result.finish.usage
+            assert usage is not None and usage.prompt_tokens > 400 and usage.prompt_tokens % 64
+            first[enabled] = result.ids[0]
+    assert first[True] == first[False]

@@ -1,0 +1,90 @@
+"""What a producer records for failover, and how a continuation numbers and checks the
+payloads it renders again (the Redis side and the cluster: tests/scaleout/test_failover.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from tokenwire.errors import GenerationError
+from tokenwire.events import Event, Finish, Progress, TokenDelta, ToolCallDelta
+from tokenwire.interfaces import Payload
+from tokenwire.transports._failover import Recorder
+
+
+async def _events(*events: Event) -> AsyncIterator[Event]:
+    for event in events:
+        yield event
+
+
+def _run(recorder: Recorder, events: list[Event], payloads_per_event: list[int]) -> list[bool]:
+    """Tap `events`, keeping as many payloads after each as the producer would."""
+    kept: list[bool] = []
+
+    async def main() -> None:
+        index = 0
+        async for _ in recorder.tap(_events(*events)):
+            for _ in range(payloads_per_event[index]):
+                kept.append(recorder.keep(Payload(f"p{recorder.kept}")))
+            index += 1
+
+    anyio.run(main)
+    return kept
+
+
+def test_each_events_tokens_are_recorded_with_the_payload_number_they_end_at() -> None:
+    recorder = Recorder()
+    events: list[Event] = [
+        Progress("prefill", 3),
+        TokenDelta("a", (5,)),
+        TokenDelta("", ()),  # no tokens: nothing to replay
+        ToolCallDelta(0, "id", "f", "", (6, 7)),
+        Finish("stop"),
+    ]
+    # The progress payload, then the role chunk and "a", nothing, the call, the closing two.
+    kept = _run(recorder, events, [1, 2, 0, 1, 2])
+    assert all(kept)
+    record = json.loads(recorder.take() or "")
+    assert record == {"p": 1, "g": [[3, [5]], [6, [6, 7]]]}
+    assert recorder.take() is None  # nothing new since
+
+
+def test_a_continuation_drops_and_checks_what_was_stored() -> None:
+    stored = {1: Payload("p1"), 2: Payload("p2")}
+    recorder = Recorder(kept=1, resume_from=3, expected=stored, skip_groups=1, progress=1)
+    kept = _run(recorder, [TokenDelta("a", (5,)), TokenDelta("b", (6,))], [2, 1])
+    assert kept == [False, False, True]  # payloads 1 and 2 were stored; 3 is new
+    assert json.loads(recorder.take() or "") == {"p": 1, "g": [[4, [6]]]}
+
+
+def test_a_replay_that_renders_other_bytes_fails_the_stream() -> None:
+    recorder = Recorder(kept=0, resume_from=2, expected={0: Payload("other")})
+    with pytest.raises(GenerationError):
+        recorder.keep(Payload("p0"))
+
+
+def test_only_a_backend_that_continues_enables_failover() -> None:
+    """Without `ContinuesGeneration` nothing is recorded or adopted: a dead owner's stream
+    ends for its readers, as before failover."""
+    from redis.asyncio import Redis
+
+    from tokenwire.backends.echo import EchoBackend
+    from tokenwire.redis_control import RedisStreamControl
+    from tokenwire.redis_store import RedisStreamStore
+    from tokenwire.transports._failover import Failover
+
+    client = Redis()  # never connected: nothing here does I/O
+    store = RedisStreamStore(client, max_stream_bytes=1, ttl_seconds=1, done_seconds=1)
+    failover = Failover(client, store, RedisStreamControl(client), 1)
+    endpoints = {"openai-chat": object()}
+
+    class Plain:
+        model_id = "plain"
+
+    failover.serve(endpoints, Plain())  # type: ignore[arg-type]
+    assert not failover.enabled
+    failover.serve(endpoints, EchoBackend())  # type: ignore[arg-type]
+    assert failover.enabled

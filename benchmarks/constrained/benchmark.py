@@ -2,7 +2,9 @@
 
 One `OnnxBackend` in this process runs the prepared SmolLM2 int8. Rounds alternate
 unconstrained and constrained batches of the same greedy requests (1 stream, then 8
-together), so machine noise hits both alike. A stream's decode rate is its tokens after the
+together), so machine noise hits both alike; a second backend, with grammar fast-forward
+(tokens the grammar forces fed in one run, unsampled), runs the constrained batch too, and
+the first one has it off. A stream's decode rate is its tokens after the
 first over the time from its first to its last delta; TTFT is request to first delta (a
 constrained request's includes compiling its grammar). The mask time is llguidance's
 `fill_next_token_bitmask` plus unpacking, replayed over the constrained outputs' tokens.
@@ -29,6 +31,8 @@ from tokenwire.events import TokenDelta
 from tokenwire.requests import ChatMessage, GenerationRequest, OutputConstraint
 
 SECTION = "constrained"
+CONDITIONS = ((False, False), (True, False), (True, True))
+"""(constrained, fast-forward) of each batch in a round, in the order they run."""
 TARGET_COST = 0.05
 """Largest acceptable decode slowdown under a constraint (5%)."""
 
@@ -76,16 +80,20 @@ class Sample:
     decode_tokens_per_s: float
     tokens: int
     token_ids: tuple[int, ...]
+    fast_forward: bool = False
+    steps: int = 0  # the backend's decode steps meanwhile (one request's alone at 1 stream)
 
 
 @dataclass(frozen=True, slots=True)
 class Summary:
     streams: int
     constrained: bool
+    fast_forward: bool
     tokens_per_s: float  # per stream, median
     aggregate_tokens_per_s: float  # per stream × streams
     ttft_p50_ms: float
     paired_ratio: float  # median over rounds of this round's rate ÷ its unconstrained rate
+    forward_ratio: float = 0.0  # fast-forward only: paired rate ÷ constrained without it
 
 
 def request(index: int, constrained: bool, settings: Settings) -> GenerationRequest:
@@ -101,6 +109,9 @@ def request(index: int, constrained: bool, settings: Settings) -> GenerationRequ
 async def one(
     backend: OnnxBackend, req: GenerationRequest, streams: int, round_: int = -1
 ) -> Sample:
+    fast_forward = backend.fast_forward and req.constraint is not None
+    assert backend._loop is not None
+    steps = backend._loop.steps
     sent = time.perf_counter()
     stamps: list[float] = []
     ids: list[int] = []
@@ -110,23 +121,31 @@ async def one(
             ids += event.token_ids
     rate = (len(ids) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
     return Sample(
-        round_, streams, req.constraint is not None, stamps[0] - sent, rate, len(ids), tuple(ids)
-    )
+        round_, streams, req.constraint is not None, stamps[0] - sent, rate, len(ids), tuple(ids),
+        fast_forward, backend._loop.steps - steps,
+    )  # fmt: skip
 
 
 async def run(model: Path, settings: Settings) -> list[Sample]:
-    backend = OnnxBackend(model, max_batch=max(settings.streams))
-    await backend.start()
+    backends = [
+        OnnxBackend(model, max_batch=max(settings.streams), fast_forward=flag)
+        for flag in (False, True)
+    ]
+    for backend in backends:
+        await backend.start()
     samples: list[Sample] = []
     try:
-        await one(backend, request(0, True, settings), 1)  # warm-up: first runs, first mask
+        for backend in backends:  # warm-up: first runs, first mask
+            await one(backend, request(0, True, settings), 1)
         for round_ in range(settings.rounds):
             for streams in settings.streams:
-                for constrained in (False, True):
+                for constrained, backend in ((False, backends[0]), (True, backends[0]),
+                                             (True, backends[1])):  # fmt: skip
 
                     async def go(
                         index: int,
                         constrained: bool = constrained,
+                        backend: OnnxBackend = backend,
                         n: int = streams,
                         r: int = round_,
                     ) -> None:
@@ -138,7 +157,8 @@ async def run(model: Path, settings: Settings) -> list[Sample]:
                         for index in range(streams):
                             group.start_soon(go, index)
     finally:
-        await backend.close()
+        for backend in reversed(backends):  # each holds a task group: LIFO
+            await backend.close()
     return samples
 
 
@@ -154,7 +174,7 @@ def mask_times(model: Path, samples: Sequence[Sample]) -> list[float]:
     grammar = compiler.grammar(request(0, True, Settings()))
     assert grammar is not None
     times: list[float] = []
-    for sample in (s for s in samples if s.constrained):
+    for sample in (s for s in samples if s.constrained and not s.fast_forward):
         constraint = compiler.matcher(*grammar)
         for token in sample.token_ids:
             constraint.allowed()
@@ -166,38 +186,50 @@ def mask_times(model: Path, samples: Sequence[Sample]) -> list[float]:
 def summarize(samples: Sequence[Sample]) -> list[Summary]:
     summaries = []
     for streams in sorted({s.streams for s in samples}):
-        for constrained in (False, True):
-            group = [s for s in samples if s.streams == streams and s.constrained == constrained]
+        for constrained, ff in CONDITIONS:
+            group = [s for s in samples if (s.streams, s.constrained, s.fast_forward) ==
+                     (streams, constrained, ff)]  # fmt: skip
+            if not group:
+                continue
             rate = statistics.median(s.decode_tokens_per_s for s in group)
             ttft = statistics.median(s.ttft_s for s in group) * 1e3
             summaries.append(
                 Summary(
                     streams,
                     constrained,
+                    ff,
                     rate,
                     rate * streams,
                     ttft,
-                    _paired(samples, streams, constrained),
+                    _paired(samples, streams, (constrained, ff), (False, False)),
+                    _paired(samples, streams, (True, True), (True, False)) if ff else 0.0,
                 )
             )
     return summaries
 
 
-def _paired(samples: Sequence[Sample], streams: int, constrained: bool) -> float:
-    """The machine is shared: compare each round's batch with the unconstrained batch that
-    ran just before it, then take the median over rounds."""
+def _paired(
+    samples: Sequence[Sample],
+    streams: int,
+    condition: tuple[bool, bool],
+    baseline: tuple[bool, bool],
+) -> float:
+    """The machine is shared: compare each round's batch with the `baseline` batch of the
+    same round (run just before it), then take the median over rounds."""
     ratios = []
     for round_ in sorted({s.round for s in samples}):
 
-        def rate(flag: bool, r: int = round_) -> float:
+        def rate(flags: tuple[bool, bool], r: int = round_) -> float:
             return statistics.median(
                 s.decode_tokens_per_s
                 for s in samples
-                if s.round == r and s.streams == streams and s.constrained == flag
+                if s.round == r
+                and s.streams == streams
+                and (s.constrained, s.fast_forward) == flags
             )
 
-        base = rate(False)
-        ratios.append(rate(constrained) / base if base else 0.0)
+        base = rate(baseline)
+        ratios.append(rate(condition) / base if base else 0.0)
     return statistics.median(ratios)
 
 
@@ -211,13 +243,18 @@ def table(summaries: Sequence[Summary], masks: Sequence[float]) -> tuple[str, st
             "|---:|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     costs = []
     base = {s.streams: s for s in summaries if not s.constrained}
+    forwards = []
     for s in summaries:
         b = base[s.streams]
         ratio = s.paired_ratio
-        if s.constrained:
+        if s.constrained and not s.fast_forward:
             costs.append(1 - ratio)
+        if s.fast_forward:
+            forwards.append(f"{s.forward_ratio:.2f}× at {s.streams} stream(s)")
+        label = "none" if not s.constrained else "JSON Schema"
+        label += " + fast-forward" if s.fast_forward else ""
         rows.append(
-            f"| {s.streams} | {'JSON Schema' if s.constrained else 'none'} | {s.tokens_per_s:.1f} | "
+            f"| {s.streams} | {label} | {s.tokens_per_s:.1f} | "
             f"{s.aggregate_tokens_per_s:.1f} | {ratio:.3f}× | {s.ttft_p50_ms:,.0f} ms | "
             f"{s.ttft_p50_ms / b.ttft_p50_ms:.2f}× |"
         )
@@ -226,9 +263,27 @@ def table(summaries: Sequence[Summary], masks: Sequence[float]) -> tuple[str, st
         f"Mask (fill + unpack) p50 {percentile(masks, 0.5) * 1e6:.0f} µs, p99 "
         f"{percentile(masks, 0.99) * 1e6:.0f} µs over {len(masks)} masks. Largest decode cost "
         f"of the constraint: {worst * 100:.1f}% (target ≤ {TARGET_COST * 100:.0f}%: "
-        f"{'met' if worst <= TARGET_COST else 'not met'})."
+        f"{'met' if worst <= TARGET_COST else 'not met'}). Grammar fast-forward: constrained "
+        f"decode {', '.join(forwards) or 'not measured'} the rate without it (paired)."
     )
     return "\n".join(rows), verdict
+
+
+def steps_per_token(samples: Sequence[Sample]) -> str:
+    """Decode steps per streamed token at one stream, constrained, without and with
+    fast-forward: the model work it saves, whatever the machine's load."""
+    cells = []
+    for ff in (False, True):
+        group = [s for s in samples if s.streams == 1 and s.constrained and s.fast_forward == ff]
+        tokens = sum(s.tokens for s in group)
+        if tokens:
+            cells.append(f"{sum(s.steps for s in group) / tokens:.2f}")
+    if len(cells) < 2:
+        return ""
+    return (
+        f"Decode steps per constrained token at one stream: {cells[0]} without fast-forward, "
+        f"{cells[1]} with it."
+    )
 
 
 def main(
@@ -244,6 +299,7 @@ def main(
     summaries = summarize(samples)
     machine = report.Machine.current()
     text, verdict = table(summaries, masks)
+    verdict = f"{verdict} {steps_per_token(samples)}".rstrip()
     print(text, verdict, sep="\n")
     path = report.write_json(
         results_dir / "constrained.json",

@@ -1,8 +1,8 @@
 """Speculation: tokens/s with and without prompt lookup drafting, side by side.
 
 In one process, one `OnnxBackend` per condition serves the same prepared model: plain
-decoding, speculation with its defaults, and (8 streams) speculation forced on for every
-batch size. Each round runs every prompt under every condition back to back, so machine
+decoding, speculation with its defaults, (one stream) priced drafting
+(`speculation_priced=true`), and (8 streams) speculation forced on for every batch size. Each round runs every prompt under every condition back to back, so machine
 noise hits them alike; ratios are taken per round, then the median. Greedy, so the texts
 must match (they are compared). A stream's rate is its tokens over request-to-last-delta.
 
@@ -71,7 +71,7 @@ PROMPTS: dict[str, tuple[bool, tuple[tuple[str, str], ...]]] = {
     ),
     "essay": (False, (("user", "Write an essay about the history of bicycles."),)),
 }
-CONDITIONS = ("plain", "speculation", "forced")
+CONDITIONS = ("plain", "speculation", "priced", "forced")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +153,7 @@ async def run(model: Path, settings: Settings) -> list[Sample]:
     options: dict[str, dict[str, Any]] = {
         "plain": {"speculation": False},
         "speculation": {"speculation": True},
+        "priced": {"speculation": True, "speculation_priced": True},
         "forced": {"speculation": True, "speculation_max_batch": widest},
     }
     backends = {name: OnnxBackend(model, max_batch=widest, **o) for name, o in options.items()}
@@ -169,6 +170,8 @@ async def run(model: Path, settings: Settings) -> list[Sample]:
                     for name, backend in backends.items():
                         if name == "forced" and streams == 1:
                             continue  # the same as "speculation" at one stream
+                        if name == "priced" and streams > 1:
+                            continue  # priced drafting, compared where it drafts: one stream
                         assert backend._loop is not None
                         speculator = backend._loop.speculator
                         before = (speculator.drafted, speculator.accepted) if speculator else (0, 0)
@@ -266,8 +269,8 @@ def main(
         header = (
             f"Measured {machine.date} on {machine.cpu}, {machine.cores} cores (shared with other "
             f"work), Python {machine.python}. Command: `{command}` — in-process `OnnxBackend`s, "
-            f"{settings.rounds} rounds alternating plain / speculation (defaults) / forced "
-            f"(speculation at every batch size), greedy, up to {settings.max_tokens} tokens. "
+            f"{settings.rounds} rounds alternating plain / speculation (defaults) / priced "
+            f"(`speculation_priced=true`, one stream) / forced (speculation at every batch size), greedy, up to {settings.max_tokens} tokens. "
             f"Load average (1/5/15 min) {'/'.join(f'{x:.1f}' for x in load_before)} before, "
             f"{'/'.join(f'{x:.1f}' for x in load_after)} after. Read bandwidth "
             f"{bandwidth / 1e9:.1f} GB/s; the batch-1 bound is bandwidth ÷ weight bytes per token."

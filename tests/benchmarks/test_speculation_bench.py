@@ -19,10 +19,36 @@ def test_quick_run_writes_results_and_the_docs_block(tmp_path: Path) -> None:
         quick=True, results_dir=tmp_path / "results", docs=docs, command="test", model=model
     )
     assert {(s.streams, s.condition) for s in summaries} == {
-        (1, "plain"), (1, "speculation"), (2, "plain"), (2, "speculation"), (2, "forced")
+        (1, "plain"), (1, "speculation"), (1, "priced"), (2, "plain"), (2, "speculation"), (2, "forced")
     }  # fmt: skip
     assert all(s.tokens_per_s > 0 and s.same_text for s in summaries)
     result = json.loads((tmp_path / "results" / "speculation.json").read_text())
     assert result["bound_tokens_per_s"]["model"] > 0
     text = docs.read_text()
     assert "<!-- speculation:start -->" in text and "acceptance" in text
+
+
+def test_the_llamacpp_comparison_pairs_each_round_and_judges_the_copy_heavy_set() -> None:
+    from benchmarks.speculation import llamacpp
+
+    systems = ("tokenwire int8", "llama.cpp", "llama.cpp prompt lookup")
+    speeds = {"tokenwire int8": 300.0, "llama.cpp": 100.0, "llama.cpp prompt lookup": 80.0}
+    samples = [
+        llamacpp.Sample(round_, prompt, system, 128, 128 / (speeds[system] * (1 + round_)))
+        for round_ in (0, 1)
+        for prompt in ("quote", "essay")
+        for system in systems
+    ]
+    text, verdict = llamacpp.table(samples, systems)
+    # Round 1 runs everything twice as fast: medians of the rates, medians of paired ratios.
+    assert "| quote | 450.0 | 150.0 | 120.0 | 3.75× | 3.00× |" in text
+    assert "copy-heavy geometric mean: 3.75× (target ≥ 3.0×: met)" in verdict
+    assert "prompt lookup against llama.cpp without it, copy-heavy geometric mean: 0.80×" in verdict
+
+
+def test_the_verify_cost_profile_pairs_plain_steps_with_verify_runs(tmp_path: Path) -> None:
+    from benchmarks.speculation import verify_cost
+
+    step, ratios = verify_cost.profile(write_model_dir(tmp_path / "model", "shared"), 2)
+    assert step > 0
+    assert sorted(ratios) == list(verify_cost.DRAFTS) and all(r > 0 for r in ratios.values())

@@ -161,3 +161,51 @@ def test_verify_logits_equal_one_token_steps_up_to_rounding(shared_model: Path) 
     for token in (40, 41):
         fresh.decode([0], [token])
     np.testing.assert_allclose(again, fresh.decode([0], [50])[0], rtol=0, atol=1e-4)
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "first_name": {"type": "string", "maxLength": 6},
+        "favourite_number": {"type": "integer"},
+    },
+    "required": ["first_name", "favourite_number"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("speculation", [False, True])
+@pytest.mark.parametrize("max_tokens", [3, 5, 40])  # forced runs cut by the limit, or not
+async def test_fast_forward_streams_exactly_what_sampling_would(
+    shared_model: Path, speculation: bool, max_tokens: int
+) -> None:
+    schema = OutputConstraint("json_schema", schema=SCHEMA)
+    requests = [request(p, max_tokens, constraint=schema) for p in PROMPTS[1:3]]
+    requests += [request(PROMPTS[0], max_tokens), request(PROMPTS[3], max_tokens)]
+    outcomes = []
+    for fast_forward in (False, True):
+        async with running(
+            shared_model,
+            fast_forward=fast_forward,
+            speculation=speculation,
+            max_batch=4,
+            speculation_max_batch=4,  # forced runs beside plain rows, as in a mixed batch
+        ) as backend:
+            results: list[Result | None] = [None] * len(requests)
+
+            async def one(
+                i: int, backend: OnnxBackend = backend, results: list[Result | None] = results
+            ) -> None:
+                results[i] = await collect(backend, requests[i])
+
+            async with anyio.create_task_group() as group:
+                for i in range(len(requests)):
+                    group.start_soon(one, i)
+            assert backend._loop is not None
+            speculator = backend._loop.speculator
+            forced = speculator.forced if speculator is not None else 0
+            assert forced > 0 if fast_forward and max_tokens > 5 else forced == 0
+            outcomes.append([r for r in results if r is not None])
+    _same(*outcomes)
+    for result in outcomes[1]:
+        assert result.finish.usage.completion_tokens == len(result.ids)

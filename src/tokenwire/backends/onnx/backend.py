@@ -112,7 +112,13 @@ class OnnxBackend:
         speculation: draft tokens by prompt lookup and verify them in one run (the shared
             KV layout only); output is unchanged, see docs/onnx-backend.md.
         speculative_tokens: the most tokens a sequence drafts per step.
-        speculation_max_batch: speculate only while at most this many sequences decode.
+        speculation_max_batch: speculate (and fast-forward) only while at most this many
+            sequences decode.
+        speculation_priced: draft only what measured verify costs and acceptance say pays
+            (True), or every match at a length set by acceptance alone (False: it measured
+            as good or better, docs/benchmarks.md "Speculation").
+        fast_forward: feed the tokens a request's grammar forces (JSON keys, punctuation)
+            in one run, without sampling them (the shared KV layout only).
         denormal_as_zero: flush denormal floats to zero in ORT's threads (faster steps;
             see docs/onnx-backend.md).
         prefill_graph: run prompt chunks on the model's prefill graph (int8 GEMM, see
@@ -149,6 +155,8 @@ class OnnxBackend:
         speculation: bool = DEFAULT_SPECULATION,
         speculative_tokens: int = 8,
         speculation_max_batch: int = DEFAULT_MAX_BATCH,
+        speculation_priced: bool = False,
+        fast_forward: bool = True,
         denormal_as_zero: bool = DEFAULT_DENORMAL_AS_ZERO,
         prefill_graph: bool = DEFAULT_PREFILL_GRAPH,
         prefill_graph_min_tokens: int = DEFAULT_PREFILL_GRAPH_MIN_TOKENS,
@@ -191,6 +199,14 @@ class OnnxBackend:
         if not isinstance(allow_spinning, bool):
             raise ValueError(f"allow_spinning must be true or false, got {allow_spinning!r}")
         self.allow_spinning = allow_spinning
+        flags = (
+            ("speculation", speculation),
+            ("speculation_priced", speculation_priced),
+            ("fast_forward", fast_forward),
+        )
+        for name, flag in flags:
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be true or false, got {flag!r}")
         if not isinstance(prefill_graph, bool):
             raise ValueError(f"prefill_graph must be true or false, got {prefill_graph!r}")
         if int(prefill_graph_min_tokens) < 1:
@@ -202,15 +218,17 @@ class OnnxBackend:
             raise ValueError(f"denormal_as_zero must be true or false, got {denormal_as_zero!r}")
         self.denormal_as_zero = denormal_as_zero
         self.prefill_graph_min_tokens = int(prefill_graph_min_tokens)
-        if not isinstance(speculation, bool):
-            raise ValueError(f"speculation must be true or false, got {speculation!r}")
         self.speculation = (
             SpeculationSettings(
-                DraftSettings(max_tokens=int(speculative_tokens)), int(speculation_max_batch)
+                DraftSettings(max_tokens=int(speculative_tokens)),
+                int(speculation_max_batch),
+                priced=speculation_priced,
             )
             if speculation
             else None
         )
+        self.fast_forward = fast_forward
+        self.speculation_max_batch = int(speculation_max_batch)
         limit = self.manifest.kv.max_context
         if max_context is not None and not 2 <= int(max_context) <= limit:
             raise ValueError(
@@ -281,16 +299,25 @@ class OnnxBackend:
             kv_token_bytes=token_bytes(self.manifest.kv),
             goal=self.goal,
             batch_prefill=self.batch_prefill,
-            speculator=(
-                Speculator(runner, self.speculation, self.context_length)
-                if self.speculation is not None and runner.can_verify
-                else None
-            ),
+            speculator=self._speculator(runner),
         )
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
         task_group.start_soon(self._loop.run, name="tokenwire-onnx-decode-loop")
+
+    def _speculator(self, runner: ModelRunner) -> Speculator | None:
+        speculation = self.speculation if runner.can_verify else None
+        if speculation is None and not (self.fast_forward and runner.can_feed):
+            return None
+        return Speculator(
+            runner,
+            speculation,
+            self.context_length,
+            fast_forward=self.fast_forward and runner.can_feed,
+            max_feed=self.prefill_chunk,
+            max_batch=self.speculation_max_batch,
+        )
 
     def _load(self) -> ModelRunner:
         manifest, directory = self.manifest, self.model_dir

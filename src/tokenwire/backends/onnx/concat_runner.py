@@ -51,6 +51,7 @@ class ConcatKVRunner:
         # Speculation is the shared layout's: here a rejected draft's KV would need cutting
         # out of every layer's concatenated cache.
         self.can_verify = False
+        self.can_feed = False
         self.batch_slack: int | None = None  # a batch's past is regrouped from single rows
 
     def _ortvalue(self, array: np.ndarray) -> ort.OrtValue:

@@ -5,6 +5,8 @@ forced tool calls (`tool_choice` "required" or a named tool) and its `strict` to
 "auto" become one llguidance grammar.
 Each sequence's `TokenConstraint` masks its logits row before sampling and consumes the
 sampled token; when the grammar is complete and only EOS may follow, the sequence stops.
+Tokens the grammar forces (`forced`: JSON keys, punctuation, a tool call's fixed markup)
+can be fed without sampling them (grammar fast-forward, see `speculation`).
 """
 
 from __future__ import annotations
@@ -133,6 +135,14 @@ class TokenConstraint:
                 f"The output constraint rejected token {token_id}: "
                 f"{_first_line(self.matcher.get_error())}"
             )
+
+    def forced(self) -> list[int]:
+        """The tokens the grammar forces next, whatever the model would say (llguidance's
+        fast-forward tokens: its canonical tokenization of the forced bytes, holding back a
+        last token that further bytes could still extend); empty when nothing is forced."""
+        if self.matcher.is_stopped():
+            return []
+        return self.matcher.compute_ff_tokens()
 
     @property
     def finished(self) -> bool:

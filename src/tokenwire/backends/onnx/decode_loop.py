@@ -375,7 +375,7 @@ class DecodeLoop:
                     for generation, (token,) in zip(batch, runs, strict=True):
                         generation.schedule(token)
                 if speculator is not None:
-                    speculator.observe(batch, runs)
+                    speculator.observe(batch, runs, time.perf_counter() - started)
                 self.steps += 1
                 self.decode_step_seconds = update_estimate(
                     self.decode_step_seconds, time.perf_counter() - started

@@ -27,7 +27,10 @@ class ModelRunner(Protocol):
     prefix_reuse: bool
     """Whether `restore` and `snapshot` work here; the prefix cache is ignored otherwise."""
     can_verify: bool
-    """Whether `verify` and `advance` work here; speculation is off otherwise."""
+    """Whether drafts can be verified here (logits for several positions); speculation is
+    off otherwise."""
+    can_feed: bool
+    """Whether `verify` and `advance` work here (grammar fast-forward needs only these)."""
     batch_slack: int | None
     """How many tokens shorter than the longest a row of `prefill_fresh` may be (None:
     `prefill_fresh` does not work here)."""
@@ -68,8 +71,9 @@ class ModelRunner(Protocol):
     def verify(
         self, slot: int, token_ids: Sequence[int], before_run: Callable[[], object] | None = None
     ) -> np.ndarray:
-        """Feed `token_ids` after what `slot` holds; logits `[len(token_ids), vocab]` for every
-        position fed. The slot's length stays put until `advance`."""
+        """Feed `token_ids` after what `slot` holds; logits `[n, vocab]` for the last n
+        positions fed: all of them, or the last `verify_tokens` where the graph projects only
+        those. The slot's length stays put until `advance`."""
         ...
 
     def advance(self, slot: int, tokens: int) -> None:

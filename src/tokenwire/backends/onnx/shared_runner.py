@@ -66,6 +66,7 @@ class SharedKVRunner:
         self._positions = np.arange(settings.max_context, dtype=np.int64)
         self.prefix_reuse = self.cache.host_views is not None
         self.can_verify = settings.verify_tokens > 1
+        self.can_feed = True
         # A fresh batch's rows get logits at their own last position only when it lies in
         # the positions the graph projects: the last `logits_positions` of the widest row.
         self.batch_slack: int | None = (
@@ -192,8 +193,9 @@ class SharedKVRunner:
     def verify(
         self, slot: int, token_ids: Sequence[int], before_run: Callable[[], object] | None = None
     ) -> np.ndarray:
-        """Feed `token_ids` after what `slot` holds; logits `[len(token_ids), vocab]` for every
-        position. The length does not move: see `advance`.
+        """Feed `token_ids` after what `slot` holds; logits for every position, or for the
+        last `verify_tokens` where the graph projects only those (tokens forced by a grammar
+        need none). The length does not move: see `advance`.
 
         One slot per run: GroupQueryAttention on CPU refuses a batch of several rows that
         each feed several tokens after a past ("batch_size must be 1 when sequence_length > 1
@@ -206,12 +208,13 @@ class SharedKVRunner:
         binding.bind_cpu_input("attention_mask", np.ones((1, start + count), dtype=np.int64))
         if self.contract.position_ids:
             binding.bind_cpu_input("position_ids", self._positions[None, start : start + count])
-        self.logits.bind(binding, 1, count)
+        positions = self.settings.logits_positions(count)
+        self.logits.bind(binding, 1, positions)
         self.cache.bind(binding, slot, 1)
         if before_run is not None:
             before_run()
         self.session.run_with_iobinding(binding)
-        logits: np.ndarray = self.logits.view(1, count)[0]
+        logits: np.ndarray = self.logits.view(1, positions)[0]
         return logits
 
     def advance(self, slot: int, tokens: int) -> None:

@@ -55,13 +55,16 @@ class RedisProcess:
 
 
 class EchoServe:
-    """`tokenwire serve --backend echo --resume-grace 30 [--stream-store URL]`."""
+    """`tokenwire serve --backend echo --resume-grace 30 [--stream-store URL]` (another
+    backend with `backend`, e.g. `onnx` with `--model DIR` in `extra`)."""
 
-    def __init__(self, store: str | None, extra: Sequence[str] = ()) -> None:
+    def __init__(
+        self, store: str | None, extra: Sequence[str] = (), *, backend: str = "echo"
+    ) -> None:
         self.port = free_port()
         command = [
             sys.executable, "-c", "import sys; from tokenwire.cli import main; sys.exit(main())",
-            "serve", "--backend", "echo", "--port", str(self.port), "--log-level", "warning",
+            "serve", "--backend", backend, "--port", str(self.port), "--log-level", "warning",
             "--no-playground", "--resume-grace", "30", "--max-tokens", "0", *extra,
         ]  # fmt: skip
         if store is not None:

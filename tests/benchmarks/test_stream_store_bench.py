@@ -10,16 +10,21 @@ from benchmarks.stream_store import benchmark as stream_store
 from tests._support.scaleout import ensure_scaleout_parts
 
 
-def test_quick_run_compares_both_stores_and_writes_its_docs_section(tmp_path: Path) -> None:
+def test_quick_run_compares_both_stores_and_writes_its_docs_section(
+    tmp_path: Path, smollm2_dir: Path
+) -> None:
     ensure_scaleout_parts()
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\n<!-- other:start -->\nkept\n<!-- other:end -->\n")
 
     throughput, reconnect = stream_store.main(
-        quick=True, results_dir=tmp_path / "results", docs=docs, command="test"
+        quick=True, results_dir=tmp_path / "results", docs=docs, command="test", model=smollm2_dir
     )
 
-    assert [t.streams for t in throughput] == list(stream_store.Settings.quick().concurrency)
+    quick = stream_store.Settings.quick()
+    echo = [t.streams for t in throughput if t.backend == "echo"]
+    model = [t.streams for t in throughput if t.backend.startswith("onnx")]
+    assert echo == list(quick.concurrency) and model == list(quick.model_concurrency)
     assert all(t.memory_tokens_per_second > 0 and t.redis_tokens_per_second > 0 for t in throughput)
     assert reconnect.samples == stream_store.Settings.quick().reconnects
     assert reconnect.replayed_ids_contiguous  # the replica that never produced it resumed it

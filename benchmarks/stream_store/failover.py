@@ -59,6 +59,8 @@ def _stored(redis_url: str, request_id: str) -> int:
     """Payloads the dead owner stored (the number of the first new one)."""
     from redis import Redis
 
+    from tokenwire.redis_entries import count
+
     client = Redis.from_url(redis_url)
     try:
         last = client.xrevrange(f"tokenwire:{{{request_id}}}:stream", count=1)
@@ -67,7 +69,7 @@ def _stored(redis_url: str, request_id: str) -> int:
     if not last:
         return 0
     entry_id, fields = last[0]
-    return int(entry_id.split(b"-")[0]) - 1 + len(json.loads(fields[b"p"]))
+    return int(entry_id.split(b"-")[0]) - 1 + count(fields)
 
 
 def one_run(redis_url: str, survivor: EchoServe, settings: Settings, n: int) -> tuple[float, bool]:

@@ -63,6 +63,11 @@ def cancel_operation() -> Schema:
         "responses": {
             "200": json_response(done, "Every running request with this id was cancelled."),
             "404": json_response(ref("OpenAIError"), "No running request has this id."),
+            "503": json_response(
+                ref("OpenAIError"),
+                "The request does not run on this replica and the shared stream store is "
+                "unreachable, so whether another replica runs it cannot be known.",
+            ),
         },
     }
 

@@ -34,7 +34,9 @@ from tokenwire.interfaces import (
     Generate,
     ObservesProgress,
     Payload,
+    PrefetchesReferences,
     RunsDetached,
+    SettlesWrites,
 )
 from tokenwire.limits import Limits
 from tokenwire.pipeline import closing
@@ -114,14 +116,20 @@ class Call:
             if error is not None:
                 if not sent_progress and not start.fail_early():
                     raise error
-                for payload in exchange.fail(error):
+                failed = exchange.fail(error)
+                await self._settle()
+                for payload in failed:
                     yield payload
                 return
-            for payload in exchange.open():
-                yield payload
-            for payload in exchange.render(first):
-                yield payload
+            opened = exchange.open()
+            rendered = exchange.render(first)
             finished = isinstance(first, Finish)
+            if finished:
+                await self._settle()
+            for payload in opened:
+                yield payload
+            for payload in rendered:
+                yield payload
             try:
                 while not finished:
                     try:
@@ -131,11 +139,21 @@ class Call:
                     if isinstance(event, Progress):
                         continue
                     finished = isinstance(event, Finish)
-                    for payload in exchange.render(event):
+                    rendered = exchange.render(event)
+                    if finished:
+                        await self._settle()
+                    for payload in rendered:
                         yield payload
             except Exception as exc:
-                for payload in exchange.fail(_log_failure(self.request, exc)):
+                failed = exchange.fail(_log_failure(self.request, exc))
+                await self._settle()
+                for payload in failed:
                     yield payload
+
+    async def _settle(self) -> None:
+        """Wait for what the exchange's last render wrote elsewhere (`SettlesWrites`)."""
+        if isinstance(self.exchange, SettlesWrites):
+            await self.exchange.settle()
 
     async def respond(self) -> Mapping[str, Any]:
         """Run the call to its end and render the whole (non-streamed) response."""
@@ -144,7 +162,9 @@ class Call:
             try:
                 async for event in events:
                     if isinstance(event, Finish):
-                        return self.exchange.respond(gathered.build(event))
+                        response = self.exchange.respond(gathered.build(event))
+                        await self._settle()
+                        return response
                     gathered.add(event)
             except Exception as exc:
                 raise _log_failure(self.request, exc) from exc
@@ -255,8 +275,37 @@ class Endpoint:
         Raises:
             TokenwireError: the body is too large, not JSON, or not valid for the dialect.
         """
-        limits = self.limits
+        return self._start(body, self.decode(body), path_params, request_id, transport, timeout)
+
+    async def open(
+        self,
+        body: bytes | str,
+        path_params: Mapping[str, str],
+        request_id: str,
+        transport: str = "",
+        timeout_seconds: float | None = None,
+    ) -> Call:
+        """`start`, after the dialect brought in what the request names that is kept
+        elsewhere (`PrefetchesReferences`: a stored response on another replica).
+
+        Raises:
+            TokenwireError: as `start`.
+        """
         document = self.decode(body)
+        if isinstance(self.dialect, PrefetchesReferences):
+            await self.dialect.prefetch(document)
+        return self._start(body, document, path_params, request_id, transport, timeout_seconds)
+
+    def _start(
+        self,
+        body: bytes | str,
+        document: dict[str, Any],
+        path_params: Mapping[str, str],
+        request_id: str,
+        transport: str,
+        timeout: float | None,
+    ) -> Call:
+        limits = self.limits
         try:
             exchange = self.dialect.parse(document, path_params, request_id, self.model_id)
         except RecursionError:

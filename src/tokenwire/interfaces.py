@@ -138,7 +138,10 @@ class CancelsById(Protocol):
         """Cancel the requests with this id running in this process; how many there were."""
         ...
 
-    def reach_replicas(self, cancel_elsewhere: Callable[[str], Awaitable[bool]]) -> None: ...
+    def reach_replicas(self, cancel_elsewhere: Callable[[str], Awaitable[bool]]) -> None:
+        """`cancel_elsewhere(id)`: whether another replica ran it and stopped; it raises a
+        `TokenwireError` (a 503) when the other replicas cannot be asked."""
+        ...
 
 
 @runtime_checkable
@@ -277,3 +280,20 @@ class KeepsIdentity(Protocol):
     def identity(self) -> Mapping[str, str]: ...
 
     def restore_identity(self, identity: Mapping[str, str]) -> None: ...
+
+
+@runtime_checkable
+class SettlesWrites(Protocol):
+    """An exchange whose last render wrote state other replicas read (a stored response in a
+    shared store): the payloads that announce it go out only once `settle` returned, so a
+    client that reads them and asks another replica finds it there."""
+
+    async def settle(self) -> None: ...
+
+
+@runtime_checkable
+class PrefetchesReferences(Protocol):
+    """A dialect whose requests may name state kept elsewhere (`previous_response_id`):
+    `prefetch` brings it in before the synchronous `parse` reads it."""
+
+    async def prefetch(self, body: Mapping[str, Any]) -> None: ...

@@ -35,6 +35,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# A claim in one round trip (it runs before a stream's first token): a new generation, the
+# lease taken with it only if nobody holds one, and the counter kept a while past the lease.
+_CLAIM = """
+local generation = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if redis.call('SET', KEYS[2], ARGV[1] .. ':' .. generation, 'NX', 'PX', ARGV[2]) then
+  return generation
+end
+return -generation
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -51,20 +61,22 @@ class RedisStreamControl:
         self.replica = replica or uuid.uuid4().hex[:12]
         self._renew: Any = client.register_script(_RENEW)
         self._release: Any = client.register_script(_RELEASE)
+        self._claim: Any = client.register_script(_CLAIM)
 
     def _token(self, generation: int) -> str:
         return f"{self.replica}:{generation}"
 
     async def claim(self, request_id: str, seconds: float) -> int | None:
         try:
-            generation = int(await self.client.incr(key(request_id, "generation")))
-            taken = await self.client.set(
-                key(request_id, "owner"), self._token(generation), nx=True, px=_ms(seconds)
+            generation = int(
+                await self._claim(
+                    keys=[key(request_id, "generation"), key(request_id, "owner")],
+                    args=[self.replica, _ms(seconds), _ms(seconds) + 60_000],
+                )
             )
-            await self.client.pexpire(key(request_id, "generation"), _ms(seconds) + 60_000)
         except (RedisError, OSError) as exc:
             raise StreamStoreError(f"claim {request_id!r}: {exc}") from exc
-        return generation if taken else None
+        return generation if generation > 0 else None
 
     async def renew(self, request_id: str, generation: int, seconds: float) -> bool:
         try:

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tokenwire.interfaces import Payload
+from tokenwire.redis_entries import count, is_payloads, unpack
 from tokenwire.redis_store import key
 from tokenwire.stream_store import StreamStoreError
 
@@ -76,7 +77,7 @@ async def load_orphan(client: Redis, request_id: str) -> Orphan | None:
         entry_id, fields = last[0]
         if b"end" in fields:
             return None
-        next_seq = int(entry_id.split(b"-", 1)[0]) - 1 + len(json.loads(fields[b"p"]))
+        next_seq = int(entry_id.split(b"-", 1)[0]) - 1 + count(fields)
     groups: list[tuple[int, ...]] = []
     progress = 0
     for record in records:
@@ -97,10 +98,10 @@ async def kept_payloads(client: Redis, request_id: str, stop: int) -> dict[int, 
         raise StreamStoreError(f"read {request_id!r}: {exc}") from exc
     kept: dict[int, Payload] = {}
     for entry_id, fields in entries:
-        if b"p" not in fields:
+        if not is_payloads(fields):
             continue
         first = int(entry_id.split(b"-", 1)[0]) - 1
-        for i, (data, event, sentinel) in enumerate(json.loads(fields[b"p"])):
+        for i, payload in enumerate(unpack(fields)):
             if first + i < stop:
-                kept[first + i] = Payload(data, event, sentinel)
+                kept[first + i] = payload
     return kept

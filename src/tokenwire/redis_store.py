@@ -1,7 +1,7 @@
 """`RedisStreamStore`: resumable streams kept in Redis, so any replica serves a reconnect.
 
 One Redis stream per stream, one entry per flush (the payloads that accumulated since the
-last, packed as one JSON field `p`) with the explicit id `<first payload number + 1>-0` (so payload numbers
+last, packed by `redis_entries`) with the explicit id `<first payload number + 1>-0` (so payload numbers
 survive trimming, a replay finds its entry with one `XREVRANGE`, and a second writer of the
 same numbers is refused by Redis), then an end entry. A hash beside it holds the dialect, status, owner and the oldest kept number.
 Every key of a stream expires `ttl_seconds` after its last write; a finished one after the
@@ -11,6 +11,7 @@ grace period. Needs `tokenwire[redis]`; nothing imports this module unless a URL
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -22,10 +23,13 @@ from tokenwire import errors
 from tokenwire.config import redact_url
 from tokenwire.errors import GenerationError, TokenwireError
 from tokenwire.interfaces import Payload
+from tokenwire.redis_entries import pack, unpack
+from tokenwire.redis_writer import Command, GroupWriter
 from tokenwire.stream_store import StreamInfo, StreamStoreError
 
 _READ_BATCH = 512
 _BLOCK_MS = 1000  # a blocked reader looks at the lease this often
+_REFRESH_SECONDS = 1.0  # a producing stream's TTL is refreshed at most this often
 
 
 def connect(url: str) -> Redis:
@@ -101,8 +105,12 @@ class RedisStreamStore:
         self._sizes: dict[str, deque[tuple[int, int]]] = {}
         self._next: dict[str, int] = {}
         self._bytes: dict[str, int] = {}
+        self._refresh_at: dict[str, float] = {}  # monotonic time of the next TTL refresh
         # Failover's token records, written in the next append's pipeline (before its entry).
         self._tokens: dict[str, list[str]] = {}
+        self._tokens_keyed: set[str] = set()  # streams whose tokens key has a TTL
+        # Appends of every stream share round trips (see `redis_writer`).
+        self.writer = GroupWriter(client)
 
     async def create(
         self, request_id: str, dialect: str, meta: Mapping[str, str] | None = None
@@ -135,6 +143,8 @@ class RedisStreamStore:
         self._sizes[request_id] = deque()
         self._next[request_id] = seq
         self._bytes[request_id] = 0
+        self._refresh_at.pop(request_id, None)  # its first write here refreshes the TTLs
+        self._tokens_keyed.discard(request_id)
 
     async def append(self, request_id: str, payloads: Sequence[Payload]) -> None:
         if not payloads:
@@ -142,44 +152,59 @@ class RedisStreamStore:
         sizes = self._sizes.setdefault(request_id, deque())
         seq = self._next.get(request_id, 0)
         stream = key(request_id, "stream")
+        # One entry per batch (what accumulated since the last flush): its id is its first
+        # payload's, so a replay finds the entry that holds any number.
+        fields = pack(payloads)
+        commands: list[Command] = []
+        now = time.monotonic()
+        refresh = now >= self._refresh_at.get(request_id, 0.0)
+        records = self._tokens.pop(request_id, None)
+        if records:  # failover's token ids of these payloads, stored before them
+            commands.append(("RPUSH", key(request_id, "tokens"), *records))
+            if refresh or request_id not in self._tokens_keyed:
+                commands.append(("PEXPIRE", key(request_id, "tokens"), self.ttl_ms))
+                self._tokens_keyed.add(request_id)
+        commands.append(
+            ("XADD", stream, _entry_id(seq), *(x for pair in fields.items() for x in pair))
+        )
+        size = sum(len(payload.data) for payload in payloads)
+        sizes.append((seq, size))
+        self._bytes[request_id] = self._bytes.get(request_id, 0) + size
+        first = None
+        # Whole entries drop, oldest first: the bound holds to within one batch.
+        while self._bytes[request_id] > self.max_stream_bytes and len(sizes) > 1:
+            _, dropped = sizes.popleft()
+            self._bytes[request_id] -= dropped
+            first = sizes[0][0]
+        if first is not None:
+            commands.append(("XTRIM", stream, "MINID", _entry_id(first)))
+            commands.append(("HSET", key(request_id, "meta"), "first", str(first)))
+        # The TTL is refreshed on the first write and then once a second, not on every flush
+        # (two PEXPIREs per 5 ms flush were a third of the commands sent); a key that XADD
+        # recreated after a Redis restart gets its TTL back within a second.
+        if refresh:
+            commands.append(("PEXPIRE", stream, self.ttl_ms))
+            commands.append(("PEXPIRE", key(request_id, "meta"), self.ttl_ms))
+            if request_id in self._tokens_keyed and not records:
+                commands.append(("PEXPIRE", key(request_id, "tokens"), self.ttl_ms))
+            self._refresh_at[request_id] = now + min(_REFRESH_SECONDS, self.ttl_ms / 4000)
+        # The numbers advance now: the commands go out even if this caller is cancelled.
+        self._next[request_id] = seq + len(payloads)
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                records = self._tokens.pop(request_id, None)
-                if records:
-                    pipe.rpush(key(request_id, "tokens"), *records)
-                    pipe.pexpire(key(request_id, "tokens"), self.ttl_ms)
-                # One entry per batch (what accumulated since the last flush): its id is its
-                # first payload's, so a replay finds the entry that holds any number.
-                # One field for the batch: the client encodes per field, and a field per
-                # payload cost a third of echo throughput; json.dumps is C.
-                packed = json.dumps([[p.data, p.event, p.sentinel] for p in payloads])
-                fields = {"p": packed}
-                size = sum(len(payload.data) for payload in payloads)
-                sizes.append((seq, size))
-                self._bytes[request_id] = self._bytes.get(request_id, 0) + size
-                pipe.xadd(stream, fields, id=_entry_id(seq))  # type: ignore[arg-type]
-                seq += len(payloads)
-                first = None
-                # Whole entries drop, oldest first: the bound holds to within one batch.
-                while self._bytes[request_id] > self.max_stream_bytes and len(sizes) > 1:
-                    _, size = sizes.popleft()
-                    self._bytes[request_id] -= size
-                    first = sizes[0][0]
-                if first is not None:
-                    pipe.xtrim(stream, minid=_entry_id(first))
-                    pipe.hset(key(request_id, "meta"), "first", str(first))
-                pipe.pexpire(stream, self.ttl_ms)
-                pipe.pexpire(key(request_id, "meta"), self.ttl_ms)
-                await pipe.execute()
+            results = await self.writer.write(commands)
         except (RedisError, OSError) as exc:
             raise StreamStoreError(f"append to {request_id!r}: {exc}") from exc
-        self._next[request_id] = seq
+        refused = [result for result in results if isinstance(result, Exception)]
+        if refused or len(results) != len(commands):
+            raise StreamStoreError(f"append to {request_id!r}: {refused or 'no answer'}")
 
     async def finish(self, request_id: str, error: TokenwireError | None = None) -> None:
         self._tokens.pop(request_id, None)
         seq = self._next.pop(request_id, 0)
         self._sizes.pop(request_id, None)
         self._bytes.pop(request_id, None)
+        self._refresh_at.pop(request_id, None)
+        self._tokens_keyed.discard(request_id)
         fields = {"end": "done"} if error is None else {"end": "error", "err": _error_fields(error)}
         try:
             async with self.client.pipeline(transaction=False) as pipe:
@@ -263,6 +288,8 @@ class RedisStreamStore:
         self._next.pop(request_id, None)
         self._sizes.pop(request_id, None)
         self._bytes.pop(request_id, None)
+        self._refresh_at.pop(request_id, None)
+        self._tokens_keyed.discard(request_id)
         try:
             await self.client.delete(key(request_id, "stream"), key(request_id, "meta"))
         except (RedisError, OSError) as exc:
@@ -271,11 +298,7 @@ class RedisStreamStore:
 
 def _payloads(entry_id: bytes, fields: dict[bytes, bytes], start: int) -> list[tuple[int, Payload]]:
     first = _seq(entry_id)
-    return [
-        (first + i, Payload(data, event, sentinel))
-        for i, (data, event, sentinel) in enumerate(json.loads(fields[b"p"]))
-        if first + i >= start
-    ]
+    return [(first + i, payload) for i, payload in enumerate(unpack(fields)) if first + i >= start]
 
 
 def _raise_if_failed(fields: dict[bytes, bytes], start: int) -> None:

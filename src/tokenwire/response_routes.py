@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
+import anyio
 from starlette.datastructures import QueryParams
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -20,10 +21,13 @@ from tokenwire.endpoint import Endpoint
 from tokenwire.errors import InvalidRequestError, NotFoundError, TokenwireError
 from tokenwire.interfaces import RunsDetached
 from tokenwire.logs import request_id_var
-from tokenwire.response_store import ResponseStore, StoredResponse
+from tokenwire.response_store import ResponseStore, StoredResponse, SyncsResponses
 from tokenwire.transports._replies import response_headers, send_error, send_json
 from tokenwire.transports._resume import ResumeService
 from tokenwire.transports.sse import SSETransport
+
+_RUNNING = ("queued", "in_progress")
+_STOPPING_SECONDS = 5.0  # how long a cancel waits for another replica to store the result
 
 
 class ResponseRoutes:
@@ -42,7 +46,9 @@ class ResponseRoutes:
             Route("/v1/responses/{response_id}/cancel", _App(self._cancel), methods=["POST"]),
         ]
 
-    def _stored(self, response_id: str) -> StoredResponse:
+    async def _stored(self, response_id: str) -> StoredResponse:
+        if isinstance(self.store, SyncsResponses):
+            await self.store.load(response_id)  # as the replica that stored it left it
         stored = self.store.get(response_id)
         if stored is None:
             raise NotFoundError(
@@ -60,10 +66,13 @@ class ResponseRoutes:
     async def _response(self, scope: Scope, receive: Receive, send: Send) -> None:
         response_id = scope["path_params"]["response_id"]
         try:
-            stored = self._stored(response_id)
+            stored = await self._stored(response_id)
             if scope["method"] == "DELETE":
-                await self.service.cancel_detached(stored.request_id)
+                if not await self.service.cancel_detached(stored.request_id):
+                    await self._stop_elsewhere(stored)  # else its owner would store it again
                 self.store.delete(response_id)
+                if isinstance(self.store, SyncsResponses):
+                    await self.store.flush()  # gone on every replica before the reply
                 reply: Mapping[str, Any] = {
                     "id": response_id,
                     "object": "response",
@@ -102,7 +111,7 @@ class ResponseRoutes:
     async def _cancel(self, scope: Scope, receive: Receive, send: Send) -> None:
         response_id = scope["path_params"]["response_id"]
         try:
-            stored = self._stored(response_id)
+            stored = await self._stored(response_id)
             if not stored.background:
                 raise InvalidRequestError(
                     "Only responses created with background=true can be cancelled.",
@@ -110,17 +119,37 @@ class ResponseRoutes:
                 )
             call = self.service.live.get(stored.request_id)
             if call is None:
-                raise InvalidRequestError(
-                    f"Cannot cancel a response with status {stored.status!r}; only queued or "
-                    "in_progress background responses can be cancelled.",
-                    param="response_id",
-                )
-            await self.service.cancel_detached(stored.request_id)
+                stopped = await self._stop_elsewhere(stored)
+                if stopped is None:
+                    raise InvalidRequestError(
+                        f"Cannot cancel a response with status {stored.status!r}; only queued "
+                        "or in_progress background responses can be cancelled.",
+                        param="response_id",
+                    )
+                reply = stopped.response
+            else:
+                await self.service.cancel_detached(stored.request_id)
+                reply = cast(RunsDetached, call.exchange).snapshot()
         except TokenwireError as error:
             await send_error(scope, send, self.endpoint, error)
             return
-        reply = cast(RunsDetached, call.exchange).snapshot()
         await send_json(send, 200, reply, response_headers(scope))
+
+    async def _stop_elsewhere(self, stored: StoredResponse) -> StoredResponse | None:
+        """Stop a background response that another replica runs (shared stores only) and
+        return it as its owner stored it once stopped; None when nobody runs it."""
+        if (
+            not isinstance(self.store, SyncsResponses)
+            or stored.status not in _RUNNING
+            or not await self.service.cancel(stored.request_id)
+        ):
+            return None
+        # The owner acked the cancel; it stores the cancelled response as its stream ends.
+        with anyio.move_on_after(_STOPPING_SECONDS):
+            while stored.status in _RUNNING:
+                await anyio.sleep(0.02)
+                stored = await self._stored(stored.id)
+        return stored
 
 
 class _App:

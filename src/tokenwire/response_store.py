@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from tokenwire.requests import ChatMessage
 
@@ -142,3 +142,17 @@ class ResponseStoreConfig:
     def memory_store(self) -> MemoryResponseStore:
         """An in-memory store bounded as configured."""
         return MemoryResponseStore(self.ttl_seconds, self.max_response_bytes, self.max_total_bytes)
+
+
+@runtime_checkable
+class SyncsResponses(Protocol):
+    """A `ResponseStore` shared with other replicas: its synchronous methods answer from this
+    process, and these sync it where the server can wait."""
+
+    async def flush(self) -> None:
+        """Send the writes made so far; never raises (a failure is logged and counted)."""
+        ...
+
+    async def load(self, response_id: str) -> None:
+        """Bring `response_id` as the shared store has it into this process's answers."""
+        ...

@@ -47,7 +47,7 @@ from tokenwire.openapi import openapi_routes
 from tokenwire.pipeline import build_layers
 from tokenwire.plugins import load_plugin
 from tokenwire.response_routes import ResponseRoutes
-from tokenwire.response_store import ResponseStore, ResponseStoreConfig
+from tokenwire.response_store import MemoryResponseStore, ResponseStore, ResponseStoreConfig
 from tokenwire.send_buffers import SendBuffers
 from tokenwire.stream_store import ResumeConfig
 from tokenwire.transports._replies import send_error
@@ -169,7 +169,13 @@ def build_router(
     # One stream store for every replay: resumed SSE streams and background responses (in
     # this process, or shared through Redis when resume names a store).
     service = build_resume_service(lambda: host.task_group, resume or ResumeConfig())
-    response_store = None if responses is None else responses.memory_store()
+    response_store: ResponseStore | None = None if responses is None else responses.memory_store()
+    if isinstance(response_store, MemoryResponseStore) and resume and resume.store is not None:
+        # Stored responses follow the streams: shared through the same Redis, so any replica
+        # retrieves, continues or deletes them (the client is imported only then).
+        from tokenwire.redis_response_store import shared_response_store
+
+        response_store = shared_response_store(resume.store, response_store, service.errors.count)
     if resume is not None:
         for layer in middleware_layers:
             if isinstance(layer, CancelsById):

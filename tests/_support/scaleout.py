@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -201,3 +202,29 @@ def running_haproxy(backends: Sequence[str], options: Sequence[str] = ()) -> Ite
             process.kill()
             process.wait()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass
+class Cluster:
+    """Replicas of `tokenwire serve` sharing a redis-server, behind a round-robin HAProxy."""
+
+    url: str
+    redis: RedisServer
+    replicas: list[ServeProcess]
+
+
+@contextmanager
+def running_cluster(args: Sequence[str], replicas: int = 3) -> Iterator[Cluster]:
+    """`replicas` × `tokenwire serve <args> --stream-store <redis>` behind HAProxy."""
+    with running_redis() as redis_server:
+        processes = [
+            ServeProcess([*args, "--stream-store", redis_server.url]) for _ in range(replicas)
+        ]
+        try:
+            for process in processes:
+                process.wait_ready()
+            with running_haproxy([p.url for p in processes]) as url:
+                yield Cluster(url, redis_server, processes)
+        finally:
+            for process in processes:
+                process.stop()

@@ -9,44 +9,27 @@ import random
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests._support.asgi import sse_events
-from tests._support.scaleout import RedisServer, ServeProcess, running_haproxy, running_redis
+from tests._support.scaleout import Cluster, running_cluster
 
 WORDS = [f" w{i}" for i in range(30)]
 PROMPT = "".join(WORDS).strip()
 TIMEOUT = httpx.Timeout(10.0)
 
 
-@dataclass
-class Cluster:
-    url: str
-    redis: RedisServer
-    replicas: list[ServeProcess]
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    with running_redis() as redis_server:
-        args = [
-            "--backend", "echo", "--backend-option", "delay=0.004", "--resume-grace", "3",
-            "--stream-store", redis_server.url, "--middleware", "metrics",
-            "--middleware", "cancellation",
-        ]  # fmt: skip
-        replicas = [ServeProcess(args) for _ in range(3)]
-        try:
-            for replica in replicas:
-                replica.wait_ready()
-            with running_haproxy([r.url for r in replicas]) as url:
-                yield Cluster(url, redis_server, replicas)
-        finally:
-            for replica in replicas:
-                replica.stop()
+    args = [
+        "--backend", "echo", "--backend-option", "delay=0.004", "--resume-grace", "3",
+        "--middleware", "metrics", "--middleware", "cancellation",
+    ]  # fmt: skip
+    with running_cluster(args) as running:
+        yield running
 
 
 DIALECTS = {

@@ -32,7 +32,7 @@ from tokenwire.errors import GenerationError, TokenwireError
 from tokenwire.events import Event, Finish, TokenDelta, ToolCallDelta
 from tokenwire.interfaces import ErrorBody, Payload
 from tokenwire.requests import ChatMessage, GenerationRequest
-from tokenwire.response_store import ResponseStore, StoredResponse
+from tokenwire.response_store import ResponseStore, StoredResponse, SyncsResponses
 
 # The WebSocket mode's client event: the create body plus this `type`; its stream is implicit.
 WEBSOCKET_CREATE = "response.create"
@@ -55,6 +55,12 @@ class OpenAIResponsesDialect:
 
     def __init__(self, store: ResponseStore | None = None) -> None:
         self.store = store
+
+    async def prefetch(self, body: Mapping[str, Any]) -> None:
+        """Bring the response `previous_response_id` names in from a shared store."""
+        previous = body.get("previous_response_id")
+        if isinstance(previous, str) and isinstance(self.store, SyncsResponses):
+            await self.store.load(previous)
 
     def parse(
         self, body: Any, path_params: Mapping[str, str], request_id: str, model_id: str
@@ -160,6 +166,11 @@ class OpenAIResponsesExchange:
         response = self.state.snapshot()
         self._keep(response)
         return response
+
+    async def settle(self) -> None:
+        """Wait until what `_keep` stored reached a shared store (other replicas read it)."""
+        if isinstance(self.store, SyncsResponses):
+            await self.store.flush()
 
     def _keep(self, response: Mapping[str, Any]) -> None:
         if self.store is not None:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tokenwire.errors import DeadlineExceededError
+from tokenwire.errors import DeadlineExceededError, TokenwireError
 from tokenwire.events import Event, Finish, TokenDelta, Usage
 from tokenwire.interfaces import Generate
 from tokenwire.pipeline import closing
@@ -137,7 +137,11 @@ class CancellationMiddleware:
         request_id = request.path_params["request_id"]
         found = self.registry.cancel(request_id) > 0
         if not found and self.cancel_elsewhere is not None:
-            found = await self.cancel_elsewhere(request_id)
+            try:
+                found = await self.cancel_elsewhere(request_id)
+            except TokenwireError as exc:  # the replicas cannot be asked now: not a 404
+                error = {"message": exc.message, "type": "server_error"}
+                return JSONResponse({"error": error}, status_code=exc.status_code)
         if not found:
             error = {
                 "message": f"No running request has the id {request_id!r}.",

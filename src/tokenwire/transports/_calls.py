@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from tokenwire.endpoint import Call, Endpoint, parse_timeout
 from tokenwire.errors import InvalidRequestError, RequestTooLargeError, TokenwireError
-from tokenwire.interfaces import RunsDetached
+from tokenwire.interfaces import RunsDetached, SettlesWrites
 from tokenwire.transports._relay import Source, cancel_on_disconnect
 from tokenwire.transports._replies import request_id_of, response_headers, send_error, send_json
 
@@ -65,12 +65,14 @@ async def open_call(
         body = await read_body(receive, endpoint.limits.max_body_bytes)
         header = Headers(scope=scope).get("x-request-timeout")
         timeout = None if header is None else parse_timeout(header, "x-request-timeout")
-        call = endpoint.start(
+        call = await endpoint.open(
             body, scope.get("path_params", {}), request_id_of(scope), transport, timeout
         )
         scope["state"]["request"] = call.request
         call.progress = wants_progress(scope)
         reader = start_detached(call, endpoint) if call.background else None
+        if reader is not None and isinstance(call.exchange, SettlesWrites):
+            await call.exchange.settle()  # stored as queued: retrievable on every replica
     except TokenwireError as error:
         await send_error(scope, send, endpoint, error)
         return None

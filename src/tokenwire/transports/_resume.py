@@ -36,7 +36,7 @@ from tokenwire.errors import (
     TokenwireError,
 )
 from tokenwire.events import Finish
-from tokenwire.interfaces import Payload, RunsDetached
+from tokenwire.interfaces import Payload, RunsDetached, SettlesWrites
 from tokenwire.memory_store import MemoryStreamStore
 from tokenwire.pipeline import closing
 from tokenwire.stream_control import CancelLocal, LocalStreamControl, StreamControl
@@ -290,14 +290,22 @@ class ResumeService:
 
     async def cancel(self, request_id: str) -> bool:
         """Cancel a stream that another replica produces; False when none does (what runs
-        here is cancelled by the cancellation middleware, or by `cancel_detached`)."""
+        here is cancelled by the cancellation middleware, or by `cancel_detached`).
+
+        Raises:
+            ServiceUnavailableError: the shared store is unreachable, so whether another
+                replica runs it cannot be known (a 404 would claim it does not).
+        """
         if not self.shared:
             return False
         try:
             return await self.control.cancel(request_id)
         except StreamStoreError as exc:
             self._failed("cancel", exc)
-            return False
+            raise ServiceUnavailableError(
+                f"Request {request_id[:128]!r} does not run on this replica, and the stream "
+                "store that knows the others' is unreachable; try again."
+            ) from exc
 
     def register_metrics(self, registry: object) -> None:
         """Export the store's error counter to a Prometheus registry."""
@@ -371,7 +379,10 @@ class ResumeService:
             if produced.stopped and produced.scope.cancelled_caught:
                 # Cancelled by id: the stream still ends as the dialect ends a cancelled one
                 # (a Responses stream with its `cancelled` response), so readers see an end.
-                for payload in call.exchange.render(Finish("cancelled")):
+                rendered = call.exchange.render(Finish("cancelled"))
+                if isinstance(call.exchange, SettlesWrites):
+                    await call.exchange.settle()  # stored as cancelled before it says so
+                for payload in rendered:
                     self._keep(request_id, produced, payload)
         finally:
             self.local.end(request_id, error)

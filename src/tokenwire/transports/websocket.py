@@ -135,7 +135,7 @@ class WebSocketTransport:
         """Answer one request; False when the slow-client policy ended it."""
         request_id = new_request_id()
         try:
-            call = endpoint.start(text, scope.get("path_params", {}), request_id, self.name)
+            call = await endpoint.open(text, scope.get("path_params", {}), request_id, self.name)
             if call.background:
                 raise InvalidRequestError(
                     "Invalid value for 'background': not supported over WebSocket; send the "

@@ -17,11 +17,11 @@ from tokenwire.endpoint import Call
 from tokenwire.errors import TokenwireError
 from tokenwire.events import Finish
 from tokenwire.interfaces import Payload, SettlesWrites
-from tokenwire.memory_store import MemoryStreamStore
 from tokenwire.pipeline import closing
-from tokenwire.stream_control import CancelLocal, StreamControl
+from tokenwire.stores.memory_store import MemoryStreamStore
+from tokenwire.stores.stream_control import CancelLocal, StreamControl
+from tokenwire.stores.stream_store import ResumeConfig, StreamStore, StreamStoreError
 from tokenwire.stream_start import StreamStart
-from tokenwire.stream_store import ResumeConfig, StreamStore, StreamStoreError
 from tokenwire.transports._failover import Failover, Recorder
 from tokenwire.transports._store_errors import StoreErrors
 

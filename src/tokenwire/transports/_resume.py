@@ -35,11 +35,11 @@ from tokenwire.errors import (
     ServiceUnavailableError,
 )
 from tokenwire.interfaces import Payload, RunsDetached
-from tokenwire.memory_store import MemoryStreamStore
 from tokenwire.pipeline import closing
-from tokenwire.stream_control import CancelLocal, LocalStreamControl, StreamControl
+from tokenwire.stores.memory_store import MemoryStreamStore
+from tokenwire.stores.stream_control import CancelLocal, LocalStreamControl, StreamControl
+from tokenwire.stores.stream_store import ResumeConfig, StreamInfo, StreamStore, StreamStoreError
 from tokenwire.stream_start import StreamStart
-from tokenwire.stream_store import ResumeConfig, StreamInfo, StreamStore, StreamStoreError
 from tokenwire.transports._failover import Failover, adopt_or_wait
 from tokenwire.transports._producer import (
     FLUSH_LINGER_SECONDS,
@@ -330,8 +330,8 @@ def build_resume_service(task_groups: TaskGroupProvider, config: ResumeConfig) -
     client is imported only then)."""
     if config.store is None:
         return ResumeService(task_groups, None, config)
-    from tokenwire.redis_control import RedisStreamControl
-    from tokenwire.redis_store import RedisStreamStore, connect
+    from tokenwire.stores.redis_control import RedisStreamControl
+    from tokenwire.stores.redis_store import RedisStreamStore, connect
 
     client = connect(config.store)
     ttl_seconds = config.grace_seconds + 60.0

@@ -7,7 +7,7 @@ from collections import Counter as Tally
 
 from prometheus_client import CollectorRegistry, Counter
 
-from tokenwire.stream_store import StreamStoreError
+from tokenwire.stores.stream_store import StreamStoreError
 
 logger = logging.getLogger("tokenwire.resume")
 

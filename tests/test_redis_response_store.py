@@ -8,7 +8,7 @@ import pytest
 
 from tests._support.scaleout import RedisServer, running_redis
 from tokenwire.requests import ChatMessage, ToolCall
-from tokenwire.response_store import MemoryResponseStore, StoredResponse, SyncsResponses
+from tokenwire.stores.response_store import MemoryResponseStore, StoredResponse, SyncsResponses
 
 pytestmark = pytest.mark.anyio
 
@@ -36,7 +36,7 @@ def view() -> MemoryResponseStore:
 async def test_a_response_written_by_one_store_loads_whole_in_another(
     redis_server: RedisServer,
 ) -> None:
-    from tokenwire.redis_response_store import response_key, shared_response_store
+    from tokenwire.stores.redis_response_store import response_key, shared_response_store
 
     errors: list[str] = []
     writer = shared_response_store(redis_server.url, view(), errors.append)
@@ -58,7 +58,7 @@ async def test_a_response_written_by_one_store_loads_whole_in_another(
 
 
 async def test_without_redis_a_replica_serves_what_it_stored_and_counts_the_failures() -> None:
-    from tokenwire.redis_response_store import shared_response_store
+    from tokenwire.stores.redis_response_store import shared_response_store
 
     errors: list[str] = []
     store = shared_response_store("redis://127.0.0.1:1/0", view(), errors.append)

@@ -12,8 +12,8 @@ import pytest
 
 from tests._support.scaleout import RedisServer, running_redis
 from tokenwire.interfaces import Payload
-from tokenwire.redis_entries import count, is_payloads, pack, unpack
-from tokenwire.stream_store import StreamStoreError
+from tokenwire.stores.redis_entries import count, is_payloads, pack, unpack
+from tokenwire.stores.stream_store import StreamStoreError
 
 pytestmark = pytest.mark.anyio
 
@@ -60,7 +60,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def store(redis_server: RedisServer) -> AsyncIterator[object]:
-    from tokenwire.redis_store import RedisStreamStore, connect
+    from tokenwire.stores.redis_store import RedisStreamStore, connect
 
     client = connect(redis_server.url)
     yield RedisStreamStore(client, max_stream_bytes=1 << 20, ttl_seconds=30, done_seconds=5)
@@ -68,7 +68,7 @@ async def store(redis_server: RedisServer) -> AsyncIterator[object]:
 
 
 async def test_concurrent_streams_share_round_trips_and_keep_their_order(store: object) -> None:
-    from tokenwire.redis_store import RedisStreamStore
+    from tokenwire.stores.redis_store import RedisStreamStore
 
     assert isinstance(store, RedisStreamStore)
     streams = [uuid.uuid4().hex for _ in range(32)]
@@ -93,7 +93,7 @@ async def test_concurrent_streams_share_round_trips_and_keep_their_order(store: 
 
 
 async def test_a_refused_append_fails_its_own_stream_only(store: object) -> None:
-    from tokenwire.redis_store import RedisStreamStore, key
+    from tokenwire.stores.redis_store import RedisStreamStore, key
 
     assert isinstance(store, RedisStreamStore)
     good, bad = uuid.uuid4().hex, uuid.uuid4().hex
@@ -118,7 +118,7 @@ async def test_a_refused_append_fails_its_own_stream_only(store: object) -> None
 
 
 async def test_appends_fail_with_a_store_error_when_redis_is_gone() -> None:
-    from tokenwire.redis_store import RedisStreamStore, connect
+    from tokenwire.stores.redis_store import RedisStreamStore, connect
 
     client = connect("redis://127.0.0.1:1/0")
     store = RedisStreamStore(client, max_stream_bytes=1000, ttl_seconds=5, done_seconds=5)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tokenwire.requests import ChatMessage
-from tokenwire.response_store import MemoryResponseStore, StoredResponse
+from tokenwire.stores.response_store import MemoryResponseStore, StoredResponse
 
 
 class Clock:

@@ -11,8 +11,8 @@ import pytest
 from tests._support.scaleout import RedisServer, running_redis
 from tokenwire.errors import ContextLengthExceededError
 from tokenwire.interfaces import Payload
-from tokenwire.memory_store import MemoryStreamStore
-from tokenwire.stream_store import StreamStore, StreamStoreError
+from tokenwire.stores.memory_store import MemoryStreamStore
+from tokenwire.stores.stream_store import StreamStore, StreamStoreError
 
 pytestmark = pytest.mark.anyio
 
@@ -28,8 +28,8 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[StreamStore]:
     if request.param == "memory":
         yield MemoryStreamStore(max_stream_bytes=1000, max_total_bytes=1 << 20)
         return
-    from tokenwire.redis_control import RedisStreamControl
-    from tokenwire.redis_store import RedisStreamStore, connect
+    from tokenwire.stores.redis_control import RedisStreamControl
+    from tokenwire.stores.redis_store import RedisStreamStore, connect
 
     server: RedisServer = request.getfixturevalue("redis_server")
     client = connect(server.url)
@@ -137,7 +137,7 @@ async def test_unknown_and_removed_streams_are_none(store: StreamStore) -> None:
 
 
 async def test_redis_store_raises_store_errors_when_redis_is_gone() -> None:
-    from tokenwire.redis_store import RedisStreamStore, check_reachable, connect
+    from tokenwire.stores.redis_store import RedisStreamStore, check_reachable, connect
 
     url = "redis://user:secret@127.0.0.1:1/0"
     with pytest.raises(StreamStoreError, match=r"127\.0\.0\.1:1") as caught:

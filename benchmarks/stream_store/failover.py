@@ -59,7 +59,7 @@ def _stored(redis_url: str, request_id: str) -> int:
     """Payloads the dead owner stored (the number of the first new one)."""
     from redis import Redis
 
-    from tokenwire.redis_entries import count
+    from tokenwire.stores.redis_entries import count
 
     client = Redis.from_url(redis_url)
     try:

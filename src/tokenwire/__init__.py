@@ -60,8 +60,8 @@ from tokenwire.requests import (
     ToolCall,
     ToolChoice,
 )
-from tokenwire.response_store import ResponseStoreConfig
-from tokenwire.stream_store import ResumeConfig
+from tokenwire.stores.response_store import ResponseStoreConfig
+from tokenwire.stores.stream_store import ResumeConfig
 
 __all__ = [
     "AuthenticationError",

@@ -17,14 +17,14 @@ from tokenwire.endpoint import Transport
 from tokenwire.host import BackendHost
 from tokenwire.interfaces import Backend, Dialect, MiddlewareFactory
 from tokenwire.limits import Limits
-from tokenwire.response_store import ResponseStoreConfig
 from tokenwire.router import (
     DEFAULT_DIALECTS,
     DEFAULT_PUBLIC_PATHS,
     DEFAULT_TRANSPORTS,
     build_router,
 )
-from tokenwire.stream_store import ResumeConfig
+from tokenwire.stores.response_store import ResponseStoreConfig
+from tokenwire.stores.stream_store import ResumeConfig
 
 __all__ = ["DEFAULT_PUBLIC_PATHS", "TokenwireMiddleware", "create_app"]
 

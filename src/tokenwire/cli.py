@@ -19,7 +19,7 @@ from tokenwire.config import ServeConfig, parse_middleware_option, parse_option
 from tokenwire.interfaces import Backend, MiddlewareFactory
 from tokenwire.logs import logging_config
 from tokenwire.plugins import KINDS, PluginError, list_plugins, load_plugin
-from tokenwire.stream_store import StreamStoreError
+from tokenwire.stores.stream_store import StreamStoreError
 
 
 def build_backend(config: ServeConfig) -> Backend:
@@ -106,9 +106,9 @@ def load_config(args: argparse.Namespace) -> ServeConfig:
 
 def _serve(args: argparse.Namespace) -> int:
     from tokenwire.app import DEFAULT_PUBLIC_PATHS, create_app
-    from tokenwire.response_store import ResponseStoreConfig
     from tokenwire.server import run_server
-    from tokenwire.stream_store import ResumeConfig
+    from tokenwire.stores.response_store import ResponseStoreConfig
+    from tokenwire.stores.stream_store import ResumeConfig
 
     config = load_config(args)
     resume = None
@@ -117,7 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
         if config.resume_grace is not None:
             resume = replace(resume, grace_seconds=config.resume_grace)
     if config.stream_store is not None:
-        from tokenwire.redis_store import check_reachable
+        from tokenwire.stores.redis_store import check_reachable
 
         check_reachable(config.stream_store)  # a clear startup error, not a first-stream one
     log_config = logging_config(config.log_level, json_lines=config.log_format == "json")

@@ -21,7 +21,7 @@ from tokenwire.endpoint import Endpoint
 from tokenwire.errors import InvalidRequestError, NotFoundError, TokenwireError
 from tokenwire.interfaces import RunsDetached
 from tokenwire.logs import request_id_var
-from tokenwire.response_store import ResponseStore, StoredResponse, SyncsResponses
+from tokenwire.stores.response_store import ResponseStore, StoredResponse, SyncsResponses
 from tokenwire.transports._replies import response_headers, send_error, send_json
 from tokenwire.transports._resume import ResumeService
 from tokenwire.transports.sse import SSETransport

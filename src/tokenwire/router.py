@@ -47,9 +47,9 @@ from tokenwire.openapi import openapi_routes
 from tokenwire.pipeline import build_layers
 from tokenwire.plugins import load_plugin
 from tokenwire.response_routes import ResponseRoutes
-from tokenwire.response_store import MemoryResponseStore, ResponseStore, ResponseStoreConfig
 from tokenwire.send_buffers import SendBuffers
-from tokenwire.stream_store import ResumeConfig
+from tokenwire.stores.response_store import MemoryResponseStore, ResponseStore, ResponseStoreConfig
+from tokenwire.stores.stream_store import ResumeConfig
 from tokenwire.transports._replies import send_error
 from tokenwire.transports._resume import build_resume_service
 from tokenwire.transports.resumable_sse import ResumableSSETransport
@@ -173,7 +173,7 @@ def build_router(
     if isinstance(response_store, MemoryResponseStore) and resume and resume.store is not None:
         # Stored responses follow the streams: shared through the same Redis, so any replica
         # retrieves, continues or deletes them (the client is imported only then).
-        from tokenwire.redis_response_store import shared_response_store
+        from tokenwire.stores.redis_response_store import shared_response_store
 
         response_store = shared_response_store(resume.store, response_store, service.errors.count)
     if resume is not None:

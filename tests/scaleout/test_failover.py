@@ -143,8 +143,8 @@ def test_two_readers_get_the_same_continuation(cluster: Cluster) -> None:
 def test_adoption_is_fenced() -> None:
     """Two replicas' failover (real Redis, one client each) race for one orphaned stream:
     exactly one wins its lease; the other gets nothing to produce."""
-    from tokenwire.redis_control import RedisStreamControl
-    from tokenwire.redis_store import RedisStreamStore, connect, key
+    from tokenwire.stores.redis_control import RedisStreamControl
+    from tokenwire.stores.redis_store import RedisStreamStore, connect, key
     from tokenwire.transports._failover import Failover
 
     class Continues:

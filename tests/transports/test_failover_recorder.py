@@ -72,8 +72,8 @@ def test_only_a_backend_that_continues_enables_failover() -> None:
     from redis.asyncio import Redis
 
     from tokenwire.backends.echo import EchoBackend
-    from tokenwire.redis_control import RedisStreamControl
-    from tokenwire.redis_store import RedisStreamStore
+    from tokenwire.stores.redis_control import RedisStreamControl
+    from tokenwire.stores.redis_store import RedisStreamStore
     from tokenwire.transports._failover import Failover
 
     client = Redis()  # never connected: nothing here does I/O

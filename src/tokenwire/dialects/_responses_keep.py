@@ -9,7 +9,7 @@ from typing import Any
 from tokenwire.dialects import _validate as v
 from tokenwire.errors import NotFoundError
 from tokenwire.requests import ChatMessage, ToolCall
-from tokenwire.response_store import ResponseStore
+from tokenwire.stores.response_store import ResponseStore
 
 
 def output_turns(output: Sequence[Mapping[str, Any]]) -> tuple[ChatMessage, ...]:

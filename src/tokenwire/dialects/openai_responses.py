@@ -32,7 +32,7 @@ from tokenwire.errors import GenerationError, TokenwireError
 from tokenwire.events import Event, Finish, TokenDelta, ToolCallDelta
 from tokenwire.interfaces import ErrorBody, Payload
 from tokenwire.requests import ChatMessage, GenerationRequest
-from tokenwire.response_store import ResponseStore, StoredResponse, SyncsResponses
+from tokenwire.stores.response_store import ResponseStore, StoredResponse, SyncsResponses
 
 # The WebSocket mode's client event: the create body plus this `type`; its stream is implicit.
 WEBSOCKET_CREATE = "response.create"

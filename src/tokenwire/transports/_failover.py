@@ -1,7 +1,7 @@
 """Failover: a replica continues a stream whose owner died.
 
 The owner records, beside each write of payloads, the token ids of the events that made
-them (`Recorder`, kept by `tokenwire.redis_failover`). When its lease expires without an end,
+them (`Recorder`, kept by `tokenwire.stores.redis_failover`). When its lease expires without an end,
 a replica with a reader waiting on the stream takes the lease (fenced: the lease is `SET NX`,
 so one replica wins) and continues (`Failover.take_over`): it parses the stored request body
 again with the dialect's endpoint, gives the exchange the identity the owner's had (OpenAI's
@@ -27,13 +27,13 @@ from tokenwire.endpoint import PROGRESS_EVENT, Call, Endpoint
 from tokenwire.errors import GenerationError, TokenwireError
 from tokenwire.events import Event, Progress, TokenDelta, ToolCallDelta
 from tokenwire.interfaces import ContinuesGeneration, KeepsIdentity, Payload
-from tokenwire.stream_store import StreamStoreError
+from tokenwire.stores.stream_store import StreamStoreError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from tokenwire.redis_control import RedisStreamControl
-    from tokenwire.redis_store import RedisStreamStore
+    from tokenwire.stores.redis_control import RedisStreamControl
+    from tokenwire.stores.redis_store import RedisStreamStore
 
 logger = logging.getLogger("tokenwire.resume")
 
@@ -179,12 +179,12 @@ class Failover:
 
     async def forget(self, request_id: str) -> None:
         """The stream ended: its tokens are no longer needed."""
-        from tokenwire.redis_failover import forget
+        from tokenwire.stores.redis_failover import forget
 
         await forget(self.client, request_id)
 
     async def orphaned(self, request_id: str) -> bool:
-        from tokenwire.redis_failover import orphaned
+        from tokenwire.stores.redis_failover import orphaned
 
         return await orphaned(self.client, request_id)
 
@@ -195,7 +195,7 @@ class Failover:
         Raises:
             StreamStoreError: Redis failed.
         """
-        from tokenwire.redis_failover import kept_payloads, load_orphan
+        from tokenwire.stores.redis_failover import kept_payloads, load_orphan
 
         backend = self.backend
         if backend is None or not await self.orphaned(request_id):

@@ -13,17 +13,17 @@ Background calls (the Responses API's `background`) run the same way, shared sto
 but to their end whether anyone reads them or not; `cancel_detached` stops one by request id,
 and its stream then ends as the dialect ends a cancelled one.
 
+The producing side is `_producer.StreamProducer`; this module starts streams and reads them
+back, here or from the shared store, taking over a stream whose owner died.
+
 A shared store that fails never fails a stream: the stream goes on unresumable elsewhere,
 with a warning and `tokenwire_stream_store_errors_total`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, field
 
 import anyio
 from anyio.abc import TaskGroup
@@ -33,25 +33,33 @@ from tokenwire.errors import (
     InvalidRequestError,
     NotFoundError,
     ServiceUnavailableError,
-    TokenwireError,
 )
-from tokenwire.events import Finish
-from tokenwire.interfaces import Payload, RunsDetached, SettlesWrites
-from tokenwire.memory_store import MemoryStreamStore
+from tokenwire.interfaces import Payload, RunsDetached
 from tokenwire.pipeline import closing
-from tokenwire.stream_control import CancelLocal, LocalStreamControl, StreamControl
+from tokenwire.stores.memory_store import MemoryStreamStore
+from tokenwire.stores.stream_control import CancelLocal, LocalStreamControl, StreamControl
+from tokenwire.stores.stream_store import ResumeConfig, StreamInfo, StreamStore, StreamStoreError
 from tokenwire.stream_start import StreamStart
-from tokenwire.stream_store import ResumeConfig, StreamInfo, StreamStore, StreamStoreError
-from tokenwire.transports._failover import Failover, Recorder, adopt_or_wait
+from tokenwire.transports._failover import Failover, adopt_or_wait
+from tokenwire.transports._producer import (
+    FLUSH_LINGER_SECONDS,
+    Produced,
+    StreamProducer,
+    describe_request,
+)
 from tokenwire.transports._store_errors import StoreErrors
 
-logger = logging.getLogger("tokenwire.resume")
+# Re-exported: they were defined here before `_producer` held them.
+__all__ = [
+    "FLUSH_LINGER_SECONDS",
+    "ResumeService",
+    "TaskGroupProvider",
+    "build_resume_service",
+    "describe_request",
+    "parse_last_event_id",
+]
 
 _LAST_EVENT_ID = re.compile(r"(?P<request_id>[A-Za-z0-9._:-]{1,128}):(?P<seq>\d{1,9})")
-
-FLUSH_LINGER_SECONDS = 0.005
-"""How long the shared-store writer gathers payloads before one write (a reader elsewhere lags
-by at most this plus a round trip)."""
 
 TaskGroupProvider = Callable[[], "TaskGroup | None"]
 """Returns the task group that resumable streams run in, or None while there is none."""
@@ -70,36 +78,6 @@ def parse_last_event_id(value: str) -> tuple[str, int]:
             param="last-event-id",
         )
     return match["request_id"], int(match["seq"])
-
-
-@dataclass(eq=False, slots=True)
-class _Produced:
-    """A stream this process produces (process-local state, never stored)."""
-
-    # The call's start: once committed, its client has the stream's id (from the headers)
-    # before any payload exists.
-    start: StreamStart | None = None
-    # A background stream runs to its end whoever reads it; only a cancel by id stops it.
-    background: bool = False
-    # Made up front so a stream dropped before its producer starts is cancelled all the same.
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    sent: bool = False  # a payload went out
-    pending: list[Payload] = field(default_factory=list)  # for the shared store
-    wake: anyio.Event = field(default_factory=anyio.Event)
-    shared: bool = False  # written to the shared store too (until that fails)
-    done: bool = False
-    cancelled: bool = False  # by id, from another replica (acted on once)
-    stopped: bool = False  # a background call cancelled by id: it ends as a cancelled one
-    ended: anyio.Event = field(default_factory=anyio.Event)  # its last payload is kept
-    # Failover: numbers payloads and notes their tokens (None: not recorded); the lease
-    # generation of a stream adopted from a replica that died (0: claimed here at start).
-    recorder: Recorder | None = None
-    adopted: int = 0
-
-    @property
-    def started(self) -> bool:
-        """A client holds the stream's id: a payload went out, or the response began early."""
-        return self.sent or (self.start is not None and self.start.committed)
 
 
 class ResumeService:
@@ -133,12 +111,22 @@ class ResumeService:
         # Who cancels a request by id here (the cancellation middleware registers itself).
         self.cancel_handlers: list[CancelLocal] = []
         self.interval = max(0.01, min(config.grace_seconds / 4, 1.0))
-        self._produced: dict[str, _Produced] = {}
         # Background calls running in this process, by request id (for their output so far).
         self.live: dict[str, Call] = {}
         self._readers: dict[str, int] = {}
         self._heartbeat = False
-        self._serving_cancels = False
+        self.producer = StreamProducer(
+            config,
+            self.local,
+            self.store,
+            self.control,
+            failover,
+            self.errors,
+            live=self.live,
+            readers=self._readers,
+            cancel_handlers=self.cancel_handlers,
+            interval=self.interval,
+        )
 
     @property
     def shared(self) -> bool:
@@ -152,7 +140,7 @@ class ResumeService:
         task_group = self.task_groups()
         if task_group is None or not self.local.add(request_id, dialect):
             return None
-        self._start(task_group, request_id, dialect, call, _Produced(start=call.start))
+        self.producer.start(task_group, request_id, dialect, call, Produced(start=call.start))
         return self.read(request_id, 0)
 
     def run_detached(self, call: Call) -> AsyncIterator[tuple[int, Payload]]:
@@ -175,14 +163,14 @@ class ResumeService:
         if isinstance(call.exchange, RunsDetached):
             call.exchange.detach()  # kept as queued before its first step
         self.live[request_id] = call
-        produced = _Produced(start=call.start, background=True)
-        self._start(task_group, request_id, dialect, call, produced)
+        produced = Produced(start=call.start, background=True)
+        self.producer.start(task_group, request_id, dialect, call, produced)
         return self.read(request_id, 0)
 
     async def cancel_detached(self, request_id: str) -> bool:
         """Stop the background call `request_id` (it leaves the batch at the next step) and
         wait until its stream has ended; False when it is not running in this process."""
-        produced = self._produced.get(request_id)
+        produced = self.producer.streams.get(request_id)
         if produced is None or not produced.background or request_id not in self.live:
             return False
         produced.stopped = True
@@ -193,22 +181,8 @@ class ResumeService:
     def start_of(self, request_id: str) -> StreamStart | None:
         """The start of stream `request_id` when it runs here (a reader of a stream whose
         response began early begins early too); None for one produced elsewhere."""
-        produced = self._produced.get(request_id)
+        produced = self.producer.streams.get(request_id)
         return None if produced is None else produced.start
-
-    def _start(
-        self,
-        task_group: TaskGroup,
-        request_id: str,
-        dialect: str,
-        call: Call,
-        produced: _Produced,
-    ) -> None:
-        self._produced[request_id] = produced
-        task_group.start_soon(self._produce, request_id, dialect, call, produced)
-        if self.shared and not self._serving_cancels:
-            self._serving_cancels = True
-            task_group.start_soon(self._serve_cancels)
 
     async def open(
         self, request_id: str, start: int
@@ -225,7 +199,7 @@ class ResumeService:
                 if info is None and await self._take_over(request_id):
                     info = await self.store.info(request_id)
             except StreamStoreError as exc:
-                self._failed("read", exc)
+                self.errors.failed("read", exc)
         if info is None:
             raise NotFoundError(
                 f"There is no resumable stream {request_id[:128]!r} (it ended or expired).",
@@ -271,21 +245,21 @@ class ResumeService:
             if not await self.control.present(request_id):
                 return False  # no reader for the grace period: it would have been cancelled
         except StreamStoreError as exc:
-            self._failed("read", exc)
+            self.errors.failed("read", exc)
             return False
-        adoption = await adopt_or_wait(failover, request_id, self._lease_seconds)
+        adoption = await adopt_or_wait(failover, request_id, self.producer.lease_seconds)
         if adoption is None:
             try:
                 return not await failover.orphaned(request_id)  # another replica won
             except StreamStoreError:
                 return False
-        produced = _Produced(
+        produced = Produced(
             start=adoption.call.start,
             sent=True,
             recorder=adoption.recorder,
             adopted=adoption.generation,
         )
-        self._start(task_group, request_id, adoption.dialect, adoption.call, produced)
+        self.producer.start(task_group, request_id, adoption.dialect, adoption.call, produced)
         return True
 
     async def cancel(self, request_id: str) -> bool:
@@ -301,7 +275,7 @@ class ResumeService:
         try:
             return await self.control.cancel(request_id)
         except StreamStoreError as exc:
-            self._failed("cancel", exc)
+            self.errors.failed("cancel", exc)
             raise ServiceUnavailableError(
                 f"Request {request_id[:128]!r} does not run on this replica, and the stream "
                 "store that knows the others' is unreachable; try again."
@@ -324,7 +298,7 @@ class ResumeService:
             self._readers[request_id] = left
             return
         del self._readers[request_id]
-        produced = self._produced.get(request_id)
+        produced = self.producer.streams.get(request_id)
         task_group = self.task_groups()
         if produced is not None and produced.background:
             return  # runs to its end whoever reads it
@@ -338,7 +312,7 @@ class ResumeService:
         try:
             await self.control.touch(request_id, self.config.grace_seconds)
         except StreamStoreError as exc:
-            self._failed("presence", exc)
+            self.errors.failed("presence", exc)
 
     async def _beat(self) -> None:
         """Keep every stream read here present for the replicas that produce them."""
@@ -350,204 +324,14 @@ class ResumeService:
         finally:
             self._heartbeat = False
 
-    async def _produce(
-        self, request_id: str, dialect: str, call: Call, produced: _Produced
-    ) -> None:
-        generation = await self._share(request_id, dialect, call, produced)
-        error: TokenwireError | None = None
-        try:
-            with produced.scope:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._watch, request_id, produced, generation)
-                    # The writer ends on its own once it flushed the last payload.
-                    async with anyio.create_task_group() as writer:
-                        if produced.shared:
-                            writer.start_soon(self._flush, request_id, produced)
-                        try:
-                            events = None
-                            if produced.recorder is not None:
-                                events = produced.recorder.tap(call.generate(call.request))
-                            async with closing(call.payloads(events)) as payloads:
-                                async for payload in payloads:
-                                    self._keep(request_id, produced, payload)
-                        except TokenwireError as exc:
-                            error = exc
-                        self.local.end(request_id, error)
-                        produced.done = True
-                        produced.wake.set()
-                    tg.cancel_scope.cancel()
-            if produced.stopped and produced.scope.cancelled_caught:
-                # Cancelled by id: the stream still ends as the dialect ends a cancelled one
-                # (a Responses stream with its `cancelled` response), so readers see an end.
-                rendered = call.exchange.render(Finish("cancelled"))
-                if isinstance(call.exchange, SettlesWrites):
-                    await call.exchange.settle()  # stored as cancelled before it says so
-                for payload in rendered:
-                    self._keep(request_id, produced, payload)
-        finally:
-            self.local.end(request_id, error)
-            self.live.pop(request_id, None)
-            produced.ended.set()
-            with anyio.CancelScope(shield=True):
-                await self._unshare(request_id, produced, generation, error)
-        if produced.stopped or not produced.scope.cancel_called:
-            # A finished stream stays readable for the grace period, for late reconnects.
-            await anyio.sleep(self.config.grace_seconds)
-        self._produced.pop(request_id, None)
-        self.local.discard(request_id)
-
-    def _keep(self, request_id: str, produced: _Produced, payload: Payload) -> None:
-        if produced.recorder is not None and not produced.recorder.keep(payload):
-            return  # replayed by a continuation: the replica that died stored it
-        produced.sent = True
-        self.local.put(request_id, payload)
-        if produced.shared:
-            produced.pending.append(payload)
-            produced.wake.set()
-
-    async def _share(self, request_id: str, dialect: str, call: Call, produced: _Produced) -> int:
-        """Make the stream known to other replicas; its lease generation (0: not shared)."""
-        try:
-            await self.control.touch(request_id, self.config.grace_seconds)
-            if not self.shared:
-                return 1
-            if produced.adopted:
-                produced.shared = True  # the store has it; the lease was taken to adopt it
-                return produced.adopted
-            generation = await self.control.claim(request_id, self._lease_seconds)
-            if generation is None:
-                logger.warning("stream %s is produced elsewhere; not shared", request_id)
-                return 0
-            meta = {
-                "owner": self.control.replica,
-                "generation": str(generation),
-                "request": describe_request(call),
-            }
-            if self.failover is not None and self.failover.enabled and not produced.background:
-                fields = self.failover.describe(call)
-                meta.update(fields)
-                produced.recorder = Recorder() if fields else None
-            if not await self.store.create(request_id, dialect, meta):
-                logger.warning("stream %s exists in the store already; not shared", request_id)
-                return 0
-        except StreamStoreError as exc:
-            self._failed("create", exc)
-            return 0
-        produced.shared = True
-        return generation
-
-    async def _unshare(
-        self, request_id: str, produced: _Produced, generation: int, error: TokenwireError | None
-    ) -> None:
-        if not produced.shared:
-            return
-        with anyio.move_on_after(5):
-            try:
-                if produced.pending:
-                    self._record(request_id, produced)
-                    await self.store.append(request_id, produced.pending)
-                    produced.pending = []
-                if produced.scope.cancel_called and not produced.stopped:
-                    # Expired or dropped: nobody may resume it.
-                    await self.store.remove(request_id)
-                else:
-                    await self.store.finish(request_id, error)
-                await self.control.release(request_id, generation)
-                if produced.recorder is not None and self.failover is not None:
-                    await self.failover.forget(request_id)
-            except StreamStoreError as exc:
-                self._failed("append", exc)
-
-    async def _flush(self, request_id: str, produced: _Produced) -> None:
-        """Write what accumulated since the last flush in one round trip (a pipeline)."""
-        while produced.shared:
-            await produced.wake.wait()
-            if not produced.done:
-                # Let a few decode steps accumulate: a round trip per payload costs the
-                # producer's CPU (half the echo throughput); readers here never wait for it.
-                await anyio.sleep(FLUSH_LINGER_SECONDS)
-            produced.wake = anyio.Event()
-            batch, produced.pending = produced.pending, []
-            if batch and produced.shared:
-                try:
-                    self._record(request_id, produced)
-                    await self.store.append(request_id, batch)
-                except StreamStoreError as exc:
-                    produced.shared = False
-                    self._failed("append", exc)
-            if produced.done and not produced.pending:
-                return
-
-    def _record(self, request_id: str, produced: _Produced) -> None:
-        """Keep the tokens of the payloads about to be written (for failover), before them."""
-        if produced.recorder is not None and self.failover is not None:
-            self.failover.record(request_id, produced.recorder)
-
-    async def _watch(self, request_id: str, produced: _Produced, generation: int) -> None:
-        """Renew the lease, honour cancels, and cancel once no reader anywhere wants it."""
-        while True:
-            await anyio.sleep(self.interval)
-            try:
-                if produced.shared:
-                    if not await self.control.renew(request_id, generation, self._lease_seconds):
-                        logger.warning("lost the lease of stream %s; stopping it", request_id)
-                        # Another replica produces it now (it adopted it): leave the store
-                        # to that one, neither writing, removing nor ending the stream there.
-                        produced.shared = False
-                        produced.scope.cancel()
-                        return
-                    if not produced.cancelled and await self.control.cancel_requested(request_id):
-                        self._cancel_here(request_id)
-                if (
-                    not produced.background
-                    and request_id not in self._readers
-                    and not await self.control.present(request_id)
-                ):
-                    produced.scope.cancel()
-                    return
-            except StreamStoreError as exc:
-                # Without the store nobody elsewhere can read it: only readers here count.
-                self._failed("control", exc)
-                produced.shared = False
-                produced.wake.set()
-                if not produced.background and request_id not in self._readers:
-                    produced.scope.cancel()
-                    return
-
-    @property
-    def _lease_seconds(self) -> float:
-        return max(2.0, self.interval * 4)
-
-    def _cancel_here(self, request_id: str) -> int:
-        produced = self._produced.get(request_id)
-        if produced is not None:
-            if produced.cancelled:
-                return 1  # the message and the key both arrived: one cancel
-            produced.cancelled = True
-        cancelled = sum(handler(request_id) for handler in self.cancel_handlers)
-        if not cancelled and produced is not None and not produced.done:
-            produced.stopped = produced.background  # it ends as a cancelled response
-            produced.scope.cancel()
-            cancelled = 1
-        return cancelled
-
-    async def _serve_cancels(self) -> None:
-        await self.control.serve_cancels(self._cancel_here)
-
-    def _failed(self, operation: str, exc: StreamStoreError) -> None:
-        self.errors.count(operation)
-        logger.warning(
-            "stream store: %s failed; streams go on, unresumable elsewhere (%s)", operation, exc
-        )
-
 
 def build_resume_service(task_groups: TaskGroupProvider, config: ResumeConfig) -> ResumeService:
     """The service `config` asks for: streams in this process, or shared through Redis (the
     client is imported only then)."""
     if config.store is None:
         return ResumeService(task_groups, None, config)
-    from tokenwire.redis_control import RedisStreamControl
-    from tokenwire.redis_store import RedisStreamStore, connect
+    from tokenwire.stores.redis_control import RedisStreamControl
+    from tokenwire.stores.redis_store import RedisStreamStore, connect
 
     client = connect(config.store)
     ttl_seconds = config.grace_seconds + 60.0
@@ -560,12 +344,3 @@ def build_resume_service(task_groups: TaskGroupProvider, config: ResumeConfig) -
     control = RedisStreamControl(client)
     failover = Failover(client, store, control, ttl_seconds)
     return ResumeService(task_groups, store, config, control=control, failover=failover)
-
-
-def describe_request(call: Call) -> str:
-    """The parsed request as JSON, as far as it is JSON-able (for a replica that takes over)."""
-    try:
-        fields = asdict(call.request)
-    except TypeError:
-        return "{}"
-    return json.dumps(fields, default=lambda value: None)[:65536]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter as Tally
 
 from prometheus_client import CollectorRegistry, Counter
+
+from tokenwire.stores.stream_store import StreamStoreError
+
+logger = logging.getLogger("tokenwire.resume")
 
 
 class StoreErrors:
@@ -34,3 +39,10 @@ class StoreErrors:
         self.counts[operation] += 1
         if self._counter is not None:
             self._counter.labels(operation).inc()
+
+    def failed(self, operation: str, exc: StreamStoreError) -> None:
+        """Count a failed call and warn: the streams concerned go on, unresumable elsewhere."""
+        self.count(operation)
+        logger.warning(
+            "stream store: %s failed; streams go on, unresumable elsewhere (%s)", operation, exc
+        )

@@ -1,8 +1,11 @@
-"""`OnnxBackend`: the default backend, our own decode loop on an ONNX Runtime session."""
+"""`OnnxBackend`: the default backend, our own decode loop on an ONNX Runtime session.
+
+Its options are checked in `options`, the model is read in `loading`, and requests are
+checked and turned into prompts in `admission`; this module runs the loop and the streams.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,24 +15,29 @@ import anyio
 import numpy as np
 from tokenizers import Tokenizer
 
-from tokenwire.backends.onnx._graph_io import RunnerSettings, last_positions
+from tokenwire.backends.onnx import admission
 from tokenwire.backends.onnx.chat_template import ChatTemplate
 from tokenwire.backends.onnx.constraints import ConstraintCompiler, TokenConstraint
 from tokenwire.backends.onnx.decode_loop import DecodeLoop
 from tokenwire.backends.onnx.detokenizer import IncrementalDetokenizer, StopMatcher
-from tokenwire.backends.onnx.drafting import DraftSettings
 from tokenwire.backends.onnx.generation import Generation
 from tokenwire.backends.onnx.kv_cache import token_bytes
-from tokenwire.backends.onnx.manifest import ModelManifest, SamplingDefaults, default_model_dir
-from tokenwire.backends.onnx.prefill_planner import LatencyGoal
-from tokenwire.backends.onnx.runner import ModelRunner, create_runner
+from tokenwire.backends.onnx.loading import build_speculator, load_model
+from tokenwire.backends.onnx.manifest import ModelManifest, default_model_dir
+from tokenwire.backends.onnx.options import (
+    DEFAULT_DENORMAL_AS_ZERO,
+    DEFAULT_PREFILL_BUDGET_MS,
+    DEFAULT_PREFILL_GRAPH,
+    DEFAULT_PREFILL_GRAPH_MIN_TOKENS,
+    DEFAULT_SPECULATION,
+    check_options,
+)
+from tokenwire.backends.onnx.runner import ModelRunner
 from tokenwire.backends.onnx.sampling import Sampler, SamplingParams, resolve_sampling
 from tokenwire.backends.onnx.scheduler import BackendStats, Scheduler
-from tokenwire.backends.onnx.session import Placement, create_session, resolve_device
-from tokenwire.backends.onnx.speculation import DEFAULT_MAX_BATCH, SpeculationSettings, Speculator
-from tokenwire.backends.onnx.tool_prompt import render_tool_turns
+from tokenwire.backends.onnx.session import Placement, resolve_device
+from tokenwire.backends.onnx.speculation import DEFAULT_MAX_BATCH
 from tokenwire.errors import (
-    ContextLengthExceededError,
     GenerationError,
     InvalidRequestError,
     ServiceUnavailableError,
@@ -41,37 +49,15 @@ from tokenwire.requests import GenerationRequest
 
 logger = logging.getLogger("tokenwire.onnx")
 
-# A prompt chunk beside running streams adds about this much to their gaps, so the largest
-# gap is near the budget plus one decode step. Smaller budgets cost the long prompt dearly:
-# a chunk of a few tokens costs nearly a whole decode step (the weights are read either way),
-# so its TTFT grows steeply as the budget shrinks. The default keeps the running streams'
-# largest gap under 100 ms on the benchmark CPU (the sweep: docs/benchmarks.md, "Gaps").
-DEFAULT_PREFILL_BUDGET_MS = 30.0
-
-# Speculation (prompt lookup) measured no worse than plain decoding on open-ended text and
-# faster on text that copies its prompt: docs/benchmarks.md, "Speculation".
-DEFAULT_SPECULATION = False
-
-# Flushing denormal floats to zero: the bare int8 graph ran a 545-token prompt 1.25-1.35x
-# and a batch-8 decode step 1.13-1.20x faster, but served the gain was within noise (TTFT
-# 1.07x, 8 streams 0.98x): off (docs/benchmarks.md, "Prefill and batch throughput").
-DEFAULT_DENORMAL_AS_ZERO = False
-
-# The prefill graph more than halves a long prompt's time to first token on an AMX Xeon
-# (563 -> 216 ms for 545 tokens, served), but its
-# per-row int8 activations round more coarsely than MatMulNBits: over 50 short chat prompts
-# the first greedy token agreed with fp32 on 82% (decode graph alone: 94%). Off by default:
-# docs/benchmarks.md, "Prefill and batch throughput".
-DEFAULT_PREFILL_GRAPH = False
-
-# Prompt runs of at least this many tokens go to the prefill graph. Measured side by side on
-# an AMX Xeon: the prefill graph is 1.4x the decode graph's speed at 16 rows, 1.2x at 8 and
-# even at 1 (docs/benchmarks.md, "Prefill and batch throughput"); below 16 the small gain
-# is not worth its slightly coarser rounding. 16 is also the scheduler's smallest chunk.
-DEFAULT_PREFILL_GRAPH_MIN_TOKENS = 16
-
-# OpenAI's range for `top_logprobs`.
-MAX_TOP_LOGPROBS = 20
+# Re-exported: these lived here before `options` held them, and docs and scripts name them.
+__all__ = [
+    "DEFAULT_DENORMAL_AS_ZERO",
+    "DEFAULT_PREFILL_BUDGET_MS",
+    "DEFAULT_PREFILL_GRAPH",
+    "DEFAULT_PREFILL_GRAPH_MIN_TOKENS",
+    "DEFAULT_SPECULATION",
+    "OnnxBackend",
+]
 
 
 class OnnxBackend:
@@ -168,85 +154,51 @@ class OnnxBackend:
                 f"No prepared model at {self.model_dir}{hint}. Run `tokenwire prepare` "
                 "first, or name a prepared model directory."
             )
-        self.manifest = ModelManifest.read(self.model_dir)
+        self.manifest: ModelManifest = ModelManifest.read(self.model_dir)
         self.model_id = self.manifest.model_id
         self.placement: Placement = resolve_device(device)
-        for name, value, low in (
-            ("max_batch", max_batch, 1),
-            ("max_queue", max_queue, 0),
-            ("prefill_chunk", prefill_chunk, 1),
-        ):
-            if int(value) < low:
-                raise ValueError(f"{name} must be >= {low}, got {value}")
-        self.max_batch = int(max_batch)
-        self.max_queue = int(max_queue)
-        self.prefill_chunk = int(prefill_chunk)
-        if prefill_budget_ms is not None and float(prefill_budget_ms) < 0:
-            raise ValueError(f"prefill_budget_ms must be >= 0, got {prefill_budget_ms}")
-        self.prefill_budget_ms = float(prefill_budget_ms or 0) or None
-        for name, target in (("target_itl_ms", target_itl_ms), ("target_ttft_ms", target_ttft_ms)):
-            if target is not None and not float(target) > 0:
-                raise ValueError(f"{name} must be > 0 (milliseconds), got {target}")
-        if target_ttft_ms is not None and target_itl_ms is None:
-            raise ValueError("target_ttft_ms needs target_itl_ms (the pace chunks run at)")
-        self.goal = LatencyGoal(
-            None if target_itl_ms is None else float(target_itl_ms) / 1e3,
-            None if target_ttft_ms is None else float(target_ttft_ms) / 1e3,
+        self.options = options = check_options(
+            self.manifest,
+            self.model_dir,
+            max_batch=max_batch,
+            max_queue=max_queue,
+            prefill_chunk=prefill_chunk,
+            prefill_budget_ms=prefill_budget_ms,
+            target_itl_ms=target_itl_ms,
+            target_ttft_ms=target_ttft_ms,
+            batch_prefill=batch_prefill,
+            max_context=max_context,
+            intra_op_threads=intra_op_threads,
+            allow_spinning=allow_spinning,
+            default_temperature=default_temperature,
+            default_top_p=default_top_p,
+            default_top_k=default_top_k,
+            speculation=speculation,
+            speculative_tokens=speculative_tokens,
+            speculation_max_batch=speculation_max_batch,
+            speculation_priced=speculation_priced,
+            fast_forward=fast_forward,
+            denormal_as_zero=denormal_as_zero,
+            prefill_graph=prefill_graph,
+            prefill_graph_min_tokens=prefill_graph_min_tokens,
         )
-        if not isinstance(batch_prefill, bool):
-            raise ValueError(f"batch_prefill must be true or false, got {batch_prefill!r}")
-        self.batch_prefill = batch_prefill
-        if not isinstance(allow_spinning, bool):
-            raise ValueError(f"allow_spinning must be true or false, got {allow_spinning!r}")
-        self.allow_spinning = allow_spinning
-        flags = (
-            ("speculation", speculation),
-            ("speculation_priced", speculation_priced),
-            ("fast_forward", fast_forward),
-        )
-        for name, flag in flags:
-            if not isinstance(flag, bool):
-                raise ValueError(f"{name} must be true or false, got {flag!r}")
-        if not isinstance(prefill_graph, bool):
-            raise ValueError(f"prefill_graph must be true or false, got {prefill_graph!r}")
-        if int(prefill_graph_min_tokens) < 1:
-            raise ValueError(
-                f"prefill_graph_min_tokens must be >= 1, got {prefill_graph_min_tokens}"
-            )
-        self.prefill_graph = prefill_graph
-        if not isinstance(denormal_as_zero, bool):
-            raise ValueError(f"denormal_as_zero must be true or false, got {denormal_as_zero!r}")
-        self.denormal_as_zero = denormal_as_zero
-        self.prefill_graph_min_tokens = int(prefill_graph_min_tokens)
-        self.speculation = (
-            SpeculationSettings(
-                DraftSettings(max_tokens=int(speculative_tokens)),
-                int(speculation_max_batch),
-                priced=speculation_priced,
-            )
-            if speculation
-            else None
-        )
-        self.fast_forward = fast_forward
-        self.speculation_max_batch = int(speculation_max_batch)
-        limit = self.manifest.kv.max_context
-        if max_context is not None and not 2 <= int(max_context) <= limit:
-            raise ValueError(
-                f"max_context must be between 2 and {limit} (the model's), got {max_context}"
-            )
-        self.context_length = int(max_context) if max_context is not None else limit
-        self.intra_op_threads = int(intra_op_threads) if intra_op_threads is not None else None
-        self.sampling_overrides = SamplingDefaults(
-            default_temperature, default_top_p, default_top_k, source="server"
-        )
-        for defaults, origin in (
-            (self.sampling_overrides, "backend option default_"),
-            (self.manifest.sampling_defaults, f"{self.model_dir / 'manifest.json'}: "),
-        ):
-            try:
-                resolve_sampling(None, None, None, defaults)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{origin}{exc}") from None
+        # The checked options, under the names they always had here (read by tests, scripts).
+        self.max_batch = options.max_batch
+        self.max_queue = options.max_queue
+        self.prefill_chunk = options.prefill_chunk
+        self.prefill_budget_ms = options.prefill_budget_ms
+        self.goal = options.goal
+        self.batch_prefill = options.batch_prefill
+        self.allow_spinning = options.allow_spinning
+        self.speculation = options.speculation
+        self.speculation_max_batch = options.speculation_max_batch
+        self.fast_forward = options.fast_forward
+        self.denormal_as_zero = options.denormal_as_zero
+        self.prefill_graph = options.prefill_graph
+        self.prefill_graph_min_tokens = options.prefill_graph_min_tokens
+        self.context_length = options.context_length
+        self.intra_op_threads = options.intra_op_threads
+        self.sampling_overrides = options.sampling_overrides
         # Seeds this model's keys in a prefix cache: cached KV is only valid for the weights
         # that made it.
         self.prefix_namespace = (
@@ -299,101 +251,21 @@ class OnnxBackend:
             kv_token_bytes=token_bytes(self.manifest.kv),
             goal=self.goal,
             batch_prefill=self.batch_prefill,
-            speculator=self._speculator(runner),
+            speculator=build_speculator(runner, self.options),
         )
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
         task_group.start_soon(self._loop.run, name="tokenwire-onnx-decode-loop")
 
-    def _speculator(self, runner: ModelRunner) -> Speculator | None:
-        speculation = self.speculation if runner.can_verify else None
-        if speculation is None and not (self.fast_forward and runner.can_feed):
-            return None
-        return Speculator(
-            runner,
-            speculation,
-            self.context_length,
-            fast_forward=self.fast_forward and runner.can_feed,
-            max_feed=self.prefill_chunk,
-            max_batch=self.speculation_max_batch,
-        )
-
     def _load(self) -> ModelRunner:
-        manifest, directory = self.manifest, self.model_dir
-        tokenizer = Tokenizer.from_file(str(directory / manifest.tokenizer_file))
-        # A truncating tokenizer.json would silently cut long prompts instead of refusing them.
-        tokenizer.no_truncation()
-        tokenizer.no_padding()
-        self.tokenizer = tokenizer
-        self.chat_template = self._load_template(tokenizer)
-        self.constraints = ConstraintCompiler(
-            (directory / manifest.tokenizer_file).read_text(encoding="utf-8"),
-            manifest.eos_token_ids[0],
-        )
-        verify = 1
-        if self.speculation is not None and manifest.kv.layout == "shared":
-            verify += self.speculation.draft.max_tokens
-        last_logits = manifest.logits == "last"
-        # Verifying a draft needs logits for each position fed: widen the slice. A prompt
-        # chunk's run then projects its last `verify` positions, not one.
-        initializers = last_positions(verify) if last_logits and verify > 1 else None
-        session, self.placement = create_session(
-            directory / manifest.model_file,
-            self.placement,
-            intra_op_threads=self.intra_op_threads,
-            allow_spinning=self.allow_spinning,
-            denormal_as_zero=self.denormal_as_zero,
-            initializers=initializers,
-        )
-        prefill_session = None
-        if self._uses_prefill_graph():
-            assert manifest.prefill_model_file is not None
-            prefill_session, _ = create_session(
-                directory / manifest.prefill_model_file,
-                self.placement,
-                intra_op_threads=self.intra_op_threads,
-                allow_spinning=self.allow_spinning,
-                denormal_as_zero=self.denormal_as_zero,
-                initializers=initializers,
-            )
-        settings = RunnerSettings(
-            max_batch=self.max_batch,
-            max_context=self.context_length,
-            max_run_tokens=self.prefill_chunk,
-            pad_token_id=manifest.pad_token_id,
-            last_logits=last_logits,
-            verify_tokens=verify,
-            prefill_min_tokens=self.prefill_graph_min_tokens,
-        )
-        return create_runner(session, manifest.kv, self.placement, settings, prefill_session)
-
-    def _uses_prefill_graph(self) -> bool:
-        """The prefill graph is asked for, there is one, and it fits: on the host only (its
-        integer GEMM is a CPU kernel), with the shared KV layout it was built for."""
-        return (
-            self.prefill_graph
-            and self.manifest.prefill_model_file is not None
-            and self.placement.device == "cpu"
-            and self.manifest.kv.layout == "shared"
-        )
-
-    def _load_template(self, tokenizer: Tokenizer) -> ChatTemplate | None:
-        manifest, source = self.manifest, None
-        if manifest.chat_template_file and (self.model_dir / manifest.chat_template_file).is_file():
-            source = (self.model_dir / manifest.chat_template_file).read_text(encoding="utf-8")
-        elif (self.model_dir / "tokenizer_config.json").is_file():
-            config = json.loads((self.model_dir / "tokenizer_config.json").read_text("utf-8"))
-            if isinstance(config.get("chat_template"), str):
-                source = config["chat_template"]
-        if source is None:
-            return None
-        bos = manifest.bos_token_id
-        return ChatTemplate(
-            source,
-            bos_token=tokenizer.id_to_token(bos) if bos is not None else None,
-            eos_token=tokenizer.id_to_token(manifest.eos_token_ids[0]),
-        )
+        """Read the model (blocking: `start` runs it in a worker thread)."""
+        loaded = load_model(self.model_dir, self.manifest, self.placement, self.options)
+        self.tokenizer = loaded.tokenizer
+        self.chat_template = loaded.chat_template
+        self.constraints = loaded.constraints
+        self.placement = loaded.placement
+        return loaded.runner
 
     async def close(self) -> None:
         """Stop the loop (after the step in flight) and end every stream still open."""
@@ -423,14 +295,14 @@ class OnnxBackend:
         loop = self._loop
         if loop is None:
             raise ServiceUnavailableError("The ONNX backend is not started.")
-        _check_agent_fields(request)
+        admission.check_agent_fields(request)
         assert self.constraints is not None
         grammar, constraint = self.constraints.grammar(request), None
         if grammar is not None:
             # Compiling a large schema can take a while (llguidance releases the GIL).
             constraint = await anyio.to_thread.run_sync(self.constraints.matcher, *grammar)
         generation = self._prepare(request, constraint)
-        replayed = self._replay(generation, request.continuation)
+        replayed = admission.replay(generation, request.continuation, self.context_length)
         try:
             for event in replayed:
                 yield event
@@ -485,60 +357,10 @@ class OnnxBackend:
             raise ServiceUnavailableError("The ONNX backend is not started.")
         return len(self._prompt_ids(request))
 
-    def _replay(self, generation: Generation, groups: tuple[tuple[int, ...], ...]) -> list[Event]:
-        """A continuation's events: each group of tokens taken as sampled ones are, then the
-        group's delta (and a Finish, should they end it); the tokens are prefilled after the
-        prompt. Checked against the context, since the model saw them once already.
-
-        Raises:
-            InvalidRequestError: the request asks for logprobs (see `can_continue`).
-            ContextLengthExceededError: prompt and continuation leave no room to generate.
-        """
-        if not groups:
-            return []
-        if generation.top_logprobs is not None:
-            raise InvalidRequestError(
-                "A request with logprobs cannot be continued.", param="logprobs"
-            )
-        ids = [token for group in groups for token in group]
-        if len(generation.prompt_ids) + len(ids) >= self.context_length:
-            raise ContextLengthExceededError(
-                "The continuation leaves no room in the context to generate.", param="messages"
-            )
-        events: list[Event] = []
-        for group in groups:
-            generation.replay(group)
-            while True:
-                try:
-                    item = generation.receive.receive_nowait()
-                except (anyio.WouldBlock, anyio.EndOfStream):
-                    break
-                if isinstance(item, TokenwireError):
-                    raise item
-                events.append(item)
-        generation.extend_prompt(ids)
-        return events
-
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
-        """The prompt as the model reads it: messages through the chat template, with the
-        tools offered (described in a system turn when the template has no tools of its
-        own), or the raw prompt with the tokenizer's special tokens."""
-        tokenizer = self.tokenizer
-        assert tokenizer is not None
-        if request.messages is None:
-            return list(tokenizer.encode(request.prompt or "", add_special_tokens=True).ids)
-        if self.chat_template is None:
-            raise InvalidRequestError(
-                f"Model {self.model_id!r} has no chat template; send a raw prompt instead.",
-                param="messages",
-            )
-        # tool_choice "none": the model is not told of the tools (it cannot call them).
-        tools = request.tools if request.tool_choice.mode != "none" else ()
-        if self.chat_template.uses_tools:
-            text = self.chat_template.render(request.messages, tools)
-        else:
-            text = self.chat_template.render(render_tool_turns(request.messages, tools))
-        return list(tokenizer.encode(text, add_special_tokens=False).ids)
+        """The prompt as the model reads it (`admission.prompt_ids`)."""
+        assert self.tokenizer is not None
+        return admission.prompt_ids(request, self.tokenizer, self.chat_template, self.model_id)
 
     def _prepare(
         self, request: GenerationRequest, constraint: TokenConstraint | None = None
@@ -546,29 +368,7 @@ class OnnxBackend:
         tokenizer = self.tokenizer
         assert tokenizer is not None
         prompt = np.asarray(self._prompt_ids(request), dtype=np.int64)
-        if len(prompt) == 0:
-            raise InvalidRequestError("The prompt is empty.", param="prompt")
-        if len(prompt) >= self.context_length:
-            raise ContextLengthExceededError(
-                f"The prompt is {len(prompt)} tokens, but this model's context is "
-                f"{self.context_length} tokens and at least one must be left to generate.",
-                param="messages" if request.is_chat else "prompt",
-            )
-        room = self.context_length - len(prompt)
-        if request.max_tokens is not None and request.max_tokens < 1:
-            raise InvalidRequestError(
-                f"max_tokens must be at least 1, got {request.max_tokens}", param="max_tokens"
-            )
-        if request.max_tokens is not None and request.max_tokens > room:
-            # Refused, as vLLM does, rather than cut: silently running to the context end
-            # held a non-streamed request's connection for minutes.
-            raise ContextLengthExceededError(
-                f"This model's context is {self.context_length} tokens and the prompt takes "
-                f"{len(prompt)}, which leaves {room} to generate, but max_tokens asks for "
-                f"{request.max_tokens}. Ask for at most {room}, or shorten the prompt.",
-                param="max_tokens",
-            )
-        budget = min(room, request.max_tokens or request.default_max_tokens or room)
+        budget = admission.generation_budget(request, len(prompt), self.context_length)
         try:
             params = self.sampling_params(request)
         except ValueError as exc:
@@ -585,24 +385,4 @@ class OnnxBackend:
             prompt_cache=request.prompt_cache if self._loop.runner.prefix_reuse else None,
             constraint=constraint,
             top_logprobs=request.top_logprobs if request.logprobs else None,
-        )
-
-
-def _check_agent_fields(request: GenerationRequest) -> None:
-    """Refuse what a client asked for and this backend cannot do, naming the field."""
-    if request.reasoning:
-        # No model this backend serves has a thinking mode yet; a 400 beats a silent no.
-        raise InvalidRequestError(
-            "This model cannot reason before answering; send reasoning off or leave it out.",
-            param="reasoning",
-        )
-    if not 0 <= request.top_logprobs <= MAX_TOP_LOGPROBS:
-        raise InvalidRequestError(
-            f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}, got {request.top_logprobs}",
-            param="top_logprobs",
-        )
-    if request.tools and not request.is_chat and request.tool_choice.mode == "auto":
-        raise InvalidRequestError(
-            "Tools can be offered only to a chat request (messages), not a raw prompt.",
-            param="tools",
         )

@@ -9,7 +9,7 @@ import anyio
 
 from tokenwire.errors import InvalidRequestError, TokenwireError
 from tokenwire.interfaces import Payload
-from tokenwire.stream_store import StreamInfo
+from tokenwire.stores.stream_store import StreamInfo
 
 
 @dataclass(eq=False, slots=True)

@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tokenwire.requests import ChatMessage, ToolCall
-from tokenwire.response_store import MemoryResponseStore, StoredResponse
+from tokenwire.stores.response_store import MemoryResponseStore, StoredResponse
 
 logger = logging.getLogger("tokenwire.responses")
 
@@ -158,6 +158,6 @@ def shared_response_store(
     url: str, view: MemoryResponseStore, count_error: Callable[[str], None]
 ) -> RedisResponseStore:
     """A shared store on the Redis at `url` (its client imported only here)."""
-    from tokenwire.redis_store import connect
+    from tokenwire.stores.redis_store import connect
 
     return RedisResponseStore(connect(url), view, count_error)

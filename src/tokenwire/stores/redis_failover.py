@@ -23,9 +23,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tokenwire.interfaces import Payload
-from tokenwire.redis_entries import count, is_payloads, unpack
-from tokenwire.redis_store import key
-from tokenwire.stream_store import StreamStoreError
+from tokenwire.stores.redis_entries import count, is_payloads, unpack
+from tokenwire.stores.redis_store import key
+from tokenwire.stores.stream_store import StreamStoreError
 
 
 @dataclass(frozen=True, slots=True)

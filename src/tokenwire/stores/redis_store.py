@@ -23,9 +23,9 @@ from tokenwire import errors
 from tokenwire.config import redact_url
 from tokenwire.errors import GenerationError, TokenwireError
 from tokenwire.interfaces import Payload
-from tokenwire.redis_entries import pack, unpack
-from tokenwire.redis_writer import Command, GroupWriter
-from tokenwire.stream_store import StreamInfo, StreamStoreError
+from tokenwire.stores.redis_entries import pack, unpack
+from tokenwire.stores.redis_writer import Command, GroupWriter
+from tokenwire.stores.stream_store import StreamInfo, StreamStoreError
 
 _READ_BATCH = 512
 _BLOCK_MS = 1000  # a blocked reader looks at the lease this often
@@ -134,7 +134,7 @@ class RedisStreamStore:
     def note_tokens(self, request_id: str, record: str) -> None:
         """Write `record` (failover's token ids of the payloads about to be appended) in the
         next `append`'s pipeline, before its entry: no round trip of its own, and never
-        stored after the payloads it describes (see `tokenwire.redis_failover`)."""
+        stored after the payloads it describes (see `tokenwire.stores.redis_failover`)."""
         self._tokens.setdefault(request_id, []).append(record)
 
     def resume_at(self, request_id: str, seq: int) -> None:

@@ -19,9 +19,9 @@ import anyio
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from tokenwire.redis_store import key
-from tokenwire.stream_control import CancelLocal
-from tokenwire.stream_store import StreamStoreError
+from tokenwire.stores.redis_store import key
+from tokenwire.stores.stream_control import CancelLocal
+from tokenwire.stores.stream_store import StreamStoreError
 
 logger = logging.getLogger("tokenwire.resume")
 

@@ -1,0 +1,150 @@
+"""Loading a prepared model for `OnnxBackend`: tokenizer, chat template, the decode
+session and the optional prefill graph's, the runner over them, and the speculator."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from tokenwire.backends.onnx._graph_io import RunnerSettings, last_positions
+from tokenwire.backends.onnx.chat_template import ChatTemplate
+from tokenwire.backends.onnx.constraints import ConstraintCompiler
+from tokenwire.backends.onnx.manifest import ModelManifest
+from tokenwire.backends.onnx.options import BackendOptions
+from tokenwire.backends.onnx.runner import ModelRunner, create_runner
+from tokenwire.backends.onnx.session import Placement, create_session
+from tokenwire.backends.onnx.speculation import Speculator
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """What `load_model` read: the runner, and what turns requests into its tokens."""
+
+    runner: ModelRunner
+    placement: Placement
+    """Where the session really runs (`create_session` may settle on other providers)."""
+    tokenizer: Tokenizer
+    chat_template: ChatTemplate | None
+    constraints: ConstraintCompiler
+
+
+def load_model(
+    directory: Path, manifest: ModelManifest, placement: Placement, options: BackendOptions
+) -> LoadedModel:
+    """Read the prepared model in `directory` (blocking: run it in a worker thread)."""
+    tokenizer = Tokenizer.from_file(str(directory / manifest.tokenizer_file))
+    # A truncating tokenizer.json would silently cut long prompts instead of refusing them.
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    chat_template = load_template(directory, manifest, tokenizer)
+    constraints = ConstraintCompiler(
+        (directory / manifest.tokenizer_file).read_text(encoding="utf-8"),
+        manifest.eos_token_ids[0],
+    )
+    runner, placement = load_runner(directory, manifest, placement, options)
+    return LoadedModel(runner, placement, tokenizer, chat_template, constraints)
+
+
+def load_runner(
+    directory: Path, manifest: ModelManifest, placement: Placement, options: BackendOptions
+) -> tuple[ModelRunner, Placement]:
+    """The runner over the model file's session (and the prefill graph's, where
+    `uses_prefill_graph`), and where it really runs."""
+    verify = verify_tokens(manifest, options)
+    last_logits = manifest.logits == "last"
+    # Verifying a draft needs logits for each position fed: widen the slice. A prompt
+    # chunk's run then projects its last `verify` positions, not one.
+    initializers = last_positions(verify) if last_logits and verify > 1 else None
+    session, placement = create_session(
+        directory / manifest.model_file,
+        placement,
+        intra_op_threads=options.intra_op_threads,
+        allow_spinning=options.allow_spinning,
+        denormal_as_zero=options.denormal_as_zero,
+        initializers=initializers,
+    )
+    prefill_session = None
+    if uses_prefill_graph(manifest, placement, options):
+        assert manifest.prefill_model_file is not None
+        prefill_session, _ = create_session(
+            directory / manifest.prefill_model_file,
+            placement,
+            intra_op_threads=options.intra_op_threads,
+            allow_spinning=options.allow_spinning,
+            denormal_as_zero=options.denormal_as_zero,
+            initializers=initializers,
+        )
+    settings = RunnerSettings(
+        max_batch=options.max_batch,
+        max_context=options.context_length,
+        max_run_tokens=options.prefill_chunk,
+        pad_token_id=manifest.pad_token_id,
+        last_logits=last_logits,
+        verify_tokens=verify,
+        prefill_min_tokens=options.prefill_graph_min_tokens,
+    )
+    runner = create_runner(session, manifest.kv, placement, settings, prefill_session)
+    return runner, placement
+
+
+def verify_tokens(manifest: ModelManifest, options: BackendOptions) -> int:
+    """Positions a run returns logits for: one, or a whole draft and the token before it
+    when speculation is on (the shared KV layout only)."""
+    verify = 1
+    if options.speculation is not None and manifest.kv.layout == "shared":
+        verify += options.speculation.draft.max_tokens
+    return verify
+
+
+def uses_prefill_graph(
+    manifest: ModelManifest, placement: Placement, options: BackendOptions
+) -> bool:
+    """The prefill graph is asked for, there is one, and it fits: on the host only (its
+    integer GEMM is a CPU kernel), with the shared KV layout it was built for."""
+    return (
+        options.prefill_graph
+        and manifest.prefill_model_file is not None
+        and placement.device == "cpu"
+        and manifest.kv.layout == "shared"
+    )
+
+
+def build_speculator(runner: ModelRunner, options: BackendOptions) -> Speculator | None:
+    """The speculator for what `runner` can do: verifying drafts (speculation) and feeding
+    forced tokens (fast-forward); None when neither is on or possible."""
+    speculation = options.speculation if runner.can_verify else None
+    if speculation is None and not (options.fast_forward and runner.can_feed):
+        return None
+    return Speculator(
+        runner,
+        speculation,
+        options.context_length,
+        fast_forward=options.fast_forward and runner.can_feed,
+        max_feed=options.prefill_chunk,
+        max_batch=options.speculation_max_batch,
+    )
+
+
+def load_template(
+    directory: Path, manifest: ModelManifest, tokenizer: Tokenizer
+) -> ChatTemplate | None:
+    """The model's chat template: the manifest's file, else `tokenizer_config.json`'s; None
+    when it has neither (it then serves raw prompts only)."""
+    source = None
+    if manifest.chat_template_file and (directory / manifest.chat_template_file).is_file():
+        source = (directory / manifest.chat_template_file).read_text(encoding="utf-8")
+    elif (directory / "tokenizer_config.json").is_file():
+        config = json.loads((directory / "tokenizer_config.json").read_text("utf-8"))
+        if isinstance(config.get("chat_template"), str):
+            source = config["chat_template"]
+    if source is None:
+        return None
+    bos = manifest.bos_token_id
+    return ChatTemplate(
+        source,
+        bos_token=tokenizer.id_to_token(bos) if bos is not None else None,
+        eos_token=tokenizer.id_to_token(manifest.eos_token_ids[0]),
+    )

@@ -61,8 +61,8 @@ class Settings:
     decode_past: int = 600
     rounds: int = 5  # rounds of blocks, the variants taking turns
     block: int = 5  # timed runs per block, after an untimed one
-    whole_rounds: int = 4
-    whole_block: int = 3
+    whole_rounds: int = 12
+    whole_block: int = 1
     threads: int = 2
     max_context: int | None = None  # None: the model's, as the backend binds by default
 

@@ -96,6 +96,7 @@ def load_config(args: argparse.Namespace) -> ServeConfig:
         response_ttl=args.response_ttl,
         response_store_bytes=args.response_store_bytes,
         stream_store=args.stream_store or os.environ.get("TOKENWIRE_STREAM_STORE") or None,
+        failover=False if args.no_failover else None,
         slow_client_policy=args.slow_client_policy,
         send_timeout_seconds=args.send_timeout,
         send_buffer_bytes=args.send_buffer_bytes,
@@ -113,7 +114,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(args)
     resume = None
     if config.resume_grace is not None or config.stream_store is not None:
-        resume = ResumeConfig(store=config.stream_store)
+        resume = ResumeConfig(store=config.stream_store, failover=config.failover)
         if config.resume_grace is not None:
             resume = replace(resume, grace_seconds=config.resume_grace)
     if config.stream_store is not None:
@@ -280,6 +281,12 @@ def make_parser() -> argparse.ArgumentParser:
         help="keep resumable streams in Redis (redis://… or rediss://…; needs tokenwire[redis]) "
         "so any replica resumes and cancels them; implies resume "
         "(also TOKENWIRE_STREAM_STORE; default: this process only)",
+    )
+    serve.add_argument(
+        "--no-failover",
+        action="store_true",
+        help="with --stream-store, do not record streams' tokens for another replica to "
+        "continue them when their owner dies (saves a write per flush)",
     )
     serve.add_argument(
         "--slow-client-policy",

@@ -51,6 +51,8 @@ class ServeConfig:
     response_store_bytes: int = 256 << 20
     # Where resumable streams are kept for every replica (`redis://…`); None: this process.
     stream_store: str | None = None
+    # With a stream store: another replica continues a stream whose owner died.
+    failover: bool = True
     keepalive_seconds: float = 15.0
     # `inf` (TOML `inf`, flag `off`): never start a response before its first payload.
     early_headers_after: float = 1.0

@@ -26,6 +26,7 @@ def test_quick_run_compares_both_stores_and_writes_its_docs_section(
     model = [t.streams for t in throughput if t.backend.startswith("onnx")]
     assert echo == list(quick.concurrency) and model == list(quick.model_concurrency)
     assert all(t.memory_tokens_per_second > 0 and t.redis_tokens_per_second > 0 for t in throughput)
+    assert all((t.no_failover_ratio or 0) > 0 for t in throughput if t.backend == "echo")
     assert reconnect.samples == stream_store.Settings.quick().reconnects
     assert reconnect.replayed_ids_contiguous  # the replica that never produced it resumed it
     result = json.loads((tmp_path / "results" / "stream_store.json").read_text())

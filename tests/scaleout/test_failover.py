@@ -194,3 +194,36 @@ def _endpoint():  # type: ignore[no-untyped-def]
     from tokenwire.endpoint import Endpoint
 
     return Endpoint(OpenAIChatDialect(), EchoBackend().generate, "echo")
+
+
+def test_without_failover_a_killed_owners_stream_ends_where_it_was_stored() -> None:
+    """`--no-failover`: no tokens are recorded and nobody adopts; the reconnect replays what
+    the dead owner stored and the stream ends there (unfinished), instead of hanging."""
+    import redis
+
+    from tokenwire.stores.redis_store import key
+
+    with running_redis() as redis_server:
+        args = [
+            "--backend", "echo", "--backend-option", "delay=0.025", "--resume-grace", "2",
+            "--stream-store", redis_server.url, "--no-failover",
+        ]  # fmt: skip
+        owner, survivor = ServeProcess(args), ServeProcess(args)
+        try:
+            owner.wait_ready()
+            survivor.wait_ready()
+            request_id = f"no-failover-{time.monotonic_ns()}"
+            events = kill_mid_stream(owner, "openai", request_id, 15)
+            started = time.monotonic()
+            events += resume(survivor.url, "openai", request_id, events[-1]["id"], "get")
+            assert time.monotonic() - started < 20  # the lease's expiry ends it
+            ids = [e["id"] for e in events]
+            assert ids == [f"{request_id}:{n}" for n in range(len(events))]
+            assert not ended(events)
+            assert PROMPT.startswith(text_of(events).strip())
+            assert len(text_of(events).split()) < len(PROMPT.split())
+            with redis.Redis.from_url(redis_server.url) as client:
+                assert client.exists(key(request_id, "tokens")) == 0  # nothing recorded
+        finally:
+            owner.stop()
+            survivor.stop()

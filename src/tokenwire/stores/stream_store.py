@@ -74,9 +74,13 @@ class ResumeConfig:
         are not resumable.
     store: where streams are kept for every replica: a `redis://` or `rediss://` URL
         (needs `tokenwire[redis]`); None keeps them in this process only.
+    failover: with a shared `store`, record each stream's tokens so another replica can
+        continue it when its owner dies; False saves that write (about a tenth of the
+        store's echo-backend ceiling) where dying replicas' streams may just end.
     """
 
     grace_seconds: float = 30.0
     max_stream_bytes: int = 1 << 20
     max_total_bytes: int = 64 << 20
     store: str | None = None
+    failover: bool = True

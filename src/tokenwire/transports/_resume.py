@@ -342,5 +342,5 @@ def build_resume_service(task_groups: TaskGroupProvider, config: ResumeConfig) -
         done_seconds=config.grace_seconds,
     )
     control = RedisStreamControl(client)
-    failover = Failover(client, store, control, ttl_seconds)
+    failover = Failover(client, store, control, ttl_seconds) if config.failover else None
     return ResumeService(task_groups, store, config, control=control, failover=failover)

@@ -124,3 +124,26 @@ async def test_backend_uses_the_prefill_graph_unless_told_not_to(model_dir: Path
     with pytest.raises(ValueError, match="prefill_graph_min_tokens"):
         async with running(model_dir, prefill_graph_min_tokens=0):
             pass
+
+
+def test_a_session_without_gqa_flash_attention_computes_the_same_and_leaves_the_environment(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prefill graph's session is built with GQA's CPU flash path off (faster for long
+    prompt runs); the switch is ORT's environment variable, set only while it is built."""
+    import os
+
+    monkeypatch.delenv("ORT_GQA_DISABLE_FLASH_ATTENTION", raising=False)
+    manifest = ModelManifest.read(model_dir)
+    cpu = resolve_device("cpu")
+    path = model_dir / manifest.model_file
+    flash, _ = create_session(path, cpu)
+    plain, _ = create_session(path, cpu, gqa_flash_attention=False)
+    assert "ORT_GQA_DISABLE_FLASH_ATTENTION" not in os.environ
+    monkeypatch.setenv("ORT_GQA_DISABLE_FLASH_ATTENTION", "0")
+    create_session(path, cpu, gqa_flash_attention=False)
+    assert os.environ["ORT_GQA_DISABLE_FLASH_ATTENTION"] == "0"  # a user's own value is kept
+    ids = list(range(5, 5 + 40))
+    feeds = _feeds(manifest, ids, None)
+    logits = [s.run(["logits"], feeds)[0] for s in (flash, plain)]
+    np.testing.assert_allclose(logits[0], logits[1], atol=1e-4)

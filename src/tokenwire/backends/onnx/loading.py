@@ -76,6 +76,9 @@ def load_runner(
             allow_spinning=options.allow_spinning,
             denormal_as_zero=options.denormal_as_zero,
             initializers=initializers,
+            # It runs long prompt runs only, where GQA's flash path is the slower one:
+            # a 545-token first token served 0.90x as long without it (docs/benchmarks.md).
+            gqa_flash_attention=False,
         )
     settings = RunnerSettings(
         max_batch=options.max_batch,

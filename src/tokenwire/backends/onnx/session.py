@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,7 @@ def create_session(
     allow_spinning: bool = True,
     denormal_as_zero: bool = False,
     initializers: Mapping[str, np.ndarray] | None = None,
+    gqa_flash_attention: bool = True,
 ) -> tuple[ort.InferenceSession, Placement]:
     """Load `model_path` for `placement`.
 
@@ -64,6 +68,11 @@ def create_session(
     arithmetic is slow on x86; docs/onnx-backend.md).
 
     `initializers` replace the graph's constants of those names (ORT's `add_initializer`).
+
+    `gqa_flash_attention=False` builds the CPU `GroupQueryAttention` kernels without their
+    flash path (ORT reads `ORT_GQA_DISABLE_FLASH_ATTENTION` only when a kernel is built, and
+    has no session option for it): faster for long prompt runs, slower for short runs over a
+    long past (docs/benchmarks.md, "Where prefill attention's time goes").
 
     Returns the session and the placement it really got: when ORT fell back from the CUDA
     provider to CPU (a warning says so), the KV cache must live on the host as well.
@@ -88,7 +97,8 @@ def create_session(
     providers: list[Any] = list(placement.providers)
     if placement.device == "cuda":
         providers[0] = ("CUDAExecutionProvider", {"device_id": placement.device_id})
-    session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+    with _gqa_flash_attention(gqa_flash_attention):
+        session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
     # ORT reads the replaced constants for as long as the session lives.
     session._tokenwire_initializers = overrides
     if not check_providers(placement, session.get_providers()):
@@ -113,3 +123,26 @@ def check_providers(placement: Placement, actual: list[str]) -> bool:
         ", ".join(actual) or "nothing",
     )
     return False
+
+
+_ENVIRONMENT = threading.Lock()
+_GQA_FLASH_SWITCH = "ORT_GQA_DISABLE_FLASH_ATTENTION"
+
+
+@contextmanager
+def _gqa_flash_attention(enabled: bool) -> Iterator[None]:
+    """ORT's switch for GQA's CPU flash path, set only while one session is built (the
+    environment is the process's: other sessions keep their own choice)."""
+    if enabled:
+        yield
+        return
+    with _ENVIRONMENT:
+        before = os.environ.get(_GQA_FLASH_SWITCH)
+        os.environ[_GQA_FLASH_SWITCH] = "1"
+        try:
+            yield
+        finally:
+            if before is None:
+                del os.environ[_GQA_FLASH_SWITCH]
+            else:
+                os.environ[_GQA_FLASH_SWITCH] = before

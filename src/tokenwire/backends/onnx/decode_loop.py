@@ -16,10 +16,10 @@ worker already runs the next step: the per-token Python work overlaps the model 
 of adding to it. The scheduler is touched only on the event loop, so it needs no locks;
 the worker reads a generation's flags, each one a single attribute.
 
-With a prefix cache, an admitted request's longest cached prefix is found on the loop; its
-blocks are copied into the slot in the worker, just before the first chunk, so only the
-rest is prefilled. After the last chunk the prompt's new whole blocks are copied out to
-the cache, once the first token is on its way.
+With a prefix cache (`prefix_reuse`), an admitted request's longest cached prefix is found
+on the loop; its blocks are copied into the slot in the worker, just before the first chunk,
+so only the rest is prefilled. After the last chunk the prompt's new whole blocks are copied
+out to the cache, once the first token is on its way.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from collections import deque
 from collections.abc import Sequence
 
 import anyio
-import numpy as np
 from anyio.lowlevel import EventLoopToken, current_token
 
 from tokenwire.backends.onnx._outcomes import accept_run, sample_row, wrap_error
@@ -46,6 +45,7 @@ from tokenwire.backends.onnx.prefill_planner import (
     plan_runs,
     update_estimate,
 )
+from tokenwire.backends.onnx.prefix_reuse import match_prefix, offer_prefix
 from tokenwire.backends.onnx.runner import ModelRunner
 from tokenwire.backends.onnx.scheduler import BackendStats, PrefillChunk, Scheduler
 from tokenwire.backends.onnx.speculation import Speculator
@@ -204,23 +204,9 @@ class DecodeLoop:
         for slot in self.scheduler.reap():
             self.runner.release(slot)
         for generation in self.scheduler.admit():
-            self._match_prefix(generation)
+            match_prefix(generation, self.prefix_namespace)
             # Noted once the cached prefix is known, so the note's counts match the usage.
             generation.note("prefill")
-
-    def _match_prefix(self, generation: Generation) -> None:
-        cache = generation.prompt_cache
-        if cache is None:
-            return
-        # At least the last prompt token is prefilled: its logits give the first token.
-        match = cache.lookup(
-            generation.prompt_ids,
-            namespace=self.prefix_namespace,
-            limit=generation.prompt_tokens - 1,
-        )
-        if match.tokens:
-            generation.reuse = match
-            generation.prefilled = generation.cached_tokens = match.tokens
 
     def prefill_tokens(self) -> int:
         """Prompt tokens to run before the next decode step.
@@ -279,7 +265,14 @@ class DecodeLoop:
         if generation.prompt_cache is not None:
             # Before the next decode step: the concat layout's prompt KV is still
             # the slot's own then (the step regroups it into the batch).
-            await anyio.to_thread.run_sync(self._offer_prefix, generation, limiter=self._limiter)
+            await anyio.to_thread.run_sync(
+                offer_prefix,
+                self.runner,
+                generation,
+                self.prefix_namespace,
+                self.kv_token_bytes,
+                limiter=self._limiter,
+            )
 
     def _prefill_run(self, run: PrefillRun) -> list[int | None]:
         if len(run) == 1:
@@ -291,25 +284,6 @@ class DecodeLoop:
         width = max(g.prompt_tokens for g in batch)
         self._time_prefill(time.perf_counter() - started, width * len(batch))
         return [sample_row(g, row) for g, row in zip(batch, logits, strict=True)]
-
-    def _offer_prefix(self, generation: Generation) -> None:
-        cache, slot = generation.prompt_cache, generation.slot
-        assert cache is not None and slot is not None
-        size = cache.block_tokens
-
-        def copy(first: int, count: int) -> list[np.ndarray]:
-            return self.runner.snapshot(slot, first * size, count, size)
-
-        try:
-            cache.insert(
-                generation.prompt_ids,
-                copy,
-                block_bytes=self.kv_token_bytes * size,
-                namespace=self.prefix_namespace,
-            )
-        except Exception:
-            # The cache is an optimisation: failing to fill it must not fail the request.
-            logger.exception("offering prompt blocks to the prefix cache failed")
 
     def _prefill_step(self, chunk: PrefillChunk) -> int | None:
         generation = chunk.generation

@@ -95,7 +95,7 @@ class Latency:
 
 
 def run_overhead(model: Path, model_id: str, settings: Settings) -> list[Throughput]:
-    servers = {name: ServeProcess(model, middlewares) for name, middlewares in CONFIGS.items()}
+    servers = {name: ServeProcess.onnx(model, middlewares) for name, middlewares in CONFIGS.items()}
     samples: list[Throughput] = []
     try:
         for server in servers.values():

@@ -129,7 +129,7 @@ def ask(client: httpx.Client, system: str, question: str, settings: Settings) ->
 def run(model: Path, settings: Settings) -> list[Sample]:
     shared = system_prompt(settings.rules)
     # The CLI names middlewares without options: the defaults (1 GiB, 16-token blocks).
-    server = ServeProcess(model, ["prompt_cache"])
+    server = ServeProcess.onnx(model, ["prompt_cache"])
     samples: list[Sample] = []
     try:
         server.wait_ready()

@@ -7,14 +7,11 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 
-import httpx
-
-from benchmarks._shared.paths import REPO
+from benchmarks._shared.serve import ServeProcess
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
@@ -54,38 +51,18 @@ class RedisProcess:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class EchoServe:
-    """`tokenwire serve --backend echo --resume-grace 30 [--stream-store URL]` (another
-    backend with `backend`, e.g. `onnx` with `--model DIR` in `extra`)."""
-
-    def __init__(
-        self, store: str | None, extra: Sequence[str] = (), *, backend: str = "echo"
-    ) -> None:
-        self.port = free_port()
-        command = [
-            sys.executable, "-c", "import sys; from tokenwire.cli import main; sys.exit(main())",
-            "serve", "--backend", backend, "--port", str(self.port), "--log-level", "warning",
-            "--no-playground", "--resume-grace", "30", "--max-tokens", "0", *extra,
-        ]  # fmt: skip
-        if store is not None:
-            command += ["--stream-store", store]
-        paths = [str(REPO / "src"), str(REPO / "plugins" / "tokenwire-upstream" / "src")]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-        self.process = subprocess.Popen(command, cwd=REPO, env=env)
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise TimeoutError("tokenwire serve did not become ready")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+def echo_serve(
+    store: str | None, extra: Sequence[str] = (), *, backend: str = "echo"
+) -> ServeProcess:
+    """A ready `tokenwire serve --backend echo --resume-grace 30 [--stream-store URL]`
+    (another backend with `backend`, e.g. `onnx` with `--model DIR` in `extra`)."""
+    args = ["--backend", backend, "--resume-grace", "30", "--max-tokens", "0", *extra]
+    if store is not None:
+        args += ["--stream-store", store]
+    server = ServeProcess(args)
+    try:
+        server.wait_ready(timeout=60)
+    except BaseException:
+        server.stop()
+        raise
+    return server

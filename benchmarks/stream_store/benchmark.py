@@ -31,7 +31,7 @@ import httpx
 from benchmarks._shared import report
 from benchmarks._shared.paths import REPO
 from benchmarks._shared.prepared_model import find_model
-from benchmarks.stream_store._processes import EchoServe, RedisProcess
+from benchmarks.stream_store._processes import RedisProcess, echo_serve
 
 SECTION = "stream-store"
 TARGET_RATIO = 0.9
@@ -141,9 +141,9 @@ async def _model_streams(url: str, streams: int, tokens: int) -> float:
 
 def measure_throughput(redis_url: str, settings: Settings) -> list[Throughput]:
     servers = {
-        "memory": EchoServe(None),
-        "redis": EchoServe(redis_url),
-        "redis-no-failover": EchoServe(redis_url, ["--no-failover"]),
+        "memory": echo_serve(None),
+        "redis": echo_serve(redis_url),
+        "redis-no-failover": echo_serve(redis_url, ["--no-failover"]),
     }
     try:
         results = []
@@ -173,8 +173,8 @@ def measure_model_throughput(redis_url: str, model: Path, settings: Settings) ->
     """The same pair of stores in front of the real model: one server per store, alternating."""
     extra = ["--model", str(model)]
     servers = {
-        "memory": EchoServe(None, extra, backend="onnx"),
-        "redis": EchoServe(redis_url, extra, backend="onnx"),
+        "memory": echo_serve(None, extra, backend="onnx"),
+        "redis": echo_serve(redis_url, extra, backend="onnx"),
     }
     try:
         results = []
@@ -202,8 +202,8 @@ def measure_model_throughput(redis_url: str, model: Path, settings: Settings) ->
 
 
 def measure_reconnect(redis_url: str, settings: Settings) -> Reconnect:
-    a = EchoServe(redis_url, ["--backend-option", "delay=0.002"])
-    b = EchoServe(redis_url)
+    a = echo_serve(redis_url, ["--backend-option", "delay=0.002"])
+    b = echo_serve(redis_url)
     times: list[float] = []
     contiguous = True
     try:

@@ -29,7 +29,8 @@ import httpx
 
 from benchmarks._shared import report
 from benchmarks._shared.paths import REPO
-from benchmarks.stream_store._processes import EchoServe, RedisProcess
+from benchmarks._shared.serve import ServeProcess
+from benchmarks.stream_store._processes import RedisProcess, echo_serve
 
 SECTION = "stream-store-failover"
 
@@ -72,9 +73,11 @@ def _stored(redis_url: str, request_id: str) -> int:
     return int(entry_id.split(b"-")[0]) - 1 + count(fields)
 
 
-def one_run(redis_url: str, survivor: EchoServe, settings: Settings, n: int) -> tuple[float, bool]:
+def one_run(
+    redis_url: str, survivor: ServeProcess, settings: Settings, n: int
+) -> tuple[float, bool]:
     extra = ["--backend-option", f"delay={settings.delay}", "--resume-grace", str(settings.grace)]
-    owner = EchoServe(redis_url, extra)
+    owner = echo_serve(redis_url, extra)
     prompt = " ".join(f"w{i}" for i in range(settings.words))
     body = {"model": "echo", "stream": True, "messages": [{"role": "user", "content": prompt}]}
     request_id = f"failover-{n}-{time.monotonic_ns()}"
@@ -133,7 +136,7 @@ def _content(data: str) -> str:
 
 def measure(redis_url: str, settings: Settings) -> Failover:
     extra = ["--backend-option", f"delay={settings.delay}", "--resume-grace", str(settings.grace)]
-    survivor = EchoServe(redis_url, extra)
+    survivor = echo_serve(redis_url, extra)
     try:
         results = [one_run(redis_url, survivor, settings, n) for n in range(settings.runs)]
     finally:

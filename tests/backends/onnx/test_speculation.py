@@ -39,26 +39,32 @@ def forced_drafts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(PromptLookupDrafter, "propose", propose)
 
 
+async def _collect_all(backend: OnnxBackend, requests: list[Any]) -> list[Result]:
+    """Every request's result, the requests running at once (one batch)."""
+    results: list[Result | None] = [None] * len(requests)
+
+    async def one(i: int) -> None:
+        results[i] = await collect(backend, requests[i])
+
+    async with anyio.create_task_group() as group:
+        for i in range(len(requests)):
+            group.start_soon(one, i)
+    done = [r for r in results if r is not None]
+    assert len(done) == len(requests)
+    return done
+
+
 async def _both(
     model: Path, requests: list[Any], *, drafts: bool = True, **options: Any
 ) -> tuple[list[Result], ...]:
     outcomes = []
     for speculation in (False, True):
         async with running(model, speculation=speculation, **options) as backend:
-            results: list[Result | None] = [None] * len(requests)
-
-            async def one(
-                i: int, backend: OnnxBackend = backend, results: list[Result | None] = results
-            ) -> None:
-                results[i] = await collect(backend, requests[i])
-
-            async with anyio.create_task_group() as group:
-                for i in range(len(requests)):
-                    group.start_soon(one, i)
+            results = await _collect_all(backend, requests)
             if speculation and drafts:
                 assert backend._loop is not None and backend._loop.speculator is not None
                 assert backend._loop.speculator.drafted > 0
-            outcomes.append([r for r in results if r is not None])
+            outcomes.append(results)
     return tuple(outcomes)
 
 
@@ -191,21 +197,12 @@ async def test_fast_forward_streams_exactly_what_sampling_would(
             max_batch=4,
             speculation_max_batch=4,  # forced runs beside plain rows, as in a mixed batch
         ) as backend:
-            results: list[Result | None] = [None] * len(requests)
-
-            async def one(
-                i: int, backend: OnnxBackend = backend, results: list[Result | None] = results
-            ) -> None:
-                results[i] = await collect(backend, requests[i])
-
-            async with anyio.create_task_group() as group:
-                for i in range(len(requests)):
-                    group.start_soon(one, i)
+            results = await _collect_all(backend, requests)
             assert backend._loop is not None
             speculator = backend._loop.speculator
             forced = speculator.forced if speculator is not None else 0
             assert forced > 0 if fast_forward and max_tokens > 5 else forced == 0
-            outcomes.append([r for r in results if r is not None])
+            outcomes.append(results)
     _same(*outcomes)
     for result in outcomes[1]:
         assert result.finish.usage.completion_tokens == len(result.ids)

@@ -22,6 +22,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import httpx
 from benchmarks._shared import report
 from benchmarks._shared.paths import REPO
 from benchmarks._shared.prepared_model import find_model
+from benchmarks._shared.serve import ServeProcess
 from benchmarks.stream_store._processes import RedisProcess, echo_serve
 
 SECTION = "stream-store"
@@ -139,34 +141,54 @@ async def _model_streams(url: str, streams: int, tokens: int) -> float:
     return sum(counted) / elapsed
 
 
-def measure_throughput(redis_url: str, settings: Settings) -> list[Throughput]:
-    servers = {
-        "memory": echo_serve(None),
-        "redis": echo_serve(redis_url),
-        "redis-no-failover": echo_serve(redis_url, ["--no-failover"]),
-    }
+Rate = Callable[[str, int, int], Awaitable[float]]
+"""Aggregate tokens/s of `streams` concurrent streams of `size` tokens on the server at a URL."""
+
+
+def _alternate(
+    servers: dict[str, ServeProcess],
+    backend: str,
+    concurrency: tuple[int, ...],
+    rounds: int,
+    rate: Rate,
+    size: int,
+) -> list[Throughput]:
+    """Medians of `rounds` alternating runs on each server (`memory`, `redis` and maybe
+    `redis-no-failover`) per concurrency, after one small warm-up run each; stops them."""
     try:
         results = []
-        for streams in settings.concurrency:
+        for streams in concurrency:
             rates: dict[str, list[float]] = {name: [] for name in servers}
-            for server in servers.values():  # warm each
-                anyio.run(_streams, server.url, streams, 20)
-            for _ in range(settings.rounds):
+            for server in servers.values():
+                anyio.run(rate, server.url, streams, 8)
+            for _ in range(rounds):
                 for name, server in servers.items():
-                    rates[name].append(anyio.run(_streams, server.url, streams, settings.words))
+                    rates[name].append(anyio.run(rate, server.url, streams, size))
+            medians = {name: statistics.median(values) for name, values in rates.items()}
             results.append(
                 Throughput(
-                    "echo",
+                    backend,
                     streams,
-                    statistics.median(rates["memory"]),
-                    statistics.median(rates["redis"]),
-                    statistics.median(rates["redis-no-failover"]),
+                    medians["memory"],
+                    medians["redis"],
+                    medians.get("redis-no-failover"),
                 )
             )
         return results
     finally:
         for server in servers.values():
             server.stop()
+
+
+def measure_throughput(redis_url: str, settings: Settings) -> list[Throughput]:
+    servers = {
+        "memory": echo_serve(None),
+        "redis": echo_serve(redis_url),
+        "redis-no-failover": echo_serve(redis_url, ["--no-failover"]),
+    }
+    return _alternate(
+        servers, "echo", settings.concurrency, settings.rounds, _streams, settings.words
+    )
 
 
 def measure_model_throughput(redis_url: str, model: Path, settings: Settings) -> list[Throughput]:
@@ -176,29 +198,14 @@ def measure_model_throughput(redis_url: str, model: Path, settings: Settings) ->
         "memory": echo_serve(None, extra, backend="onnx"),
         "redis": echo_serve(redis_url, extra, backend="onnx"),
     }
-    try:
-        results = []
-        for streams in settings.model_concurrency:
-            rates: dict[str, list[float]] = {"memory": [], "redis": []}
-            for server in servers.values():  # warm both
-                anyio.run(_model_streams, server.url, streams, 8)
-            for _ in range(settings.model_rounds):
-                for name, server in servers.items():
-                    rates[name].append(
-                        anyio.run(_model_streams, server.url, streams, settings.model_tokens)
-                    )
-            results.append(
-                Throughput(
-                    f"onnx ({model.name})",
-                    streams,
-                    statistics.median(rates["memory"]),
-                    statistics.median(rates["redis"]),
-                )
-            )
-        return results
-    finally:
-        for server in servers.values():
-            server.stop()
+    return _alternate(
+        servers,
+        f"onnx ({model.name})",
+        settings.model_concurrency,
+        settings.model_rounds,
+        _model_streams,
+        settings.model_tokens,
+    )
 
 
 def measure_reconnect(redis_url: str, settings: Settings) -> Reconnect:

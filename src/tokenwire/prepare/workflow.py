@@ -18,6 +18,7 @@ from tokenwire.backends.onnx.manifest import (
 from tokenwire.prepare.errors import PrepareError, QualityGateError
 from tokenwire.prepare.exporters import EXPORTERS, RECIPES, ExportedModel, ExportFn
 from tokenwire.prepare.last_logits import keep_last_position_logits
+from tokenwire.prepare.openvino_prefill import OPENVINO_PREFILL_FILE, build_openvino_prefill
 from tokenwire.prepare.output import (
     check_replaceable,
     is_up_to_date,
@@ -59,6 +60,9 @@ class PrepareOptions:
     name: str | None = None
     prefill_graph: bool = False
     """Also build the prefill graph (`prepare.prefill_graph`): int8 builder builds only."""
+    bf16_prefill_graph: bool = False
+    """Also build the bf16 prefill graph for OpenVINO (`prepare.openvino_prefill`): quantized
+    builder builds only; needs the `openvino` extra."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,7 @@ def prepare_model(
             recipe=recipe,
         )
         and not (options.prefill_graph and existing and existing.prefill_model_file is None)
+        and not (options.bf16_prefill_graph and existing and existing.prefill_bf16_file is None)
     ):
         assert existing is not None
         if existing.sampling_defaults is None:
@@ -164,6 +169,15 @@ def prepare_model(
             with progress.stage("build the prefill graph (int8 GEMM, per-row activations)"):
                 build_prefill_graph(exported.reference_model, staging / PREFILL_MODEL_FILE)
                 prefill_file = PREFILL_MODEL_FILE
+        bf16_file = None
+        if options.bf16_prefill_graph and not (
+            exported.prefill_graph and exported.reference_model is not None and logits == "last"
+        ):
+            progress.note("no bf16 prefill graph: it is built for quantized builder builds only")
+        elif options.bf16_prefill_graph and exported.reference_model is not None:
+            with progress.stage("build the bf16 prefill graph (OpenVINO)"):
+                build_openvino_prefill(exported.reference_model, staging / OPENVINO_PREFILL_FILE)
+                bf16_file = OPENVINO_PREFILL_FILE
         manifest = ModelManifest(
             name=name,
             model_id=name,
@@ -185,6 +199,7 @@ def prepare_model(
             versions=exported.versions,
             logits=logits,
             prefill_model_file=prefill_file,
+            prefill_bf16_file=bf16_file,
             sampling_defaults=read_sampling_defaults(staging, default_model=source.is_default),
         )
         for required in (manifest.model_file, manifest.tokenizer_file):

@@ -9,10 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import openvino
+import pytest
 
 from tokenwire.backends.onnx import OnnxBackend
+from tokenwire.backends.onnx.openvino_prompts import has_bf16
 from tokenwire.events import Event, Finish, Progress, TokenDelta
 from tokenwire.requests import GenerationRequest
+
+CPU_HAS_BF16 = has_bf16(openvino.Core())
+# Serving with prefill_graph=bf16 needs bf16 arithmetic; on other CPUs (AVX2 only) the
+# OpenVINO prompt graph's own tests run it in f32 instead (tests/backends/onnx/test_bf16_prefill.py).
+needs_bf16 = pytest.mark.skipif(
+    not CPU_HAS_BF16, reason="this CPU has no bf16 arithmetic (AVX-512 BF16 or AMX)"
+)
 
 
 @dataclass(frozen=True, slots=True)

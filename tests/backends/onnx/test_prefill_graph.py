@@ -14,6 +14,7 @@ from tests.backends.onnx._helpers import collect, request, running
 from tests.backends.onnx.tiny_models import write_model_dir
 from tokenwire.backends.onnx._graph_io import RunnerSettings
 from tokenwire.backends.onnx.manifest import ModelManifest
+from tokenwire.backends.onnx.prompt_graphs import ort_prompt_graph
 from tokenwire.backends.onnx.runner import create_runner
 from tokenwire.backends.onnx.session import create_session, resolve_device
 from tokenwire.prepare.prefill_graph import PREFILL_MODEL_FILE, quantize_rows
@@ -54,7 +55,11 @@ def _runner(model_dir: Path, min_tokens: int, *, prefill_graph: bool = True):  #
     manifest = ModelManifest.read(model_dir)
     cpu = resolve_device("cpu")
     session, placement = create_session(model_dir / manifest.model_file, cpu)
-    prefill = create_session(model_dir / PREFILL_MODEL_FILE, cpu)[0] if prefill_graph else None
+    prefill = (
+        ort_prompt_graph(create_session(model_dir / PREFILL_MODEL_FILE, cpu)[0])
+        if prefill_graph
+        else None
+    )
     settings = RunnerSettings(
         max_batch=4, max_context=manifest.kv.max_context, max_run_tokens=64,
         pad_token_id=manifest.pad_token_id, prefill_min_tokens=min_tokens,
@@ -119,7 +124,7 @@ async def test_backend_uses_the_prefill_graph_unless_told_not_to(model_dir: Path
     for enabled in (True, False):
         async with running(model_dir, prefill_graph=enabled, prefill_graph_min_tokens=1) as b:
             texts[enabled] = (await collect(b, request("Write a Python function", 12))).ids
-            assert b.prefill_graph is enabled
+            assert b.prefill_graph == ("int8" if enabled else "off")
     assert texts[True] and texts[False]
     with pytest.raises(ValueError, match="prefill_graph_min_tokens"):
         async with running(model_dir, prefill_graph_min_tokens=0):

@@ -1,6 +1,7 @@
-"""The prefill graph on the real SmolLM2 int8: what it changes in greedy output, and what not.
+"""The prefill graphs on the real SmolLM2 int8: what they change in greedy output, and what not.
 
-Its per-row int8 activations round more coarsely than the decode graph's MatMulNBits, so
+The int8 graph's per-row activations round more coarsely than the decode graph's
+MatMulNBits; the bf16 graph (OpenVINO) rounds differently again, closer to fp32. Either way
 greedy text may part from the decode graph's at near-ties (docs/benchmarks.md, "Prefill and
 batch throughput"); clear answers stay the same.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.backends.onnx._helpers import collect, running
+from tests.backends.onnx._helpers import collect, needs_bf16, running
 from tokenwire.backends.onnx.manifest import DEFAULT_MODEL_NAME, ModelManifest
 from tokenwire.prepare import PrepareOptions, prepare_model
 from tokenwire.requests import ChatMessage, GenerationRequest
@@ -26,14 +27,15 @@ FACTS = {"Name the capital city of France.": "Paris", "What is the capital of Ja
 
 @pytest.fixture(scope="module")
 def smollm2_dir() -> Path:
-    """The real SmolLM2 int8 prepared with `--prefill-graph`, once and cached between runs
+    """The real SmolLM2 int8 prepared with `--prefill-graph` and `--bf16-prefill-graph`, once
+    and cached between runs
     (`$TOKENWIRE_TEST_PREFILL_MODEL_DIR`, default `<repo>/.cache/models/...-prefill`)."""
     repo = Path(__file__).resolve().parents[3]
     directory = Path(
         os.environ.get("TOKENWIRE_TEST_PREFILL_MODEL_DIR")
         or repo / ".cache" / "models" / f"{DEFAULT_MODEL_NAME}-prefill"
     )
-    options = PrepareOptions(output=directory, prefill_graph=True)
+    options = PrepareOptions(output=directory, prefill_graph=True, bf16_prefill_graph=True)
     return prepare_model(options, stream=io.StringIO()).directory
 
 
@@ -81,3 +83,31 @@ async def test_a_long_prompt_chunked_over_both_graphs_keeps_its_first_token(
             assert usage is not None and usage.prompt_tokens > 400 and usage.prompt_tokens % 64
             first[enabled] = result.ids[0]
     assert first[True] == first[False]
+
+
+async def test_prepare_writes_a_bf16_prefill_graph_beside_the_decode_graph(
+    smollm2_dir: Path,
+) -> None:
+    manifest = ModelManifest.read(smollm2_dir)
+    assert manifest.prefill_bf16_file is not None
+    assert (smollm2_dir / manifest.prefill_bf16_file).is_file()
+
+
+@needs_bf16
+async def test_clear_answers_and_a_long_prompts_first_token_survive_the_bf16_graph(
+    smollm2_dir: Path,
+) -> None:
+    async with running(smollm2_dir, prefill_graph="bf16") as backend:
+        for question, expected in FACTS.items():
+            assert expected in (await collect(backend, chat(question))).text
+    text = "Summarize this in one sentence.\n\n" + " ".join(
+        f"Line {i}: the river rose to the second arch of the old stone bridge." for i in range(30)
+    )
+    first: dict[str, int] = {}
+    for graph in ("bf16", "off"):
+        # Chunks of 64: all but the last on OpenVINO, each reading the chunks before it.
+        async with running(
+            smollm2_dir, prefill_graph=graph, prefill_chunk=64, prefill_graph_min_tokens=64
+        ) as backend:
+            first[graph] = (await collect(backend, chat(text, 8))).ids[0]
+    assert first["bf16"] == first["off"]

@@ -107,9 +107,10 @@ class OnnxBackend:
             in one run, without sampling them (the shared KV layout only).
         denormal_as_zero: flush denormal floats to zero in ORT's threads (faster steps;
             see docs/onnx-backend.md).
-        prefill_graph: run prompt chunks on the model's prefill graph (int8 GEMM, see
-            docs/onnx-backend.md) where the manifest has one, on CPU; decode steps stay on
-            the model file's graph. Faster first tokens, coarser rounding: off by default.
+        prefill_graph: run prompt chunks on one of the model's prefill graphs, on CPU,
+            decode steps staying on the model file's graph (docs/onnx-backend.md): "int8"
+            (or true: ONNX Runtime's int8 GEMM, coarser rounding), "bf16" (OpenVINO in
+            bf16, needs `tokenwire[openvino]` and a CPU with bf16), or "off" (false).
         prefill_graph_min_tokens: the fewest prompt tokens (rows × width) a run needs to
             go to the prefill graph.
 
@@ -144,7 +145,7 @@ class OnnxBackend:
         speculation_priced: bool = False,
         fast_forward: bool = True,
         denormal_as_zero: bool = DEFAULT_DENORMAL_AS_ZERO,
-        prefill_graph: bool = DEFAULT_PREFILL_GRAPH,
+        prefill_graph: bool | str = DEFAULT_PREFILL_GRAPH,
         prefill_graph_min_tokens: int = DEFAULT_PREFILL_GRAPH_MIN_TOKENS,
     ) -> None:
         self.model_dir = Path(model).expanduser() if model is not None else default_model_dir()

@@ -7,13 +7,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Tokenizer
 
 from tokenwire.backends.onnx._graph_io import RunnerSettings, last_positions
 from tokenwire.backends.onnx.chat_template import ChatTemplate
 from tokenwire.backends.onnx.constraints import ConstraintCompiler
 from tokenwire.backends.onnx.manifest import ModelManifest
+from tokenwire.backends.onnx.openvino_prompts import OpenVINOPromptGraph
 from tokenwire.backends.onnx.options import BackendOptions
+from tokenwire.backends.onnx.prompt_graphs import PromptGraphFactory, ort_prompt_graph
 from tokenwire.backends.onnx.runner import ModelRunner, create_runner
 from tokenwire.backends.onnx.session import Placement, create_session
 from tokenwire.backends.onnx.speculation import Speculator
@@ -66,20 +69,7 @@ def load_runner(
         denormal_as_zero=options.denormal_as_zero,
         initializers=initializers,
     )
-    prefill_session = None
-    if uses_prefill_graph(manifest, placement, options):
-        assert manifest.prefill_model_file is not None
-        prefill_session, _ = create_session(
-            directory / manifest.prefill_model_file,
-            placement,
-            intra_op_threads=options.intra_op_threads,
-            allow_spinning=options.allow_spinning,
-            denormal_as_zero=options.denormal_as_zero,
-            initializers=initializers,
-            # It runs long prompt runs only, where GQA's flash path is the slower one:
-            # a 545-token first token served 0.90x as long without it (docs/benchmarks.md).
-            gqa_flash_attention=False,
-        )
+    prefill = prompt_graph(directory, manifest, placement, options, initializers)
     settings = RunnerSettings(
         max_batch=options.max_batch,
         max_context=options.context_length,
@@ -89,7 +79,7 @@ def load_runner(
         verify_tokens=verify,
         prefill_min_tokens=options.prefill_graph_min_tokens,
     )
-    runner = create_runner(session, manifest.kv, placement, settings, prefill_session)
+    runner = create_runner(session, manifest.kv, placement, settings, prefill)
     return runner, placement
 
 
@@ -102,13 +92,59 @@ def verify_tokens(manifest: ModelManifest, options: BackendOptions) -> int:
     return verify
 
 
+def prompt_graph(
+    directory: Path,
+    manifest: ModelManifest,
+    placement: Placement,
+    options: BackendOptions,
+    initializers: dict[str, np.ndarray] | None,
+) -> PromptGraphFactory | None:
+    """The second graph large prompt runs go to (`prefill_graph`), or None.
+
+    The int8 graph is used where it fits (on the host, the shared KV layout, the manifest has
+    one) and skipped otherwise, as it always was. The bf16 graph is asked for by name, so
+    anything that stops it is an error that says what to do.
+    """
+    if options.prefill_graph == "int8":
+        if not uses_prefill_graph(manifest, placement, options):
+            return None
+        assert manifest.prefill_model_file is not None
+        session, _ = create_session(
+            directory / manifest.prefill_model_file,
+            placement,
+            intra_op_threads=options.intra_op_threads,
+            allow_spinning=options.allow_spinning,
+            denormal_as_zero=options.denormal_as_zero,
+            initializers=initializers,
+            # It runs long prompt runs only, where GQA's flash path is the slower one:
+            # a 545-token first token served 0.90x as long without it (docs/benchmarks.md).
+            gqa_flash_attention=False,
+        )
+        return ort_prompt_graph(session)
+    if options.prefill_graph == "bf16":
+        if placement.device != "cpu" or manifest.kv.layout != "shared":
+            raise ValueError(
+                "prefill_graph=bf16 runs on the CPU with the shared KV layout; this model "
+                f"runs on {placement.device} with the {manifest.kv.layout} layout"
+            )
+        if manifest.prefill_bf16_file is None:
+            raise ValueError(
+                f"{directory} has no bf16 prefill graph: prepare it with "
+                "`tokenwire prepare --bf16-prefill-graph`"
+            )
+        path = directory / manifest.prefill_bf16_file
+        threads = options.intra_op_threads
+        return lambda cache, _logits: OpenVINOPromptGraph(path, cache, threads)
+    return None
+
+
 def uses_prefill_graph(
     manifest: ModelManifest, placement: Placement, options: BackendOptions
 ) -> bool:
-    """The prefill graph is asked for, there is one, and it fits: on the host only (its
+    """The int8 prefill graph is asked for, there is one, and it fits: on the host only (its
     integer GEMM is a CPU kernel), with the shared KV layout it was built for."""
     return (
-        options.prefill_graph
+        options.prefill_graph == "int8"
         and manifest.prefill_model_file is not None
         and placement.device == "cpu"
         and manifest.kv.layout == "shared"

@@ -102,6 +102,9 @@ class ModelManifest:
     prefill_model_file: str | None = None
     """A second graph for prompt chunks, same KV contract and logits positions (the
     builder's int8 GEMM graph, `prepare.prefill_graph`); None: the model file runs them."""
+    prefill_bf16_file: str | None = None
+    """The same for OpenVINO in bf16: the fp32 build as an OpenVINO model (`.xml`, weights in
+    the `.bin` beside it; `prepare.openvino_prefill`), its logits slice an input."""
     # None: written before tokenwire recorded sampling defaults (read as "no defaults";
     # `tokenwire prepare` fills it in). A model without any records an empty SamplingDefaults.
     sampling_defaults: SamplingDefaults | None = None

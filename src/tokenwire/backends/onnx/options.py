@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from tokenwire.backends.onnx.drafting import DraftSettings
 from tokenwire.backends.onnx.manifest import ModelManifest, SamplingDefaults
@@ -34,6 +35,11 @@ DEFAULT_DENORMAL_AS_ZERO = False
 # docs/benchmarks.md, "Prefill and batch throughput".
 DEFAULT_PREFILL_GRAPH = False
 
+PrefillGraph = Literal["off", "int8", "bf16"]
+"""Where large prompt runs go: the decode graph ("off"), ONNX Runtime's int8 GEMM graph
+(`tokenwire prepare --prefill-graph`) or OpenVINO's bf16 graph (`--bf16-prefill-graph`)."""
+PREFILL_GRAPHS: tuple[PrefillGraph, ...] = ("off", "int8", "bf16")
+
 # Prompt runs of at least this many tokens go to the prefill graph. Measured side by side on
 # an AMX Xeon: the prefill graph is 1.4x the decode graph's speed at 16 rows, 1.2x at 8 and
 # even at 1 (docs/benchmarks.md, "Prefill and batch throughput"); below 16 the small gain
@@ -58,7 +64,7 @@ class BackendOptions:
     speculation_max_batch: int
     fast_forward: bool
     denormal_as_zero: bool
-    prefill_graph: bool
+    prefill_graph: PrefillGraph
     prefill_graph_min_tokens: int
     context_length: int
     """Tokens per sequence: `max_context`, or the model's when it is None."""
@@ -89,7 +95,7 @@ def check_options(
     speculation_priced: bool,
     fast_forward: bool,
     denormal_as_zero: bool,
-    prefill_graph: bool,
+    prefill_graph: bool | str,
     prefill_graph_min_tokens: int,
 ) -> BackendOptions:
     """The options as given, checked against each other and against the model's manifest
@@ -123,7 +129,6 @@ def check_options(
         ("speculation", speculation),
         ("speculation_priced", speculation_priced),
         ("fast_forward", fast_forward),
-        ("prefill_graph", prefill_graph),
     )
     for name, flag in flags:
         if not isinstance(flag, bool):
@@ -166,9 +171,20 @@ def check_options(
         speculation_max_batch=int(speculation_max_batch),
         fast_forward=fast_forward,
         denormal_as_zero=denormal_as_zero,
-        prefill_graph=prefill_graph,
+        prefill_graph=parse_prefill_graph(prefill_graph),
         prefill_graph_min_tokens=int(prefill_graph_min_tokens),
         context_length=int(max_context) if max_context is not None else limit,
         intra_op_threads=int(intra_op_threads) if intra_op_threads is not None else None,
         sampling_overrides=overrides,
     )
+
+
+def parse_prefill_graph(value: bool | str) -> PrefillGraph:
+    """The `prefill_graph` option: "off", "int8" or "bf16"; true means "int8" (the graph the
+    option first named), false "off"."""
+    if isinstance(value, bool):
+        return "int8" if value else "off"
+    for graph in PREFILL_GRAPHS:
+        if isinstance(value, str) and value.strip().lower() == graph:
+            return graph
+    raise ValueError(f"prefill_graph must be one of off, int8, bf16 (or true/false), got {value!r}")

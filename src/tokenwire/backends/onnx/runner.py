@@ -16,6 +16,7 @@ import onnxruntime as ort
 from tokenwire.backends.onnx._graph_io import RunnerSettings
 from tokenwire.backends.onnx.concat_runner import ConcatKVRunner
 from tokenwire.backends.onnx.manifest import KVContract
+from tokenwire.backends.onnx.prompt_graphs import PromptGraphFactory
 from tokenwire.backends.onnx.session import Placement
 from tokenwire.backends.onnx.shared_runner import SharedKVRunner
 
@@ -90,12 +91,12 @@ def create_runner(
     contract: KVContract,
     placement: Placement,
     settings: RunnerSettings,
-    prefill_session: ort.InferenceSession | None = None,
+    prefill: PromptGraphFactory | None = None,
 ) -> ModelRunner:
-    """The runner for the manifest's KV layout; `prefill_session` runs large prompt chunks
-    (the shared layout only)."""
+    """The runner for the manifest's KV layout; `prefill` runs large prompt chunks (the
+    shared layout only)."""
     if contract.layout == "shared":
-        return SharedKVRunner(session, contract, placement, settings, prefill_session)
-    if prefill_session is not None:
+        return SharedKVRunner(session, contract, placement, settings, prefill)
+    if prefill is not None:
         raise ValueError("a prefill graph needs the shared KV layout")
     return ConcatKVRunner(session, contract, placement, settings)

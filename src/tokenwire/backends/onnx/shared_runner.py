@@ -11,6 +11,7 @@ from tokenwire.backends.onnx._graph_io import LogitsBuffer, RunnerSettings, chec
 from tokenwire.backends.onnx.kv_blocks import read_blocks, write_blocks
 from tokenwire.backends.onnx.kv_cache import SharedKVCache
 from tokenwire.backends.onnx.manifest import KVContract
+from tokenwire.backends.onnx.prompt_graphs import OrtPromptGraph, PromptGraph, PromptGraphFactory
 from tokenwire.backends.onnx.session import Placement
 
 
@@ -22,9 +23,9 @@ class SharedKVRunner:
     pad token at their current length: GroupQueryAttention writes their garbage key/value
     at that position, which is past anything they hold and is overwritten before it is read.
 
-    With a `prefill_session` (a second graph of the same KV contract, `tokenwire prepare`'s
-    prefill graph), prompt runs of at least `settings.prefill_min_tokens` tokens go there and
-    write the same KV buffer; decode steps, drafts and small chunks stay on `session`.
+    With a `prefill` graph (a second graph of the same KV contract, `prompt_graphs`), prompt
+    runs of at least `settings.prefill_min_tokens` tokens go there and write the same KV
+    buffer; decode steps, drafts and small chunks stay on `session`.
     """
 
     def __init__(
@@ -33,7 +34,7 @@ class SharedKVRunner:
         contract: KVContract,
         placement: Placement,
         settings: RunnerSettings,
-        prefill_session: ort.InferenceSession | None = None,
+        prefill: PromptGraphFactory | None = None,
     ) -> None:
         check_inputs(session, contract)
         self.session = session
@@ -51,17 +52,13 @@ class SharedKVRunner:
         self.lengths = np.zeros(settings.max_batch, dtype=np.int64)
         # Two bindings, so a decode step's KV binding survives interleaved prefill chunks.
         self._decode = session.io_binding()
-        self._prefill = session.io_binding()
-        self._bulk: tuple[ort.InferenceSession, ort.IOBinding] | None = None
-        if prefill_session is not None:
-            check_inputs(prefill_session, contract)
-            vocab = LogitsBuffer(prefill_session, 1).vocab_size
-            if vocab != self.vocab_size:
-                raise ValueError(
-                    f"the prefill graph's vocabulary ({vocab}) is not the model's "
-                    f"({self.vocab_size})"
-                )
-            self._bulk = (prefill_session, prefill_session.io_binding())
+        self._prompts = OrtPromptGraph(session, self.cache, self.logits)
+        self._bulk = None if prefill is None else prefill(self.cache, self.logits)
+        if self._bulk is not None and self._bulk.vocab_size != self.vocab_size:
+            raise ValueError(
+                f"the prefill graph's vocabulary ({self._bulk.vocab_size}) is not the "
+                f"model's ({self.vocab_size})"
+            )
         self._decode_rows: tuple[int, int] | None = None
         self._positions = np.arange(settings.max_context, dtype=np.int64)
         self.prefix_reuse = self.cache.host_views is not None
@@ -96,19 +93,16 @@ class SharedKVRunner:
         start, count = int(self.lengths[slot]), len(token_ids)
         total = start + count
         self.settings.check_feed(start, count)
-        session, binding = self._feeder(count)
-        binding.bind_cpu_input(
-            "input_ids", np.ascontiguousarray(token_ids, dtype=np.int64)[None, :]
-        )
-        binding.bind_cpu_input("attention_mask", np.ones((1, total), dtype=np.int64))
+        feeds = {
+            "input_ids": np.ascontiguousarray(token_ids, dtype=np.int64)[None, :],
+            "attention_mask": np.ones((1, total), dtype=np.int64),
+        }
         if self.contract.position_ids:
-            binding.bind_cpu_input("position_ids", self._positions[None, start:total].copy())
+            feeds["position_ids"] = self._positions[None, start:total].copy()
         positions = self.settings.logits_positions(count)
-        self.logits.bind(binding, 1, positions)
-        self.cache.bind(binding, slot, 1)
-        session.run_with_iobinding(binding)
+        logits = self._graph(count).run(feeds, slot, 1, start, positions)
         self.lengths[slot] = total
-        row: np.ndarray = self.logits.view(1, positions)[0, positions - 1]
+        row: np.ndarray = logits[0, positions - 1]
         return row
 
     def prefill_fresh(self, first: int, prompts: Sequence[np.ndarray]) -> np.ndarray:
@@ -133,26 +127,21 @@ class SharedKVRunner:
         input_ids = np.full((count, width), self.settings.pad_token_id, dtype=np.int64)
         for row, prompt in enumerate(prompts):
             input_ids[row, : len(prompt)] = prompt
-        session, binding = self._feeder(count * width)
-        binding.bind_cpu_input("input_ids", input_ids)
-        mask = (self._positions[None, :width] < sizes[:, None]).astype(np.int64)
-        binding.bind_cpu_input("attention_mask", mask)
+        feeds = {
+            "input_ids": input_ids,
+            "attention_mask": (self._positions[None, :width] < sizes[:, None]).astype(np.int64),
+        }
         if self.contract.position_ids:
-            binding.bind_cpu_input(
-                "position_ids", np.tile(self._positions[None, :width], (count, 1))
-            )
-        self.logits.bind(binding, count, positions)
-        self.cache.bind(binding, first, count)
-        session.run_with_iobinding(binding)
+            feeds["position_ids"] = np.tile(self._positions[None, :width], (count, 1))
+        logits = self._graph(count * width).run(feeds, first, count, 0, positions)
         self.lengths[first : first + count] = sizes
-        logits = self.logits.view(count, positions)
         return logits[np.arange(count), sizes - 1 - (width - positions)]
 
-    def _feeder(self, tokens: int) -> tuple[ort.InferenceSession, ort.IOBinding]:
-        """The session and binding a prompt run of `tokens` (rows × width) goes to."""
+    def _graph(self, tokens: int) -> PromptGraph:
+        """The graph a prompt run of `tokens` (rows × width) goes to."""
         if self._bulk is not None and tokens >= self.settings.prefill_min_tokens:
             return self._bulk
-        return self.session, self._prefill
+        return self._prompts
 
     def decode(
         self,
@@ -203,7 +192,7 @@ class SharedKVRunner:
         """
         start, count = int(self.lengths[slot]), len(token_ids)
         self.settings.check_feed(start, count)
-        binding = self._prefill
+        binding = self._prompts.binding
         binding.bind_cpu_input("input_ids", np.asarray(token_ids, dtype=np.int64)[None, :])
         binding.bind_cpu_input("attention_mask", np.ones((1, start + count), dtype=np.int64))
         if self.contract.position_ids:

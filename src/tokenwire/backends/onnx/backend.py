@@ -73,7 +73,8 @@ class OnnxBackend:
         device: "cpu", or "cuda" (the KV cache then stays on the GPU).
         max_batch: sequences decoded together (KV slots).
         max_queue: requests that may wait for a slot; more are refused with 429.
-        prefill_chunk: the most prompt tokens run between two decode steps.
+        prefill_chunk: the most prompt tokens run between two decode steps (None: 256, or
+            1,024 with `prefill_graph="bf16"`, which runs a long prompt faster whole).
         prefill_budget_ms: while other sequences decode, prompt chunks are cut to about
             this much model time (measured as prompts run), which bounds how much a long
             prompt stretches their inter-token gaps; 0 or None always runs whole
@@ -128,7 +129,7 @@ class OnnxBackend:
         device: str = "cpu",
         max_batch: int = 8,
         max_queue: int = 64,
-        prefill_chunk: int = 256,
+        prefill_chunk: int | None = None,
         prefill_budget_ms: float | None = DEFAULT_PREFILL_BUDGET_MS,
         target_itl_ms: float | None = None,
         target_ttft_ms: float | None = None,

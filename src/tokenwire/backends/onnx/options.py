@@ -46,6 +46,13 @@ PREFILL_GRAPHS: tuple[PrefillGraph, ...] = ("off", "int8", "bf16")
 # is not worth its slightly coarser rounding. 16 is also the scheduler's smallest chunk.
 DEFAULT_PREFILL_GRAPH_MIN_TOKENS = 16
 
+# The most prompt tokens one run feeds. With the bf16 prefill graph a 545-token prompt's
+# first token came 0.84x as late run whole as in 256-token chunks (each OpenVINO run has a
+# fixed cost and copies the past in); the int8 graphs measured the same either way
+# (docs/benchmarks.md, "Prefill and batch throughput").
+DEFAULT_PREFILL_CHUNK = 256
+DEFAULT_BF16_PREFILL_CHUNK = 1024
+
 
 @dataclass(frozen=True, slots=True)
 class BackendOptions:
@@ -78,7 +85,7 @@ def check_options(
     *,
     max_batch: int,
     max_queue: int,
-    prefill_chunk: int,
+    prefill_chunk: int | None,
     prefill_budget_ms: float | None,
     target_itl_ms: float | None,
     target_ttft_ms: float | None,
@@ -105,6 +112,9 @@ def check_options(
         ValueError: an option is out of range or of the wrong kind, naming it; or the
             manifest's sampling defaults are out of range.
     """
+    graph = parse_prefill_graph(prefill_graph)
+    if prefill_chunk is None:
+        prefill_chunk = DEFAULT_BF16_PREFILL_CHUNK if graph == "bf16" else DEFAULT_PREFILL_CHUNK
     for name, value, low in (
         ("max_batch", max_batch, 1),
         ("max_queue", max_queue, 0),
@@ -171,7 +181,7 @@ def check_options(
         speculation_max_batch=int(speculation_max_batch),
         fast_forward=fast_forward,
         denormal_as_zero=denormal_as_zero,
-        prefill_graph=parse_prefill_graph(prefill_graph),
+        prefill_graph=graph,
         prefill_graph_min_tokens=int(prefill_graph_min_tokens),
         context_length=int(max_context) if max_context is not None else limit,
         intra_op_threads=int(intra_op_threads) if intra_op_threads is not None else None,

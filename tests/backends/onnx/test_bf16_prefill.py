@@ -16,6 +16,7 @@ from tokenwire.backends.onnx import openvino_prompts
 from tokenwire.backends.onnx._graph_io import LAST_POSITIONS, RunnerSettings
 from tokenwire.backends.onnx.manifest import ModelManifest
 from tokenwire.backends.onnx.openvino_prompts import OpenVINOPromptGraph
+from tokenwire.backends.onnx.options import check_options
 from tokenwire.backends.onnx.runner import create_runner
 from tokenwire.backends.onnx.session import create_session, resolve_device
 from tokenwire.prepare.openvino_prefill import OPENVINO_PREFILL_FILE, build_openvino_prefill
@@ -168,3 +169,32 @@ async def test_a_cpu_without_bf16_is_refused_pointing_at_the_int8_graph(
     with pytest.raises(ValueError, match="prefill_graph=int8"):
         async with running(model_dir, prefill_graph="bf16"):
             pass
+
+
+@pytest.mark.parametrize(
+    ("graph", "chunk", "min_tokens"),
+    [("bf16", 1024, 64), ("int8", 256, 16), (True, 256, 16), ("off", 256, 16)],
+)
+def test_the_bf16_graph_runs_longer_chunks_from_a_higher_threshold(
+    model_dir: Path, graph: bool | str, chunk: int, min_tokens: int
+) -> None:
+    """Each OpenVINO run has a larger fixed cost (docs/onnx-backend.md): by default it takes
+    prompts whole up to 1,024 tokens and only runs of 64 tokens or more; an operator's own
+    values stand."""
+    manifest = ModelManifest.read(model_dir)
+    defaults = _options(manifest, model_dir, graph, None, None)
+    assert (defaults.prefill_chunk, defaults.prefill_graph_min_tokens) == (chunk, min_tokens)
+    own = _options(manifest, model_dir, graph, 100, 8)
+    assert (own.prefill_chunk, own.prefill_graph_min_tokens) == (100, 8)
+
+
+def _options(manifest, model_dir, graph, chunk, min_tokens):  # type: ignore[no-untyped-def]
+    return check_options(
+        manifest, model_dir, max_batch=4, max_queue=4, prefill_chunk=chunk,
+        prefill_budget_ms=30, target_itl_ms=None, target_ttft_ms=None, batch_prefill=True,
+        max_context=None, intra_op_threads=None, allow_spinning=True,
+        default_temperature=None, default_top_p=None, default_top_k=None, speculation=False,
+        speculative_tokens=4, speculation_max_batch=1, speculation_priced=False,
+        fast_forward=True, denormal_as_zero=False, prefill_graph=graph,
+        prefill_graph_min_tokens=min_tokens,
+    )  # fmt: skip

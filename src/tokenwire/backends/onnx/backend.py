@@ -113,7 +113,7 @@ class OnnxBackend:
             (or true: ONNX Runtime's int8 GEMM, coarser rounding), "bf16" (OpenVINO in
             bf16, needs `tokenwire[openvino]` and a CPU with bf16), or "off" (false).
         prefill_graph_min_tokens: the fewest prompt tokens (rows × width) a run needs to
-            go to the prefill graph.
+            go to the prefill graph (None: 16, or 64 for the bf16 graph).
 
     Raises:
         FileNotFoundError: no prepared model is there (run `tokenwire prepare`).
@@ -147,7 +147,7 @@ class OnnxBackend:
         fast_forward: bool = True,
         denormal_as_zero: bool = DEFAULT_DENORMAL_AS_ZERO,
         prefill_graph: bool | str = DEFAULT_PREFILL_GRAPH,
-        prefill_graph_min_tokens: int = DEFAULT_PREFILL_GRAPH_MIN_TOKENS,
+        prefill_graph_min_tokens: int | None = None,
     ) -> None:
         self.model_dir = Path(model).expanduser() if model is not None else default_model_dir()
         if not (self.model_dir / "manifest.json").is_file():

@@ -45,6 +45,10 @@ PREFILL_GRAPHS: tuple[PrefillGraph, ...] = ("off", "int8", "bf16")
 # even at 1 (docs/benchmarks.md, "Prefill and batch throughput"); below 16 the small gain
 # is not worth its slightly coarser rounding. 16 is also the scheduler's smallest chunk.
 DEFAULT_PREFILL_GRAPH_MIN_TOKENS = 16
+# The bf16 graph (OpenVINO) has a larger fixed cost per run, 25-40 ms where prompt lengths
+# change from run to run: it overtook the int8 decode graph at 64 tokens (1.23x; 0.82x at
+# 32) and reached 3.4x at 545.
+DEFAULT_BF16_PREFILL_GRAPH_MIN_TOKENS = 64
 
 # The most prompt tokens one run feeds. With the bf16 prefill graph a 545-token prompt's
 # first token came 0.84x as late run whole as in 256-token chunks (each OpenVINO run has a
@@ -103,7 +107,7 @@ def check_options(
     fast_forward: bool,
     denormal_as_zero: bool,
     prefill_graph: bool | str,
-    prefill_graph_min_tokens: int,
+    prefill_graph_min_tokens: int | None,
 ) -> BackendOptions:
     """The options as given, checked against each other and against the model's manifest
     (its context and its recommended sampling, read from `model_dir`).
@@ -115,6 +119,12 @@ def check_options(
     graph = parse_prefill_graph(prefill_graph)
     if prefill_chunk is None:
         prefill_chunk = DEFAULT_BF16_PREFILL_CHUNK if graph == "bf16" else DEFAULT_PREFILL_CHUNK
+    if prefill_graph_min_tokens is None:
+        prefill_graph_min_tokens = (
+            DEFAULT_BF16_PREFILL_GRAPH_MIN_TOKENS
+            if graph == "bf16"
+            else DEFAULT_PREFILL_GRAPH_MIN_TOKENS
+        )
     for name, value, low in (
         ("max_batch", max_batch, 1),
         ("max_queue", max_queue, 0),

@@ -149,12 +149,20 @@ async def test_the_backend_serves_with_the_bf16_prefill_graph(model_dir: Path) -
 
 
 @pytest.mark.anyio
-async def test_a_model_without_a_bf16_graph_is_refused_saying_how_to_build_one(
+async def test_a_model_without_the_graph_asked_for_is_refused_saying_how_to_build_one(
     tmp_path: Path,
 ) -> None:
     directory = write_model_dir(tmp_path / "plain", "shared")
     with pytest.raises(ValueError, match="--bf16-prefill-graph"):
         async with running(directory, prefill_graph="bf16"):
+            pass
+    # The int8 graph, asked for and missing, is refused the same way, not skipped quietly.
+    with pytest.raises(ValueError, match="prepare --prefill-graph"):
+        async with running(directory, prefill_graph=True):
+            pass
+    concat = write_model_dir(tmp_path / "concat", "concat")
+    with pytest.raises(ValueError, match="shared KV layout"):
+        async with running(concat, prefill_graph="int8"):
             pass
     with pytest.raises(ValueError, match="prefill_graph must be one of off, int8, bf16"):
         async with running(directory, prefill_graph="fp8"):

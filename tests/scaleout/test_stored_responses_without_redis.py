@@ -64,8 +64,10 @@ def test_stored_responses_answer_503_on_other_replicas_while_redis_is_down() -> 
             assert 'tokenwire_stream_store_errors_total{operation="response read"}' in metrics
 
             redis_server.start()
-            back = _when_back(url)
+            back = _when_back(url, 200)
             assert back.json() == created.json()
+            # The owner answers from Redis again too (an unknown id: 404, no longer 503).
+            _when_back(f"{owner.url}/v1/responses/resp_never", 404)
             continued = httpx.post(f"{other.url}/v1/responses", json=follow, timeout=TIMEOUT)
             assert continued.status_code == 200, continued.text
             deleted = httpx.delete(url, timeout=TIMEOUT)
@@ -78,13 +80,13 @@ def test_stored_responses_answer_503_on_other_replicas_while_redis_is_down() -> 
             other.stop()
 
 
-def _when_back(url: str) -> httpx.Response:
+def _when_back(url: str, status: int) -> httpx.Response:
     """The GET once the replica asks Redis again (it leaves a failed Redis alone for a
-    second): 503 until then, never 404."""
+    second): 503 until then, then `status`."""
     deadline = time.monotonic() + 30
     while True:
         reply = httpx.get(url, timeout=TIMEOUT)
         if reply.status_code != 503 or time.monotonic() > deadline:
-            assert reply.status_code == 200, reply.text
+            assert reply.status_code == status, reply.text
             return reply
         time.sleep(0.2)

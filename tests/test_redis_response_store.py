@@ -8,7 +8,12 @@ import pytest
 
 from tests._support.scaleout import RedisServer, running_redis
 from tokenwire.requests import ChatMessage, ToolCall
-from tokenwire.stores.response_store import MemoryResponseStore, StoredResponse, SyncsResponses
+from tokenwire.stores.response_store import (
+    MemoryResponseStore,
+    ResponseStoreUnavailableError,
+    StoredResponse,
+    SyncsResponses,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -63,7 +68,7 @@ async def test_without_redis_a_replica_serves_what_it_stored_and_counts_the_fail
     errors: list[str] = []
     store = shared_response_store("redis://127.0.0.1:1/0", view(), errors.append)
     assert store.put(STORED)
-    await store.flush()  # never raises
+    assert await store.flush() is False  # never raises
     await store.load("resp_1")
     assert store.get("resp_1") == STORED
     assert errors == ["response write", "response read"]
@@ -71,7 +76,27 @@ async def test_without_redis_a_replica_serves_what_it_stored_and_counts_the_fail
     # connect timeout): counted, not tried — the client is not touched.
     store.client = None  # type: ignore[assignment]
     assert store.put(STORED)
-    await store.flush()
+    assert await store.flush() is False
     await store.load("resp_1")
     assert store.get("resp_1") == STORED
     assert errors[2:] == ["response write", "response read"]
+
+
+async def test_without_redis_a_response_not_held_here_is_unknown_not_missing() -> None:
+    """Another replica may have stored it: `load` raises a 503, where `get` would say None."""
+    from tokenwire.stores.redis_response_store import shared_response_store
+
+    errors: list[str] = []
+    store = shared_response_store("redis://127.0.0.1:1/0", view(), errors.append)
+    with pytest.raises(ResponseStoreUnavailableError) as raised:
+        await store.load("resp_elsewhere")
+    assert raised.value.status_code == 503 and "unreachable" in raised.value.message
+    with pytest.raises(ResponseStoreUnavailableError):  # also while Redis is left alone
+        await store.load("resp_elsewhere")
+    # Held here: served, unless the caller must have Redis's own answer (a delete).
+    assert store.put(STORED)
+    await store.load("resp_1")
+    with pytest.raises(ResponseStoreUnavailableError):
+        await store.load("resp_1", held_here=False)
+    assert errors == ["response read"] * 4
+    await store.client.aclose()

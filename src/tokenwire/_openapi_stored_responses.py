@@ -16,6 +16,11 @@ def stored_response_paths() -> dict[str, Any]:
     not_found = json_response(
         error, "No stored response with this id (never stored, expired, deleted)."
     )
+    unavailable = json_response(
+        error,
+        "This replica does not hold the response and the shared response store (Redis) is "
+        "unreachable, so whether it exists cannot be known; try again.",
+    )
     retrieve = {
         "operationId": "getResponse",
         "summary": "A stored response: a background one's output so far while it runs. With "
@@ -44,6 +49,7 @@ def stored_response_paths() -> dict[str, Any]:
                 error, "stream=true for a response that was not run in background."
             ),
             "404": not_found,
+            "503": unavailable,
         },
     }
     delete = {
@@ -62,6 +68,11 @@ def stored_response_paths() -> dict[str, Any]:
                 "Deleted.",
             ),
             "404": not_found,
+            "503": json_response(
+                error,
+                "The shared response store (Redis) is unreachable, so the delete cannot reach "
+                "every replica; nothing was deleted there; try again.",
+            ),
         },
     }
     cancel = {
@@ -73,6 +84,7 @@ def stored_response_paths() -> dict[str, Any]:
             "200": json_response(response, "The response, status cancelled."),
             "400": json_response(error, "Not a background response, or it has finished."),
             "404": not_found,
+            "503": unavailable,
         },
     }
     return {

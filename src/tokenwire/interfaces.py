@@ -294,6 +294,7 @@ class SettlesWrites(Protocol):
 @runtime_checkable
 class PrefetchesReferences(Protocol):
     """A dialect whose requests may name state kept elsewhere (`previous_response_id`):
-    `prefetch` brings it in before the synchronous `parse` reads it."""
+    `prefetch` brings it in before the synchronous `parse` reads it; it raises a
+    `TokenwireError` (a 503) when the state may exist but cannot be brought in now."""
 
     async def prefetch(self, body: Mapping[str, Any]) -> None: ...

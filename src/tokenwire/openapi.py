@@ -122,19 +122,22 @@ def build_openapi(
         }
     if "openai-responses" in names:
         schemas.update(responses_schemas(model_id, cap))
-        paths["/v1/responses"] = {
-            "post": generation_operation(
-                "createResponse",
-                "OpenAI Responses (text and function-call items; stored, continued and "
-                "background responses when the response store is on).",
-                "ResponsesRequest",
-                "ResponseObject",
-                "ResponseStreamEvent",
-                "OpenAIError",
-                tag="openai",
-                sentinel=False,
-            )
-        }
+        create = generation_operation(
+            "createResponse",
+            "OpenAI Responses (text and function-call items; stored, continued and "
+            "background responses when the response store is on).",
+            "ResponsesRequest",
+            "ResponseObject",
+            "ResponseStreamEvent",
+            "OpenAIError",
+            tag="openai",
+            sentinel=False,
+        )
+        create["responses"]["503"]["description"] += (
+            " Also: `previous_response_id` names a response this replica does not hold while "
+            "the shared response store (Redis) is unreachable."
+        )
+        paths["/v1/responses"] = {"post": create}
         if stored_responses:
             paths.update(stored_response_paths())
     if "anthropic" in names:

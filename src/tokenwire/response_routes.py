@@ -21,7 +21,12 @@ from tokenwire.endpoint import Endpoint
 from tokenwire.errors import InvalidRequestError, NotFoundError, TokenwireError
 from tokenwire.interfaces import RunsDetached
 from tokenwire.logs import request_id_var
-from tokenwire.stores.response_store import ResponseStore, StoredResponse, SyncsResponses
+from tokenwire.stores.response_store import (
+    ResponseStore,
+    ResponseStoreUnavailableError,
+    StoredResponse,
+    SyncsResponses,
+)
 from tokenwire.transports._replies import response_headers, send_error, send_json
 from tokenwire.transports._resume import ResumeService
 from tokenwire.transports.sse import SSETransport
@@ -46,9 +51,16 @@ class ResponseRoutes:
             Route("/v1/responses/{response_id}/cancel", _App(self._cancel), methods=["POST"]),
         ]
 
-    async def _stored(self, response_id: str) -> StoredResponse:
+    async def _stored(self, response_id: str, *, held_here: bool = True) -> StoredResponse:
+        """The response as stored.
+
+        Raises:
+            NotFoundError: no response has this id.
+            ResponseStoreUnavailableError: a shared store cannot say (see `SyncsResponses`).
+        """
         if isinstance(self.store, SyncsResponses):
-            await self.store.load(response_id)  # as the replica that stored it left it
+            # As the replica that stored it left it.
+            await self.store.load(response_id, held_here=held_here)
         stored = self.store.get(response_id)
         if stored is None:
             raise NotFoundError(
@@ -66,13 +78,19 @@ class ResponseRoutes:
     async def _response(self, scope: Scope, receive: Receive, send: Send) -> None:
         response_id = scope["path_params"]["response_id"]
         try:
-            stored = await self._stored(response_id)
-            if scope["method"] == "DELETE":
+            deleting = scope["method"] == "DELETE"
+            # A delete must reach every replica: no answer from what this one holds alone.
+            stored = await self._stored(response_id, held_here=not deleting)
+            if deleting:
                 if not await self.service.cancel_detached(stored.request_id):
                     await self._stop_elsewhere(stored)  # else its owner would store it again
                 self.store.delete(response_id)
-                if isinstance(self.store, SyncsResponses):
-                    await self.store.flush()  # gone on every replica before the reply
+                # Gone on every replica before the reply; Redis, the truth, keeps it otherwise.
+                if isinstance(self.store, SyncsResponses) and not await self.store.flush():
+                    raise ResponseStoreUnavailableError(
+                        f"Response {response_id[:100]!r} was not deleted: the response store "
+                        "shared by every replica is unreachable; try again."
+                    )
                 reply: Mapping[str, Any] = {
                     "id": response_id,
                     "object": "response",

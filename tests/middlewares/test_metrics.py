@@ -411,6 +411,61 @@ async def test_a_stream_of_only_tool_calls_is_timed_from_its_first_call() -> Non
     assert samples.value("tokenwire_generation_tokens_total") == 1
 
 
+@pytest.mark.anyio
+async def test_a_continuation_counts_only_the_tokens_generated_after_its_replay() -> None:
+    """Failover: the adopting replica replays the tokens the dead owner streamed (the owner
+    counted them, and their first token's latency) and generates on; it counts only what it
+    generates, while the Finish's usage (the client's) still covers the whole answer. The
+    replay comes first, before the backend queues the request again (as the ONNX backend's
+    does): it leaves the gauges and the latency histograms alone."""
+    registry = CollectorRegistry()
+    finishes: list[Usage] = []
+
+    async def backend(request: GenerationRequest) -> AsyncIterator[Event]:
+        assert request.continuation == ((1, 2), (3,))
+        yield TokenDelta("a", (1, 2))
+        yield ToolCallDelta(0, "call_a", "f", "", (3,))
+        yield Progress("queued")
+        yield Progress("prefill")
+        yield ToolCallDelta(0, arguments="{}", token_ids=(4,))
+        yield TokenDelta("b", (5, 6))
+        yield Finish("stop", Usage(7, 6))
+
+    pipeline = build_pipeline(backend, [partial(MetricsMiddleware, registry=registry)])
+    request = GenerationRequest(model="m", prompt="p", continuation=((1, 2), (3,)))
+    async for event in pipeline(request):
+        if isinstance(event, Finish):
+            finishes.append(event.usage)
+    assert finishes == [Usage(7, 6)]
+    samples = Samples(generate_latest(registry).decode())
+    assert samples.value("tokenwire_generation_tokens_total") == 3  # 4, 5, 6: not 1-3 again
+    assert samples.value("tokenwire_prompt_tokens_total") == 7  # the owner never finished
+    assert samples.value("tokenwire_tool_calls_total") == 0  # call_a began on the owner
+    assert samples.value("tokenwire_time_to_first_token_seconds_count") == 0
+    assert samples.value("tokenwire_prefill_time_seconds_count") == 1  # this replica's own
+    assert samples.value("tokenwire_inter_token_latency_seconds_count") == 1  # 4 → 5-6
+    assert samples.value("tokenwire_requests_total", reason="stop") == 1
+    assert samples.value("tokenwire_requests_running") == 0
+
+
+@pytest.mark.anyio
+async def test_a_continuation_tops_up_only_its_own_share_of_the_usage() -> None:
+    """Deltas without token ids count one each; the Finish's count tops them up, less the
+    replayed tokens the owner counted."""
+    registry = CollectorRegistry()
+
+    async def backend(request: GenerationRequest) -> AsyncIterator[Event]:
+        yield TokenDelta("a", (1,))
+        yield TokenDelta("bc")  # two tokens, no ids
+        yield Finish("stop", Usage(1, 4))
+
+    pipeline = build_pipeline(backend, [partial(MetricsMiddleware, registry=registry)])
+    async for _ in pipeline(GenerationRequest(model="m", prompt="p", continuation=((1,),))):
+        pass
+    samples = Samples(generate_latest(registry).decode())
+    assert samples.value("tokenwire_generation_tokens_total") == 3  # 4 in all, 1 replayed
+
+
 # Each worker is its own process: it serves `requests` and exits, leaving its samples in
 # the shared directory; the last one scrapes /metrics without serving a request itself.
 _WORKER = textwrap.dedent(

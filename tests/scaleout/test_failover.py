@@ -36,7 +36,7 @@ def cluster() -> Iterator[Cluster]:
     with running_redis() as redis_server:
         args = [
             "--backend", "echo", "--backend-option", "delay=0.025", "--resume-grace", "2",
-            "--stream-store", redis_server.url,
+            "--stream-store", redis_server.url, "--middleware", "metrics",
         ]  # fmt: skip
         replicas = [ServeProcess(args) for _ in range(3)]
         try:
@@ -51,11 +51,16 @@ def cluster() -> Iterator[Cluster]:
 
 
 def kill_mid_stream(
-    owner: ServeProcess, dialect: str, request_id: str, count: int
+    owner: ServeProcess,
+    dialect: str,
+    request_id: str,
+    count: int,
+    extra: dict[str, object] | None = None,
 ) -> list[dict[str, str]]:
-    """Open the stream on `owner`, read its first `count` events, then SIGKILL the owner."""
+    """Open the stream on `owner` (its body with `extra`), read its first `count` events,
+    then SIGKILL the owner."""
     with httpx.Client(timeout=TIMEOUT) as client, client.stream(
-        "POST", owner.url + DIALECTS[dialect][0], json=body(dialect, PROMPT),
+        "POST", owner.url + DIALECTS[dialect][0], json={**body(dialect, PROMPT), **(extra or {})},
         headers={"x-request-id": request_id},
     ) as response:  # fmt: skip
         assert response.status_code == 200
@@ -138,6 +143,64 @@ def test_two_readers_get_the_same_continuation(cluster: Cluster) -> None:
     whole = events + rests[0]
     assert [e["id"] for e in whole] == [f"{request_id}:{n}" for n in range(len(whole))]
     assert ended(whole) and text_of(whole) == PROMPT
+
+
+def test_the_adopter_counts_only_the_tokens_it_generated(cluster: Cluster) -> None:
+    """The dead owner counted the tokens it streamed; the adopting replica replays them
+    uncounted and counts what it generates after them (each token once, across replicas),
+    while the client's usage at the end still covers the whole answer."""
+    owner, adopter, _ = cluster.replicas
+    request_id = f"counted-{time.monotonic_ns()}"
+    before = _counters(adopter)
+    include_usage = {"stream_options": {"include_usage": True}}
+    events = kill_mid_stream(owner, "openai", request_id, 15, include_usage)
+    replayed = _recorded_tokens(cluster.redis, request_id)
+    # What reached Redis: the client may have read a little more (the last flush), which
+    # the adopter generates again, and counts, as it did that work itself.
+    assert 0 < replayed < 80
+    events += resume(adopter.url, "openai", request_id, events[-1]["id"], "get")
+    assert ended(events) and text_of(events) == PROMPT
+    after = _counters(adopter)
+    grew = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in after}
+    assert grew["tokenwire_generation_tokens_total"] == 80 - replayed
+    assert grew["tokenwire_prompt_tokens_total"] == 80  # counted at the end: the owner never was
+    assert grew["tokenwire_requests_total"] == 1
+    assert grew.get("tokenwire_time_to_first_token_seconds_count", 0.0) == 0
+    import json
+
+    usage = json.loads(events[-2]["data"])["usage"]  # the chunk before [DONE]
+    assert (usage["prompt_tokens"], usage["completion_tokens"]) == (80, 80)
+
+
+def _counters(replica: ServeProcess) -> dict[str, float]:
+    """Every sample of the replica's /metrics summed over its labels, by sample name."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{replica.url}/metrics", timeout=TIMEOUT).text
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            sums[sample.name] = sums.get(sample.name, 0.0) + sample.value
+    return sums
+
+
+def _recorded_tokens(server: RedisServer, request_id: str) -> int:
+    """How many tokens a continuation of the orphaned stream replays (as the adopter reads
+    them: those whose payloads were all stored)."""
+    from redis.asyncio import Redis
+
+    from tokenwire.stores.redis_failover import load_orphan
+
+    async def read() -> int:
+        client = Redis.from_url(server.url)
+        try:
+            orphan = await load_orphan(client, request_id)
+        finally:
+            await client.aclose()
+        assert orphan is not None
+        return sum(len(group) for group in orphan.groups)
+
+    return anyio.run(read)
 
 
 def test_adoption_is_fenced() -> None:

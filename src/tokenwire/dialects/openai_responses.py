@@ -32,7 +32,12 @@ from tokenwire.errors import GenerationError, TokenwireError
 from tokenwire.events import Event, Finish, TokenDelta, ToolCallDelta
 from tokenwire.interfaces import ErrorBody, Payload
 from tokenwire.requests import ChatMessage, GenerationRequest
-from tokenwire.stores.response_store import ResponseStore, StoredResponse, SyncsResponses
+from tokenwire.stores.response_store import (
+    ResponseStore,
+    ResponseStoreUnavailableError,
+    StoredResponse,
+    SyncsResponses,
+)
 
 # The WebSocket mode's client event: the create body plus this `type`; its stream is implicit.
 WEBSOCKET_CREATE = "response.create"
@@ -57,10 +62,23 @@ class OpenAIResponsesDialect:
         self.store = store
 
     async def prefetch(self, body: Mapping[str, Any]) -> None:
-        """Bring the response `previous_response_id` names in from a shared store."""
+        """Bring the response `previous_response_id` names in from a shared store.
+
+        Raises:
+            ResponseStoreUnavailableError: the shared store is unreachable and this replica
+                does not hold that response (a 503: it may well exist).
+        """
         previous = body.get("previous_response_id")
         if isinstance(previous, str) and isinstance(self.store, SyncsResponses):
-            await self.store.load(previous)
+            try:
+                await self.store.load(previous)
+            except ResponseStoreUnavailableError:
+                raise ResponseStoreUnavailableError(
+                    f"Previous response with id {previous[:100]!r} cannot be looked up now: "
+                    "this replica does not hold it, and the response store shared by every "
+                    "replica is unreachable; try again.",
+                    param="previous_response_id",
+                ) from None
 
     def parse(
         self, body: Any, path_params: Mapping[str, str], request_id: str, model_id: str

@@ -4,7 +4,8 @@ Latency histograms (time to first token, inter-token, end to end, queue, prefill
 tool-call and request counters, cancellations by phase and cause, errors by type, running/waiting
 gauges, and gauges read at scrape time from the backend's load and the prefix cache (also under
 vLLM's names, for endpoint pickers). The registry is injected; `docs/metrics.md` lists every
-metric.
+metric. A continuation (a stream adopted after its replica died) counts only the tokens this
+replica generates: the replayed ones were counted where they were first generated.
 """
 
 from __future__ import annotations
@@ -118,15 +119,28 @@ class MetricsMiddleware:
         # stream so that a long generation shows in tokens/s while it runs, not at its end.
         observe_gap = m.inter_token_latency.observe
         count_tokens = m.generation_tokens.inc
+        # A continuation (failover: this replica adopted a stream whose owner died) first
+        # replays the tokens the owner had streamed. The owner counted them, their latencies
+        # and the stream's first token as they went out: here they pass uncounted, and so do
+        # the gauges; what this replica generates after them is counted as usual.
+        replaying = replayed_total = sum(len(group) for group in request.continuation)
         try:
             async with closing(self.app(request)) as events:
                 async for event in events:
                     if isinstance(event, (TokenDelta, ToolCallDelta)):
+                        replayed = 0
+                        if replaying:
+                            replayed = min(len(event.token_ids), replaying)
+                            replaying -= replayed
+                            if replayed and replayed == len(event.token_ids):
+                                yield event
+                                continue
                         now = perf_counter()
                         if last_token is not None:
                             observe_gap(now - last_token)
                         else:
-                            m.time_to_first_token.observe(now - started)
+                            if not replayed_total:  # an adopted stream's went out elsewhere
+                                m.time_to_first_token.observe(now - started)
                             if prefill_at is not None:
                                 m.prefill_time.observe(now - prefill_at)
                             phase = "decode"
@@ -135,9 +149,9 @@ class MetricsMiddleware:
                                 m.running.inc()
                                 waiting, running = False, True
                         last_token = now
-                        tokens = len(event.token_ids)
+                        tokens = len(event.token_ids) - replayed
                         if isinstance(event, ToolCallDelta):
-                            if event.name is not None:
+                            if event.name is not None and not replayed:
                                 m.tool_calls.inc()
                         elif not tokens:
                             tokens = 1  # a text delta is at least one token
@@ -157,7 +171,7 @@ class MetricsMiddleware:
                             waiting, running = queued, not queued
                     elif isinstance(event, Finish) and not finished:
                         finished = True
-                        self._record_finish(m, event, phase, started, generated)
+                        self._record_finish(m, event, phase, started, generated + replayed_total)
                     yield event
             if not finished:
                 # The endpoint turns a stream without a Finish into an internal error.
@@ -175,6 +189,8 @@ class MetricsMiddleware:
     def _record_finish(
         self, m: RequestMetrics, finish: Finish, phase: PhaseName, started: float, generated: int
     ) -> None:
+        """`generated`: the completion tokens counted so far, a continuation's replayed ones
+        (counted by the replica that died) included, as the usage counts them."""
         m.request_duration.observe(perf_counter() - started)
         usage = finish.usage
         # Deltas without token ids were counted as one token each; the backend knows better.

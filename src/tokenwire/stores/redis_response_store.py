@@ -12,8 +12,10 @@ with Redis at the points where the server can wait (`SyncsResponses`):
 Redis is the truth while it answers: a response missing there (deleted on another replica,
 expired) is missing here too. While Redis is unreachable each replica serves what it wrote
 itself, with a warning and `tokenwire_stream_store_errors_total` (and Redis is left alone for a
-second after each failure); a request never fails for it. One key per response (`tokenwire:response:{id}`, JSON), expiring `ttl_seconds` after
-it was last written, as in memory. Needs `tokenwire[redis]`; imported only when a URL is set.
+second after each failure); a response it does not hold is unknown then, not missing: `load`
+raises `ResponseStoreUnavailableError` (a 503), since another replica may well have stored it.
+One key per response (`tokenwire:response:{id}`, JSON), expiring `ttl_seconds` after it was
+last written, as in memory. Needs `tokenwire[redis]`; imported only when a URL is set.
 """
 
 from __future__ import annotations
@@ -29,7 +31,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tokenwire.requests import ChatMessage, ToolCall
-from tokenwire.stores.response_store import MemoryResponseStore, StoredResponse
+from tokenwire.stores.response_store import (
+    MemoryResponseStore,
+    ResponseStoreUnavailableError,
+    StoredResponse,
+)
 
 logger = logging.getLogger("tokenwire.responses")
 
@@ -100,15 +106,16 @@ class RedisResponseStore:
         self._pending.append((response_id, None))
         return self.view.delete(response_id)
 
-    async def flush(self) -> None:
-        """Send the writes made so far (in order, one round trip); never raises."""
+    async def flush(self) -> bool:
+        """Send the writes made so far (in order, one round trip); whether they landed.
+        Never raises."""
         async with self._sending:
             batch, self._pending = self._pending, []
             if not batch:
-                return
+                return True
             if self._down():
                 self.count_error("response write")
-                return
+                return False
             try:
                 with anyio.fail_after(_SYNC_SECONDS):
                     async with self.client.pipeline(transaction=False) as pipe:
@@ -120,11 +127,19 @@ class RedisResponseStore:
                         await pipe.execute()
             except (RedisError, OSError, TimeoutError) as exc:
                 self._failed("response write", exc)
+                return False
+            return True
 
-    async def load(self, response_id: str) -> None:
-        """Bring `response_id` as Redis has it into the view (gone there: gone here)."""
+    async def load(self, response_id: str, *, held_here: bool = True) -> None:
+        """Bring `response_id` as Redis has it into the view (gone there: gone here).
+
+        Raises:
+            ResponseStoreUnavailableError: Redis cannot be asked, and the view does not hold
+                the response (or `held_here` is False).
+        """
         if self._down():
             self.count_error("response read")
+            self._unknown(response_id, held_here)
             return
         try:
             with anyio.fail_after(_SYNC_SECONDS):
@@ -132,6 +147,7 @@ class RedisResponseStore:
                 text: Any = await self.client.get(response_key(response_id))
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed("response read", exc)
+            self._unknown(response_id, held_here)
             return  # serve what this replica holds
         if text is None:
             self.view.delete(response_id)
@@ -140,6 +156,19 @@ class RedisResponseStore:
             self.view.put(decode(text))
         except (ValueError, KeyError, TypeError) as exc:
             self._failed("response read", exc)
+
+    def _unknown(self, response_id: str, held_here: bool) -> None:
+        """Raise unless what this replica holds may answer for `response_id`."""
+        if held_here and self.view.get(response_id) is not None:
+            return
+        raise ResponseStoreUnavailableError(
+            f"Response {response_id[:100]!r} cannot be looked up now: this replica does not "
+            "hold it, and the response store shared by every replica is unreachable; try "
+            "again."
+            if held_here
+            else f"Response {response_id[:100]!r} cannot be changed now: the response store "
+            "shared by every replica is unreachable; try again."
+        )
 
     def _down(self) -> bool:
         return anyio.current_time() < self._down_until

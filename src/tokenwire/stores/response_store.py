@@ -17,7 +17,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from tokenwire.errors import ServiceUnavailableError
 from tokenwire.requests import ChatMessage
+
+
+class ResponseStoreUnavailableError(ServiceUnavailableError):
+    """A shared response store cannot be asked, and this replica does not hold the response:
+    whether it exists cannot be known, so the answer is a 503 (a 404 would claim it does not)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +155,20 @@ class SyncsResponses(Protocol):
     """A `ResponseStore` shared with other replicas: its synchronous methods answer from this
     process, and these sync it where the server can wait."""
 
-    async def flush(self) -> None:
-        """Send the writes made so far; never raises (a failure is logged and counted)."""
+    async def flush(self) -> bool:
+        """Send the writes made so far; whether they landed. Never raises (a failure is
+        logged and counted, and those writes are not retried)."""
         ...
 
-    async def load(self, response_id: str) -> None:
-        """Bring `response_id` as the shared store has it into this process's answers."""
+    async def load(self, response_id: str, *, held_here: bool = True) -> None:
+        """Bring `response_id` as the shared store has it into this process's answers.
+
+        While the shared store cannot be asked, what this process holds answers
+        (`held_here`); a response it does not hold is unknown, not missing.
+
+        Raises:
+            ResponseStoreUnavailableError: the shared store cannot be asked, and this process
+                does not hold the response (or `held_here` is False: the caller must know
+                the shared store's answer, as a delete must).
+        """
         ...

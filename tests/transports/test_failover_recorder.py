@@ -12,6 +12,7 @@ import pytest
 from tokenwire.errors import GenerationError
 from tokenwire.events import Event, Finish, Progress, TokenDelta, ToolCallDelta
 from tokenwire.interfaces import Payload
+from tokenwire.stores.token_record import TokenRecord, decode, encode
 from tokenwire.transports._failover import Recorder
 
 
@@ -47,8 +48,8 @@ def test_each_events_tokens_are_recorded_with_the_payload_number_they_end_at() -
     # The progress payload, then the role chunk and "a", nothing, the call, the closing two.
     kept = _run(recorder, events, [1, 2, 0, 1, 2])
     assert all(kept)
-    record = json.loads(recorder.take() or "")
-    assert record == {"p": 1, "g": [[3, [5]], [6, [6, 7]]]}
+    record = decode(recorder.take() or b"")
+    assert record == TokenRecord(1, ((3, (5,)), (6, (6, 7))))
     assert recorder.take() is None  # nothing new since
 
 
@@ -57,7 +58,24 @@ def test_a_continuation_drops_and_checks_what_was_stored() -> None:
     recorder = Recorder(kept=1, resume_from=3, expected=stored, skip_groups=1, progress=1)
     kept = _run(recorder, [TokenDelta("a", (5,)), TokenDelta("b", (6,))], [2, 1])
     assert kept == [False, False, True]  # payloads 1 and 2 were stored; 3 is new
-    assert json.loads(recorder.take() or "") == {"p": 1, "g": [[4, [6]]]}
+    assert decode(recorder.take() or b"") == TokenRecord(1, ((4, (6,)),))
+
+
+def test_records_of_the_earlier_json_format_are_still_read() -> None:
+    """A replica of the version before the binary record may have written them (rolling
+    upgrade): both formats decode to the same record."""
+    earlier = json.dumps({"g": [[3, [5]], [6, [6, 7]]], "p": 1}).encode()
+    assert decode(earlier) == decode(encode([1, 3], [(5,), (6, 7)], 6, 1))
+    assert decode(b'{"g": [[2, [9]]]}') == TokenRecord(None, ((2, (9,)),))
+
+
+def test_a_record_of_large_ids_and_empty_groups_round_trips() -> None:
+    groups: list[tuple[int, ...]] = [(2**40,), (), (0, 1, 2)]
+    assert decode(encode([0, 1, 1], groups, 4, None)) == TokenRecord(
+        None, ((1, (2**40,)), (1, ()), (4, (0, 1, 2)))
+    )
+    with pytest.raises(ValueError, match="add up"):
+        decode(encode([0], [(1, 2)], 1, None)[:-8])  # cut short
 
 
 def test_a_replay_that_renders_other_bytes_fails_the_stream() -> None:

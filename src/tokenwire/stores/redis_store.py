@@ -107,7 +107,7 @@ class RedisStreamStore:
         self._bytes: dict[str, int] = {}
         self._refresh_at: dict[str, float] = {}  # monotonic time of the next TTL refresh
         # Failover's token records, written in the next append's pipeline (before its entry).
-        self._tokens: dict[str, list[str]] = {}
+        self._tokens: dict[str, list[bytes]] = {}
         self._tokens_keyed: set[str] = set()  # streams whose tokens key has a TTL
         # Appends of every stream share round trips (see `redis_writer`).
         self.writer = GroupWriter(client)
@@ -131,7 +131,7 @@ class RedisStreamStore:
         self._bytes[request_id] = 0
         return True
 
-    def note_tokens(self, request_id: str, record: str) -> None:
+    def note_tokens(self, request_id: str, record: bytes) -> None:
         """Write `record` (failover's token ids of the payloads about to be appended) in the
         next `append`'s pipeline, before its entry: no round trip of its own, and never
         stored after the payloads it describes (see `tokenwire.stores.redis_failover`)."""

@@ -59,6 +59,7 @@ class Recorder:
     # lists: no object made per token, see `take`).
     starts: list[int] = field(default_factory=list)
     groups: list[tuple[int, ...]] = field(default_factory=list)
+    recording: bool = True  # False: the stream is not shared after all, note no more groups
 
     async def tap(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
         """Pass `events` through, noting each one's tokens with the payload number it starts
@@ -66,7 +67,7 @@ class Recorder:
         async for event in events:
             if self.progress is None and not isinstance(event, Progress):
                 self.progress = self.kept
-            if isinstance(event, TokenDelta | ToolCallDelta) and event.token_ids:
+            if isinstance(event, TokenDelta | ToolCallDelta) and event.token_ids and self.recording:
                 if self.skip_groups:
                     self.skip_groups -= 1
                 else:

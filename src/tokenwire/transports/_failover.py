@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from tokenwire.stores.redis_store import RedisStreamStore
 
 logger = logging.getLogger("tokenwire.resume")
+
+_RECORDED = (TokenDelta, ToolCallDelta)  # a tuple: `A | B` would build a union per event
 
 
 @dataclass(eq=False, slots=True)
@@ -61,19 +63,19 @@ class Recorder:
     groups: list[tuple[int, ...]] = field(default_factory=list)
     recording: bool = True  # False: the stream is not shared after all, note no more groups
 
-    async def tap(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
-        """Pass `events` through, noting each one's tokens with the payload number it starts
-        at (its payloads are kept before the next event is asked for)."""
-        async for event in events:
-            if self.progress is None and not isinstance(event, Progress):
-                self.progress = self.kept
-            if isinstance(event, TokenDelta | ToolCallDelta) and event.token_ids and self.recording:
-                if self.skip_groups:
-                    self.skip_groups -= 1
-                else:
-                    self.starts.append(self.kept)
-                    self.groups.append(event.token_ids)
-            yield event
+    def observe(self, event: Event) -> None:
+        """Note `event`'s tokens with the payload number it starts at (`Call.payloads` calls
+        this before rendering each event, progress ones included, so the previous event's
+        payloads are kept by then). An observer, not a generator wrapped around the events:
+        one more frame per event cost ~0.2 µs a token, 3% of the echo server's budget."""
+        if self.progress is None and not isinstance(event, Progress):
+            self.progress = self.kept
+        if isinstance(event, _RECORDED) and event.token_ids and self.recording:
+            if self.skip_groups:
+                self.skip_groups -= 1
+            else:
+                self.starts.append(self.kept)
+                self.groups.append(event.token_ids)
 
     def keep(self, payload: Payload) -> bool:
         """Number `payload`; False when it is a replayed one, stored already.

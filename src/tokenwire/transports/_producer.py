@@ -152,10 +152,9 @@ class StreamProducer:
                             # Its setup goes out before the first decode step runs.
                             await anyio.lowlevel.checkpoint()
                         try:
-                            events = None
-                            if produced.recorder is not None:
-                                events = produced.recorder.tap(call.generate(call.request))
-                            async with closing(call.payloads(events)) as payloads:
+                            recorder = produced.recorder
+                            observe = None if recorder is None else recorder.observe
+                            async with closing(call.payloads(None, observe)) as payloads:
                                 async for payload in payloads:
                                     self._keep(request_id, produced, payload)
                         except TokenwireError as exc:

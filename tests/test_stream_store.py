@@ -215,3 +215,45 @@ async def test_redis_create_claimed_touches_claims_and_creates_in_one_step(
         )
     await client.aclose()
     await other.client.aclose()
+
+
+async def test_redis_writes_of_an_owner_that_lost_its_lease_are_refused(
+    redis_server: RedisServer,
+) -> None:
+    """A producer that stalled past its lease while another replica adopted the stream: its
+    next entry, token record and end are refused (fenced by the lease), the adopter's land."""
+    from tokenwire.stores.redis_control import RedisStreamControl
+    from tokenwire.stores.redis_store import RedisStreamStore, connect
+
+    def make() -> RedisStreamStore:
+        client = connect(redis_server.url)
+        return RedisStreamStore(client, max_stream_bytes=1 << 20, ttl_seconds=30, done_seconds=5)
+
+    stale, adopter = make(), make()
+    rid = uuid.uuid4().hex
+    claimed = await stale.create_claimed(
+        rid, "openai", {}, replica="one", lease_seconds=30, readers_seconds=30
+    )
+    assert claimed[1]
+    stale.note_tokens(rid, b"r0")
+    await stale.append(rid, payloads(2))
+    # The owner's lease runs out while it stalls; another replica takes it and adopts.
+    await adopter.client.delete(f"tokenwire:{{{rid}}}:owner")
+    control = RedisStreamControl(adopter.client, replica="two")
+    generation = await control.claim(rid, 30)
+    assert generation is not None
+    adopter.resume_at(rid, 2, f"two:{generation}")
+
+    stale.note_tokens(rid, b"r1")
+    with pytest.raises(StreamStoreError, match="FENCED"):
+        await stale.append(rid, [Payload("stale")])
+    with pytest.raises(StreamStoreError, match="FENCED"):
+        await stale.finish(rid)
+    adopter.note_tokens(rid, b"r2")
+    await adopter.append(rid, [Payload("adopted")])
+    await adopter.finish(rid)
+    kept = [payload.data for _, payload in await read_all(adopter, rid, 0)]
+    assert kept == [payload.data for payload in payloads(2)] + ["adopted"]
+    assert await adopter.client.lrange(f"tokenwire:{{{rid}}}:tokens", 0, -1) == [b"r0", b"r2"]  # type: ignore[misc]
+    await stale.client.aclose()
+    await adopter.client.aclose()

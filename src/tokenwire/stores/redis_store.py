@@ -23,6 +23,7 @@ from tokenwire import errors
 from tokenwire.config import redact_url
 from tokenwire.errors import GenerationError, TokenwireError
 from tokenwire.interfaces import Payload
+from tokenwire.stores import redis_fence as fence
 from tokenwire.stores.redis_entries import pack, unpack
 from tokenwire.stores.redis_writer import Command, GroupWriter
 from tokenwire.stores.stream_store import StreamInfo, StreamStoreError
@@ -129,6 +130,8 @@ class RedisStreamStore:
         # Failover's token records, written in the next append's pipeline (before its entry).
         self._tokens: dict[str, list[bytes]] = {}
         self._tokens_keyed: set[str] = set()  # streams whose tokens key has a TTL
+        # The lease token (`<replica>:<generation>`) each write of a stream is fenced by.
+        self._owner: dict[str, str] = {}
         # Appends of every stream share round trips (see `redis_writer`).
         self.writer = GroupWriter(client)
         self._create_claimed: Any = client.register_script(_CREATE_CLAIMED)
@@ -148,6 +151,8 @@ class RedisStreamStore:
         if not created:
             return False  # the hash was there: another stream has this id
         self._created(request_id)
+        if meta is not None and "owner" in meta and "generation" in meta:
+            self._owner[request_id] = f"{meta['owner']}:{meta['generation']}"
         return True
 
     def _created(self, request_id: str) -> None:
@@ -197,6 +202,7 @@ class RedisStreamStore:
             return None, False
         if created:
             self._created(request_id)
+            self._owner[request_id] = f"{replica}:{int(generation)}"
         return int(generation), bool(created)
 
     def note_tokens(self, request_id: str, record: bytes) -> None:
@@ -205,9 +211,12 @@ class RedisStreamStore:
         stored after the payloads it describes (see `tokenwire.stores.redis_failover`)."""
         self._tokens.setdefault(request_id, []).append(record)
 
-    def resume_at(self, request_id: str, seq: int) -> None:
-        """This process now produces `request_id` (adopted after its owner died): its next
-        payload is number `seq`. Trimming counts only what this process writes."""
+    def resume_at(self, request_id: str, seq: int, owner: str | None = None) -> None:
+        """This process now produces `request_id` (adopted after its owner died) under the
+        lease token `owner`: its next payload is number `seq`. Trimming counts only what this
+        process writes."""
+        if owner is not None:
+            self._owner[request_id] = owner
         self._sizes[request_id] = deque()
         self._next[request_id] = seq
         self._bytes[request_id] = 0
@@ -227,14 +236,27 @@ class RedisStreamStore:
         now = time.monotonic()
         refresh = now >= self._refresh_at.get(request_id, 0.0)
         records = self._tokens.pop(request_id, None)
-        if records:  # failover's token ids of these payloads, stored before them
-            commands.append(("RPUSH", key(request_id, "tokens"), *records))
-            if refresh or request_id not in self._tokens_keyed:
-                commands.append(("PEXPIRE", key(request_id, "tokens"), self.ttl_ms))
-                self._tokens_keyed.add(request_id)
-        commands.append(
-            ("XADD", stream, _entry_id(seq), *(x for pair in fields.items() for x in pair))
-        )
+        flat = [x for pair in fields.items() for x in pair]
+        owner = self._owner.get(request_id)
+        if owner is not None:  # failover's token ids of these payloads, stored before them
+            commands.append(
+                fence.entry(
+                    key(request_id, "owner"),
+                    key(request_id, "tokens"),
+                    stream,
+                    owner,
+                    records or (),
+                    _entry_id(seq),
+                    flat,
+                )
+            )
+        else:  # not produced under a lease of this process's (a test's store)
+            if records:
+                commands.append(("RPUSH", key(request_id, "tokens"), *records))
+            commands.append(("XADD", stream, _entry_id(seq), *flat))
+        if records and (refresh or request_id not in self._tokens_keyed):
+            commands.append(("PEXPIRE", key(request_id, "tokens"), self.ttl_ms))
+            self._tokens_keyed.add(request_id)
         size = sum(len(payload.data) for payload in payloads)
         sizes.append((seq, size))
         self._bytes[request_id] = self._bytes.get(request_id, 0) + size
@@ -273,11 +295,21 @@ class RedisStreamStore:
         self._bytes.pop(request_id, None)
         self._refresh_at.pop(request_id, None)
         self._tokens_keyed.discard(request_id)
+        owner = self._owner.pop(request_id, None)
         fields = {"end": "done"} if error is None else {"end": "error", "err": _error_fields(error)}
+        stream, meta = key(request_id, "stream"), key(request_id, "meta")
         try:
             async with self.client.pipeline(transaction=False) as pipe:
-                pipe.xadd(key(request_id, "stream"), fields, id=_entry_id(seq))  # type: ignore[arg-type]
-                pipe.hset(key(request_id, "meta"), "status", fields["end"])
+                if owner is not None:
+                    flat = [x for pair in fields.items() for x in pair]
+                    end = fence.end(
+                        key(request_id, "owner"), stream, meta, owner, fields["end"],
+                        _entry_id(seq), flat,
+                    )  # fmt: skip
+                    pipe.execute_command(*end)
+                else:
+                    pipe.xadd(stream, fields, id=_entry_id(seq))  # type: ignore[arg-type]
+                    pipe.hset(meta, "status", fields["end"])
                 pipe.pexpire(key(request_id, "stream"), self.done_ms)
                 pipe.pexpire(key(request_id, "meta"), self.done_ms)
                 await pipe.execute()
@@ -353,6 +385,7 @@ class RedisStreamStore:
 
     async def remove(self, request_id: str) -> None:
         self._tokens.pop(request_id, None)
+        self._owner.pop(request_id, None)
         self._next.pop(request_id, None)
         self._sizes.pop(request_id, None)
         self._bytes.pop(request_id, None)

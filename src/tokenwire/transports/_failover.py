@@ -221,7 +221,8 @@ class Failover:
                         progress=progress,
                         progress_written=bool(orphan.groups),
                     )
-                    self.store.resume_at(request_id, orphan.next_seq)
+                    owner = f"{self.control.replica}:{generation}"  # the lease's token
+                    self.store.resume_at(request_id, orphan.next_seq, owner)
                     adoption = Adoption(call, orphan.meta["dialect"], generation, recorder)
         finally:
             if adoption is None:

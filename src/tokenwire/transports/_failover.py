@@ -28,7 +28,7 @@ from tokenwire.errors import GenerationError, TokenwireError
 from tokenwire.events import Event, Progress, TokenDelta, ToolCallDelta
 from tokenwire.interfaces import ContinuesGeneration, KeepsIdentity, Payload
 from tokenwire.stores.stream_store import StreamStoreError
-from tokenwire.stores.token_record import encode
+from tokenwire.stores.token_record import pack
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -57,10 +57,13 @@ class Recorder:
     skip_groups: int = 0
     progress: int | None = None  # progress payloads before the first event's
     progress_written: bool = False
-    # The groups noted since the last take: where each starts, and its token ids (two flat
-    # lists: no object made per token, see `take`).
+    # The groups noted since the last take, flat: where each starts, how many ids it has,
+    # and the ids. No object per token is kept until the flush (the events' id tuples were:
+    # on the echo backend they lived a whole stream, a third more young garbage collections
+    # than without recording, and more full ones).
     starts: list[int] = field(default_factory=list)
-    groups: list[tuple[int, ...]] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)
     recording: bool = True  # False: the stream is not shared after all, note no more groups
 
     def observe(self, event: Event) -> None:
@@ -74,8 +77,10 @@ class Recorder:
             if self.skip_groups:
                 self.skip_groups -= 1
             else:
+                ids = event.token_ids
                 self.starts.append(self.kept)
-                self.groups.append(event.token_ids)
+                self.lengths.append(len(ids))
+                self.ids.extend(ids)
 
     def keep(self, payload: Payload) -> bool:
         """Number `payload`; False when it is a replayed one, stored already.
@@ -95,7 +100,7 @@ class Recorder:
 
     def take(self) -> bytes | None:
         """The record of the groups noted since the last take (None: nothing to write)."""
-        if not self.groups and (self.progress is None or self.progress_written):
+        if not self.starts and (self.progress is None or self.progress_written):
             return None
         # Encoded by C loops (`token_record`): as JSON text this cost ~0.4 µs a token, and
         # built as lists for json.dumps it made two tracked objects per token besides.
@@ -103,9 +108,8 @@ class Recorder:
         if self.progress is not None and not self.progress_written:
             progress = self.progress
             self.progress_written = True
-        record = encode(self.starts, self.groups, self.kept, progress)
-        self.starts = []
-        self.groups = []
+        record = pack(self.starts, self.lengths, self.ids, self.kept, progress)
+        self.starts, self.lengths, self.ids = [], [], []
         return record
 
 

@@ -105,7 +105,7 @@ class ResumeConfig:
     store: where streams are kept for every replica: a `redis://` or `rediss://` URL
         (needs `tokenwire[redis]`); None keeps them in this process only.
     failover: with a shared `store`, record each stream's tokens so another replica can
-        continue it when its owner dies; False saves that write (0.02–0.09× of the
+        continue it when its owner dies; False saves that write (about 0.04× of the
         store's echo-backend ceiling) where dying replicas' streams may just end.
     """
 

@@ -159,3 +159,101 @@ def test_serve_refuses_to_start_when_the_stream_store_is_unreachable(
     error = capsys.readouterr().err
     assert "stream store at redis://user:***@127.0.0.1:1/0 is unreachable" in error
     assert "hunter2" not in error
+
+
+async def test_redis_create_claimed_touches_claims_and_creates_in_one_step(
+    redis_server: RedisServer,
+) -> None:
+    """What `touch`, `claim` and `create` do one after the other, each step only when the one
+    before succeeded: the producer's setup before a stream's first payload."""
+    from tokenwire.stores.redis_control import RedisStreamControl
+    from tokenwire.stores.redis_store import RedisStreamStore, connect
+
+    client = connect(redis_server.url)
+    control = RedisStreamControl(client, replica="one")
+    other = RedisStreamControl(connect(redis_server.url), replica="two")
+    store = RedisStreamStore(client, max_stream_bytes=1000, ttl_seconds=30, done_seconds=5)
+    assert store.shares_control(control) and not store.shares_control(other)
+    rid = uuid.uuid4().hex
+    meta = {"owner": "one", "request": "{}", "generation": "stale"}
+    claimed = await store.create_claimed(
+        rid, "openai", meta, replica="one", lease_seconds=30, readers_seconds=30
+    )
+    generation = claimed[0]
+    assert generation is not None and claimed == (generation, True)
+    assert await control.present(rid)
+    assert await control.renew(rid, generation, 30)  # the lease is this replica's
+    assert not await other.renew(rid, generation, 30)
+    fields = await client.hgetall(f"tokenwire:{{{rid}}}:meta")
+    assert fields[b"generation"] == str(generation).encode()
+    assert fields[b"dialect"] == b"openai" and fields[b"status"] == b"running"
+    assert 0 < await client.pttl(f"tokenwire:{{{rid}}}:meta") <= 30_000
+    await store.append(rid, payloads(3))
+    await store.finish(rid)
+    assert await read_all(store, rid, 0) == list(enumerate(payloads(3)))
+
+    # The lease is held: nothing is created, nor the meta touched.
+    again = await store.create_claimed(
+        rid, "anthropic", {}, replica="two", lease_seconds=30, readers_seconds=30
+    )
+    assert again == (None, False)
+    # The lease is free but the stream exists: claimed, not created.
+    await control.release(rid, generation)
+    taken = await store.create_claimed(
+        rid, "anthropic", {}, replica="two", lease_seconds=30, readers_seconds=30
+    )
+    assert taken[0] is not None and taken[0] > generation and not taken[1]
+    info = await store.info(rid)
+    assert info is not None and info.dialect == "openai" and info.done
+
+    gone = RedisStreamStore(
+        connect("redis://127.0.0.1:1/0"), max_stream_bytes=1000, ttl_seconds=5, done_seconds=5
+    )
+    with pytest.raises(StreamStoreError):
+        await gone.create_claimed(
+            rid, "openai", {}, replica="one", lease_seconds=1, readers_seconds=1
+        )
+    await client.aclose()
+    await other.client.aclose()
+
+
+async def test_redis_writes_of_an_owner_that_lost_its_lease_are_refused(
+    redis_server: RedisServer,
+) -> None:
+    """A producer that stalled past its lease while another replica adopted the stream: its
+    next entry, token record and end are refused (fenced by the lease), the adopter's land."""
+    from tokenwire.stores.redis_control import RedisStreamControl
+    from tokenwire.stores.redis_store import RedisStreamStore, connect
+
+    def make() -> RedisStreamStore:
+        client = connect(redis_server.url)
+        return RedisStreamStore(client, max_stream_bytes=1 << 20, ttl_seconds=30, done_seconds=5)
+
+    stale, adopter = make(), make()
+    rid = uuid.uuid4().hex
+    claimed = await stale.create_claimed(
+        rid, "openai", {}, replica="one", lease_seconds=30, readers_seconds=30
+    )
+    assert claimed[1]
+    stale.note_tokens(rid, b"r0")
+    await stale.append(rid, payloads(2))
+    # The owner's lease runs out while it stalls; another replica takes it and adopts.
+    await adopter.client.delete(f"tokenwire:{{{rid}}}:owner")
+    control = RedisStreamControl(adopter.client, replica="two")
+    generation = await control.claim(rid, 30)
+    assert generation is not None
+    adopter.resume_at(rid, 2, f"two:{generation}")
+
+    stale.note_tokens(rid, b"r1")
+    with pytest.raises(StreamStoreError, match="FENCED"):
+        await stale.append(rid, [Payload("stale")])
+    with pytest.raises(StreamStoreError, match="FENCED"):
+        await stale.finish(rid)
+    adopter.note_tokens(rid, b"r2")
+    await adopter.append(rid, [Payload("adopted")])
+    await adopter.finish(rid)
+    kept = [payload.data for _, payload in await read_all(adopter, rid, 0)]
+    assert kept == [payload.data for payload in payloads(2)] + ["adopted"]
+    assert await adopter.client.lrange(f"tokenwire:{{{rid}}}:tokens", 0, -1) == [b"r0", b"r2"]  # type: ignore[misc]
+    await stale.client.aclose()
+    await adopter.client.aclose()

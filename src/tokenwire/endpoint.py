@@ -79,7 +79,9 @@ class Call:
         return isinstance(exchange, RunsDetached) and exchange.background
 
     async def payloads(
-        self, events: AsyncIterator[Event] | None = None
+        self,
+        events: AsyncIterator[Event] | None = None,
+        observe: Callable[[Event], None] | None = None,
     ) -> AsyncGenerator[Payload, None]:
         """The dialect's payloads for this call, rendered from `events` (by default the
         pipeline's stream for the request; a transport may pass that stream through a feed
@@ -90,6 +92,10 @@ class Call:
         committed to the response early (`StreamStart.commit`) or a progress payload went
         out; a failure after that becomes the dialect's in-band error payloads and ends the
         stream cleanly.
+
+        `observe`, when given, sees every event (progress ones included) before it is
+        rendered, once the previous event's payloads were taken (failover's `Recorder`):
+        cheaper than wrapping `events` in another generator.
         """
         exchange = self.exchange
         start = self.start
@@ -101,6 +107,8 @@ class Call:
             error: TokenwireError | None = None
             try:
                 first = await events.__anext__()
+                if observe is not None:
+                    observe(first)
                 while isinstance(first, Progress):
                     start.admit()
                     if observer is not None:
@@ -109,6 +117,8 @@ class Call:
                         sent_progress = True
                         yield progress_payload(first)
                     first = await events.__anext__()
+                    if observe is not None:
+                        observe(first)
             except StopAsyncIteration:
                 error = _no_finish(self.request)
             except Exception as exc:
@@ -136,6 +146,8 @@ class Call:
                         event = await events.__anext__()
                     except StopAsyncIteration:
                         raise _no_finish(self.request) from None
+                    if observe is not None:
+                        observe(event)
                     if isinstance(event, Progress):
                         continue
                     finished = isinstance(event, Finish)

@@ -1,11 +1,11 @@
 """What a replica needs from Redis to continue a stream whose owner died (failover).
 
 Beside the stream's payloads (`redis_store`), its producer keeps:
-- a list `tokens`: one JSON element per write, pushed in the same pipeline as that write's
+- a list `tokens`: one element per write, pushed in the same pipeline as that write's
   entry and before it (`RedisStreamStore.note_tokens`), so no payload is ever stored without
-  the ids that made it: `{"g": [[end, [ids]], ...]}`, each
-  group the token ids of one event and `end` the payload number after that event's payloads,
-  plus `"p"`: the progress payloads before the first event (once);
+  the ids that made it (`token_record`): per group, the token ids of one event and the
+  payload number after that event's payloads, plus once the progress payloads before the
+  first event;
 - in the meta hash: the request's body, path parameters, the exchange's identity (e.g.
   OpenAI's `created`), transport, whether progress was asked for, and the deadline.
 
@@ -15,7 +15,6 @@ cut short by the owner's death leaves ids that the continuation generates again.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +25,7 @@ from tokenwire.interfaces import Payload
 from tokenwire.stores.redis_entries import count, is_payloads, unpack
 from tokenwire.stores.redis_store import key
 from tokenwire.stores.stream_store import StreamStoreError
+from tokenwire.stores.token_record import decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +80,14 @@ async def load_orphan(client: Redis, request_id: str) -> Orphan | None:
         next_seq = int(entry_id.split(b"-", 1)[0]) - 1 + count(fields)
     groups: list[tuple[int, ...]] = []
     progress = 0
-    for record in records:
-        data: dict[str, Any] = json.loads(record)
-        progress = int(data.get("p", progress))
-        for end, ids in data.get("g", ()):
+    for raw_record in records:
+        record = decode(raw_record)
+        if record.progress is not None:
+            progress = record.progress
+        for end, ids in record.groups:
             if end > next_seq:
                 return Orphan(meta, tuple(groups), progress, next_seq)
-            groups.append(tuple(int(i) for i in ids))
+            groups.append(ids)
     return Orphan(meta, tuple(groups), progress, next_seq)
 
 

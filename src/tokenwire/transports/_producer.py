@@ -20,7 +20,12 @@ from tokenwire.interfaces import Payload, SettlesWrites
 from tokenwire.pipeline import closing
 from tokenwire.stores.memory_store import MemoryStreamStore
 from tokenwire.stores.stream_control import CancelLocal, StreamControl
-from tokenwire.stores.stream_store import ResumeConfig, StreamStore, StreamStoreError
+from tokenwire.stores.stream_store import (
+    CreatesClaimed,
+    ResumeConfig,
+    StreamStore,
+    StreamStoreError,
+)
 from tokenwire.stream_start import StreamStart
 from tokenwire.transports._failover import Failover, Recorder
 from tokenwire.transports._store_errors import StoreErrors
@@ -47,6 +52,12 @@ class Produced:
     pending: list[Payload] = field(default_factory=list)  # for the shared store
     wake: anyio.Event = field(default_factory=anyio.Event)
     shared: bool = False  # written to the shared store too (until that fails)
+    # Its setup in the shared store is under way: payloads wait in `pending` for it.
+    sharing: bool = False
+    generation: int = 0  # of its lease (0: not shared)
+    # Set once the stream is shared or will not be: readers here wait for it before their
+    # first payload, so a client that has a payload can resume it on any replica.
+    ready: anyio.Event = field(default_factory=anyio.Event)
     done: bool = False
     cancelled: bool = False  # by id, from another replica (acted on once)
     stopped: bool = False  # a background call cancelled by id: it ends as a cancelled one
@@ -121,21 +132,29 @@ class StreamProducer:
             task_group.start_soon(self._serve_cancels)
 
     async def _produce(self, request_id: str, dialect: str, call: Call, produced: Produced) -> None:
-        generation = await self._share(request_id, dialect, call, produced)
+        meta: dict[str, str] | None = None
+        if self.shared and not produced.adopted:
+            # Generating starts at once; the writer makes the stream known meanwhile (its
+            # round trips were a tenth of a 2,000-token echo stream when they came first).
+            meta = self._describe(call, produced)
+            produced.sharing = True
+        else:
+            await self._share(request_id, produced)
         error: TokenwireError | None = None
         try:
             with produced.scope:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._watch, request_id, produced, generation)
+                    tg.start_soon(self._watch, request_id, produced)
                     # The writer ends on its own once it flushed the last payload.
                     async with anyio.create_task_group() as writer:
-                        if produced.shared:
-                            writer.start_soon(self._flush, request_id, produced)
+                        if produced.shared or produced.sharing:
+                            writer.start_soon(self._flush, request_id, dialect, meta, produced)
+                            # Its setup goes out before the first decode step runs.
+                            await anyio.lowlevel.checkpoint()
                         try:
-                            events = None
-                            if produced.recorder is not None:
-                                events = produced.recorder.tap(call.generate(call.request))
-                            async with closing(call.payloads(events)) as payloads:
+                            recorder = produced.recorder
+                            observe = None if recorder is None else recorder.observe
+                            async with closing(call.payloads(None, observe)) as payloads:
                                 async for payload in payloads:
                                     self._keep(request_id, produced, payload)
                         except TokenwireError as exc:
@@ -155,9 +174,10 @@ class StreamProducer:
         finally:
             self.local.end(request_id, error)
             self.live.pop(request_id, None)
+            produced.ready.set()  # (set already, unless it ended before its writer began)
             produced.ended.set()
             with anyio.CancelScope(shield=True):
-                await self._unshare(request_id, produced, generation, error)
+                await self._unshare(request_id, produced, error)
         if produced.stopped or not produced.scope.cancel_called:
             # A finished stream stays readable for the grace period, for late reconnects.
             await anyio.sleep(self.config.grace_seconds)
@@ -169,43 +189,84 @@ class StreamProducer:
             return  # replayed by a continuation: the replica that died stored it
         produced.sent = True
         self.local.put(request_id, payload)
-        if produced.shared:
+        if produced.shared or produced.sharing:
             produced.pending.append(payload)
             produced.wake.set()
 
-    async def _share(self, request_id: str, dialect: str, call: Call, produced: Produced) -> int:
-        """Make the stream known to other replicas; its lease generation (0: not shared)."""
+    def _describe(self, call: Call, produced: Produced) -> dict[str, str]:
+        """The meta fields of a stream this process starts sharing; decides whether it is
+        recorded for failover (before its first event: the recorder taps them all)."""
+        meta = {"owner": self.control.replica, "request": describe_request(call)}
+        if self.failover is not None and self.failover.enabled and not produced.background:
+            fields = self.failover.describe(call)
+            meta.update(fields)
+            produced.recorder = Recorder() if fields else None
+        return meta
+
+    async def _share(self, request_id: str, produced: Produced) -> None:
+        """Mark the stream read (a local stream, or one adopted: its lease is held)."""
         try:
             await self.control.touch(request_id, self.config.grace_seconds)
-            if not self.shared:
-                return 1
-            if produced.adopted:
-                produced.shared = True  # the store has it; the lease was taken to adopt it
-                return produced.adopted
-            generation = await self.control.claim(request_id, self.lease_seconds)
-            if generation is None:
-                logger.warning("stream %s is produced elsewhere; not shared", request_id)
-                return 0
-            meta = {
-                "owner": self.control.replica,
-                "generation": str(generation),
-                "request": describe_request(call),
-            }
-            if self.failover is not None and self.failover.enabled and not produced.background:
-                fields = self.failover.describe(call)
-                meta.update(fields)
-                produced.recorder = Recorder() if fields else None
-            if not await self.store.create(request_id, dialect, meta):
-                logger.warning("stream %s exists in the store already; not shared", request_id)
-                return 0
         except StreamStoreError as exc:
             self.errors.failed("create", exc)
-            return 0
-        produced.shared = True
-        return generation
+        else:
+            if self.shared:
+                produced.shared = True  # the store has it; the lease was taken to adopt it
+                produced.generation = produced.adopted
+        finally:
+            produced.ready.set()
+
+    async def _create(
+        self, request_id: str, dialect: str, meta: dict[str, str], produced: Produced
+    ) -> None:
+        """Make the stream known to other replicas: presence, lease, meta hash, in order (in
+        one round trip where the store can)."""
+        try:
+            generation, created = await self._claim_and_create(request_id, dialect, meta)
+            if generation is None:
+                logger.warning("stream %s is produced elsewhere; not shared", request_id)
+            elif not created:
+                logger.warning("stream %s exists in the store already; not shared", request_id)
+                # The lease was taken for nothing: free it for whoever produces the stream.
+                await self.control.release(request_id, generation)
+            else:
+                produced.generation = generation
+                produced.shared = True
+        except StreamStoreError as exc:
+            self.errors.failed("create", exc)
+        finally:
+            produced.sharing = False
+            if not produced.shared:
+                produced.pending = []
+                if produced.recorder is not None:
+                    produced.recorder.recording = False  # nothing will take its records
+            produced.ready.set()
+
+    async def _claim_and_create(
+        self, request_id: str, dialect: str, meta: dict[str, str]
+    ) -> tuple[int | None, bool]:
+        """Touch, claim and create the stream: the lease generation (None: held elsewhere)
+        and whether it was created."""
+        store, grace = self.store, self.config.grace_seconds
+        if isinstance(store, CreatesClaimed) and store.shares_control(self.control):
+            return await store.create_claimed(
+                request_id,
+                dialect,
+                meta,
+                replica=self.control.replica,
+                lease_seconds=self.lease_seconds,
+                readers_seconds=grace,
+            )
+        await self.control.touch(request_id, grace)
+        generation = await self.control.claim(request_id, self.lease_seconds)
+        if generation is None:
+            return None, False
+        return generation, await store.create(
+            request_id, dialect, meta | {"generation": str(generation)}
+        )
 
     async def _unshare(
-        self, request_id: str, produced: Produced, generation: int, error: TokenwireError | None
+        self, request_id: str, produced: Produced, error: TokenwireError | None
     ) -> None:
         if not produced.shared:
             return
@@ -220,20 +281,28 @@ class StreamProducer:
                     await self.store.remove(request_id)
                 else:
                     await self.store.finish(request_id, error)
-                await self.control.release(request_id, generation)
+                await self.control.release(request_id, produced.generation)
                 if produced.recorder is not None and self.failover is not None:
                     await self.failover.forget(request_id)
             except StreamStoreError as exc:
                 self.errors.failed("append", exc)
 
-    async def _flush(self, request_id: str, produced: Produced) -> None:
-        """Write what accumulated since the last flush in one round trip (a pipeline)."""
+    async def _flush(
+        self, request_id: str, dialect: str, meta: dict[str, str] | None, produced: Produced
+    ) -> None:
+        """Make the stream known (`meta`: not yet), then write what accumulated since the last
+        flush in one round trip (a pipeline)."""
+        if meta is not None:
+            # Shielded: a lease taken must be recorded, so that it is released.
+            with anyio.CancelScope(shield=True):
+                await self._create(request_id, dialect, meta, produced)
         while produced.shared:
             await produced.wake.wait()
-            if not produced.done:
-                # Let a few decode steps accumulate: a round trip per payload costs the
-                # producer's CPU (half the echo throughput); readers here never wait for it.
-                await anyio.sleep(FLUSH_LINGER_SECONDS)
+            # Let a few decode steps accumulate: a round trip per payload costs the producer's
+            # CPU (half the echo throughput); readers here never wait for it. The last batch
+            # waits too, so that a client here gets its stream's end before this process
+            # spends its CPU on storing it (a 2,000-token echo stream's last write is ~1 ms).
+            await anyio.sleep(FLUSH_LINGER_SECONDS)
             produced.wake = anyio.Event()
             batch, produced.pending = produced.pending, []
             if batch and produced.shared:
@@ -251,13 +320,16 @@ class StreamProducer:
         if produced.recorder is not None and self.failover is not None:
             self.failover.record(request_id, produced.recorder)
 
-    async def _watch(self, request_id: str, produced: Produced, generation: int) -> None:
+    async def _watch(self, request_id: str, produced: Produced) -> None:
         """Renew the lease, honour cancels, and cancel once no reader anywhere wants it."""
         while True:
             await anyio.sleep(self.interval)
             try:
                 if produced.shared:
-                    if not await self.control.renew(request_id, generation, self.lease_seconds):
+                    renewed = await self.control.renew(
+                        request_id, produced.generation, self.lease_seconds
+                    )
+                    if not renewed:
                         logger.warning("lost the lease of stream %s; stopping it", request_id)
                         # Another replica produces it now (it adopted it): leave the store
                         # to that one, neither writing, removing nor ending the stream there.

@@ -218,6 +218,11 @@ class ResumeService:
         source = self.local if self.local.has(request_id) else self.store
         self._attach(request_id)
         try:
+            produced = self.producer.streams.get(request_id)
+            if produced is not None and not produced.ready.is_set():
+                # Its shared setup is under way: a client that has a payload can resume
+                # it on any replica, so none goes out before the stream is known there.
+                await produced.ready.wait()
             while True:
                 async with closing(source.read(request_id, start)) as payloads:
                     async for item in payloads:

@@ -70,7 +70,8 @@ def _runner(model_dir: Path, min_tokens: int):  # type: ignore[no-untyped-def]
     path = model_dir / OPENVINO_PREFILL_FILE
     return create_runner(
         session, manifest.kv, placement, settings,
-        lambda cache, _logits: OpenVINOPromptGraph(path, cache, precision=PRECISION),
+        # Warmed as the backend warms it: slot 0 holds throwaway keys, and still serves.
+        lambda cache, _logits: OpenVINOPromptGraph(path, cache, precision=PRECISION, warm_tokens=16),
     )  # fmt: skip
 
 

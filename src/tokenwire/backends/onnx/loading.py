@@ -135,8 +135,8 @@ def prompt_graph(
         )
         return ort_prompt_graph(session)
     path = directory / file
-    threads = options.intra_op_threads
-    return lambda cache, _logits: OpenVINOPromptGraph(path, cache, threads)
+    threads, warm = options.intra_op_threads, options.prefill_chunk
+    return lambda cache, _logits: OpenVINOPromptGraph(path, cache, threads, warm_tokens=warm)
 
 
 def build_speculator(runner: ModelRunner, options: BackendOptions) -> Speculator | None:

@@ -60,7 +60,8 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def store(redis_server: RedisServer) -> AsyncIterator[object]:
-    from tokenwire.stores.redis_store import RedisStreamStore, connect
+    from tokenwire.stores.redis_connection import connect
+    from tokenwire.stores.redis_store import RedisStreamStore
 
     client = connect(redis_server.url)
     yield RedisStreamStore(client, max_stream_bytes=1 << 20, ttl_seconds=30, done_seconds=5)
@@ -93,7 +94,8 @@ async def test_concurrent_streams_share_round_trips_and_keep_their_order(store: 
 
 
 async def test_a_refused_append_fails_its_own_stream_only(store: object) -> None:
-    from tokenwire.stores.redis_store import RedisStreamStore, key
+    from tokenwire.stores.redis_connection import key
+    from tokenwire.stores.redis_store import RedisStreamStore
 
     assert isinstance(store, RedisStreamStore)
     good, bad = uuid.uuid4().hex, uuid.uuid4().hex
@@ -118,7 +120,8 @@ async def test_a_refused_append_fails_its_own_stream_only(store: object) -> None
 
 
 async def test_appends_fail_with_a_store_error_when_redis_is_gone() -> None:
-    from tokenwire.stores.redis_store import RedisStreamStore, connect
+    from tokenwire.stores.redis_connection import connect
+    from tokenwire.stores.redis_store import RedisStreamStore
 
     client = connect("redis://127.0.0.1:1/0")
     store = RedisStreamStore(client, max_stream_bytes=1000, ttl_seconds=5, done_seconds=5)

@@ -28,8 +28,9 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[StreamStore]:
     if request.param == "memory":
         yield MemoryStreamStore(max_stream_bytes=1000, max_total_bytes=1 << 20)
         return
+    from tokenwire.stores.redis_connection import connect
     from tokenwire.stores.redis_control import RedisStreamControl
-    from tokenwire.stores.redis_store import RedisStreamStore, connect
+    from tokenwire.stores.redis_store import RedisStreamStore
 
     server: RedisServer = request.getfixturevalue("redis_server")
     client = connect(server.url)
@@ -137,7 +138,8 @@ async def test_unknown_and_removed_streams_are_none(store: StreamStore) -> None:
 
 
 async def test_redis_store_raises_store_errors_when_redis_is_gone() -> None:
-    from tokenwire.stores.redis_store import RedisStreamStore, check_reachable, connect
+    from tokenwire.stores.redis_connection import check_reachable, connect
+    from tokenwire.stores.redis_store import RedisStreamStore
 
     url = "redis://user:secret@127.0.0.1:1/0"
     with pytest.raises(StreamStoreError, match=r"127\.0\.0\.1:1") as caught:
@@ -166,8 +168,9 @@ async def test_redis_create_claimed_touches_claims_and_creates_in_one_step(
 ) -> None:
     """What `touch`, `claim` and `create` do one after the other, each step only when the one
     before succeeded: the producer's setup before a stream's first payload."""
+    from tokenwire.stores.redis_connection import connect
     from tokenwire.stores.redis_control import RedisStreamControl
-    from tokenwire.stores.redis_store import RedisStreamStore, connect
+    from tokenwire.stores.redis_store import RedisStreamStore
 
     client = connect(redis_server.url)
     control = RedisStreamControl(client, replica="one")
@@ -222,8 +225,9 @@ async def test_redis_writes_of_an_owner_that_lost_its_lease_are_refused(
 ) -> None:
     """A producer that stalled past its lease while another replica adopted the stream: its
     next entry, token record and end are refused (fenced by the lease), the adopter's land."""
+    from tokenwire.stores.redis_connection import connect
     from tokenwire.stores.redis_control import RedisStreamControl
-    from tokenwire.stores.redis_store import RedisStreamStore, connect
+    from tokenwire.stores.redis_store import RedisStreamStore
 
     def make() -> RedisStreamStore:
         client = connect(redis_server.url)

@@ -118,7 +118,7 @@ def _serve(args: argparse.Namespace) -> int:
         if config.resume_grace is not None:
             resume = replace(resume, grace_seconds=config.resume_grace)
     if config.stream_store is not None:
-        from tokenwire.stores.redis_store import check_reachable
+        from tokenwire.stores.redis_connection import check_reachable
 
         check_reachable(config.stream_store)  # a clear startup error, not a first-stream one
     log_config = logging_config(config.log_level, json_lines=config.log_format == "json")

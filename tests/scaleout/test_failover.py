@@ -206,8 +206,9 @@ def _recorded_tokens(server: RedisServer, request_id: str) -> int:
 def test_adoption_is_fenced() -> None:
     """Two replicas' failover (real Redis, one client each) race for one orphaned stream:
     exactly one wins its lease; the other gets nothing to produce."""
+    from tokenwire.stores.redis_connection import connect, key
     from tokenwire.stores.redis_control import RedisStreamControl
-    from tokenwire.stores.redis_store import RedisStreamStore, connect, key
+    from tokenwire.stores.redis_store import RedisStreamStore
     from tokenwire.transports._failover import Failover
 
     class Continues:
@@ -264,7 +265,7 @@ def test_without_failover_a_killed_owners_stream_ends_where_it_was_stored() -> N
     the dead owner stored and the stream ends there (unfinished), instead of hanging."""
     import redis
 
-    from tokenwire.stores.redis_store import key
+    from tokenwire.stores.redis_connection import key
 
     with running_redis() as redis_server:
         args = [

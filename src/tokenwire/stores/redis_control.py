@@ -19,7 +19,7 @@ import anyio
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from tokenwire.stores.redis_store import key
+from tokenwire.stores.redis_connection import key
 from tokenwire.stores.stream_control import CancelLocal
 from tokenwire.stores.stream_store import StreamStoreError
 

@@ -22,8 +22,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tokenwire.interfaces import Payload
+from tokenwire.stores.redis_connection import key
 from tokenwire.stores.redis_entries import count, is_payloads, unpack
-from tokenwire.stores.redis_store import key
 from tokenwire.stores.stream_store import StreamStoreError
 from tokenwire.stores.token_record import decode
 

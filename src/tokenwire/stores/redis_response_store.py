@@ -187,6 +187,6 @@ def shared_response_store(
     url: str, view: MemoryResponseStore, count_error: Callable[[str], None]
 ) -> RedisResponseStore:
     """A shared store on the Redis at `url` (its client imported only here)."""
-    from tokenwire.stores.redis_store import connect
+    from tokenwire.stores.redis_connection import connect
 
     return RedisResponseStore(connect(url), view, count_error)

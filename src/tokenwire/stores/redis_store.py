@@ -20,16 +20,15 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tokenwire import errors
-from tokenwire.config import redact_url
 from tokenwire.errors import GenerationError, TokenwireError
 from tokenwire.interfaces import Payload
 from tokenwire.stores import redis_fence as fence
+from tokenwire.stores.redis_connection import BLOCK_MS, key
 from tokenwire.stores.redis_entries import pack, unpack
 from tokenwire.stores.redis_writer import Command, GroupWriter
 from tokenwire.stores.stream_store import StreamInfo, StreamStoreError
 
 _READ_BATCH = 512
-_BLOCK_MS = 1000  # a blocked reader looks at the lease this often
 _REFRESH_SECONDS = 1.0  # a producing stream's TTL is refreshed at most this often
 
 
@@ -51,39 +50,6 @@ redis.call('HSET', KEYS[4], 'generation', generation, unpack(ARGV, 7))
 redis.call('PEXPIRE', KEYS[4], ARGV[5])
 return {generation, 1}
 """
-
-
-def connect(url: str) -> Redis:
-    """A client for `url`: short connect timeouts so a lost Redis never hangs a stream."""
-    client: Redis = Redis.from_url(
-        url, socket_connect_timeout=2.0, socket_timeout=_BLOCK_MS / 1000 + 4.0
-    )
-    return client
-
-
-def check_reachable(url: str) -> None:
-    """Ping Redis once, synchronously, before serving.
-
-    Raises:
-        StreamStoreError: Redis at `url` does not answer (the message names it, redacted).
-    """
-    from redis import Redis as SyncRedis
-
-    try:
-        client = SyncRedis.from_url(url, socket_connect_timeout=3.0, socket_timeout=3.0)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except (RedisError, OSError, ValueError) as exc:
-        raise StreamStoreError(
-            f"the stream store at {redact_url(url)} is unreachable: {exc}"
-        ) from exc
-
-
-def key(request_id: str, kind: str) -> str:
-    """A stream's keys share a hash tag, so they live on one Redis Cluster slot."""
-    return f"tokenwire:{{{request_id}}}:{kind}"
 
 
 def _entry_id(seq: int) -> str:
@@ -364,7 +330,7 @@ class RedisStreamStore:
         last = last or (holding[0][0].decode() if holding else "0-0")
         while True:
             try:
-                answer: list[Any] = await self.client.xread({stream: last}, block=_BLOCK_MS)
+                answer: list[Any] = await self.client.xread({stream: last}, block=BLOCK_MS)
                 if not answer:
                     async with self.client.pipeline(transaction=False) as pipe:
                         pipe.exists(key(request_id, "owner"))

@@ -335,8 +335,9 @@ def build_resume_service(task_groups: TaskGroupProvider, config: ResumeConfig) -
     client is imported only then)."""
     if config.store is None:
         return ResumeService(task_groups, None, config)
+    from tokenwire.stores.redis_connection import connect
     from tokenwire.stores.redis_control import RedisStreamControl
-    from tokenwire.stores.redis_store import RedisStreamStore, connect
+    from tokenwire.stores.redis_store import RedisStreamStore
 
     client = connect(config.store)
     ttl_seconds = config.grace_seconds + 60.0

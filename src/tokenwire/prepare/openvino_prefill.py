@@ -26,6 +26,7 @@ import numpy as np
 
 from tokenwire.backends.onnx._graph_io import LAST_POSITIONS
 from tokenwire.prepare.last_logits import slice_last_position
+from tokenwire.prepare.prefill_graph import save_beside
 
 OPENVINO_PREFILL_FILE = "model.prefill-bf16.onnx"
 # Weights with fewer elements (norm scales, small constants) stay fp32.
@@ -46,13 +47,7 @@ def build_openvino_prefill(fp32_model: Path, out_model: Path) -> None:
         onnx.helper.make_tensor_value_info(LAST_POSITIONS, onnx.TensorProto.INT64, [1])
     )
     _store_weights_as_fp16(model)
-    onnx.save(
-        model,
-        str(out_model),
-        save_as_external_data=True,
-        location=out_model.name + ".data",
-        size_threshold=1024,
-    )
+    save_beside(model, out_model)
 
 
 def _store_weights_as_fp16(model: Any) -> None:

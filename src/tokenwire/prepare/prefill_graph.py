@@ -39,6 +39,15 @@ def build_prefill_graph(fp32_model: Path, out_model: Path) -> int:
     model = onnx.load(str(fp32_model))
     slice_last_position(model)
     rewritten = quantize_rows(model)
+    save_beside(model, out_model)
+    return rewritten
+
+
+def save_beside(model: Any, out_model: Path) -> None:
+    """Save `model` (an `onnx.ModelProto`) to `out_model`, its weights in `out_model` +
+    `.data` beside it (a graph over 2 GB cannot be one protobuf)."""
+    import onnx
+
     onnx.save(
         model,
         str(out_model),
@@ -46,7 +55,6 @@ def build_prefill_graph(fp32_model: Path, out_model: Path) -> int:
         location=out_model.name + ".data",
         size_threshold=1024,
     )
-    return rewritten
 
 
 def quantize_rows(model: Any) -> int:

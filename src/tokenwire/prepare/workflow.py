@@ -160,24 +160,14 @@ def prepare_model(
             with progress.stage("compute logits for the last position only"):
                 if keep_last_position_logits(staging / "model.onnx"):
                     logits = "last"
-        prefill_file = None
-        if options.prefill_graph and not (
-            exported.prefill_graph and exported.reference_model is not None and logits == "last"
-        ):
-            progress.note("no prefill graph: it is built for quantized builder builds only")
-        elif options.prefill_graph and exported.reference_model is not None:
-            with progress.stage("build the prefill graph (int8 GEMM, per-row activations)"):
-                build_prefill_graph(exported.reference_model, staging / PREFILL_MODEL_FILE)
-                prefill_file = PREFILL_MODEL_FILE
-        bf16_file = None
-        if options.bf16_prefill_graph and not (
-            exported.prefill_graph and exported.reference_model is not None and logits == "last"
-        ):
-            progress.note("no bf16 prefill graph: it is built for quantized builder builds only")
-        elif options.bf16_prefill_graph and exported.reference_model is not None:
-            with progress.stage("build the bf16 prefill graph (OpenVINO)"):
-                build_openvino_prefill(exported.reference_model, staging / OPENVINO_PREFILL_FILE)
-                bf16_file = OPENVINO_PREFILL_FILE
+        prefill_file = _prefill_graph(
+            options.prefill_graph, "prefill graph", "int8 GEMM, per-row activations",
+            PREFILL_MODEL_FILE, build_prefill_graph, exported, staging, logits, progress,
+        )  # fmt: skip
+        bf16_file = _prefill_graph(
+            options.bf16_prefill_graph, "bf16 prefill graph", "OpenVINO",
+            OPENVINO_PREFILL_FILE, build_openvino_prefill, exported, staging, logits, progress,
+        )  # fmt: skip
         manifest = ModelManifest(
             name=name,
             model_id=name,
@@ -217,6 +207,31 @@ def prepare_model(
 
 def _if_present(directory: Path, name: str) -> str | None:
     return name if (directory / name).is_file() else None
+
+
+def _prefill_graph(
+    asked: bool,
+    name: str,
+    detail: str,
+    file: str,
+    build: Callable[[Path, Path], object],
+    exported: ExportedModel,
+    staging: Path,
+    logits: LogitsPositions,
+    progress: ProgressReporter,
+) -> str | None:
+    """Build the prefill graph `file` into `staging` from the fp32 reference when it is
+    `asked` for and the build can have one (a quantized builder build, last-position
+    logits); its file name, or None."""
+    if not asked:
+        return None
+    reference = exported.reference_model
+    if not (exported.prefill_graph and reference is not None and logits == "last"):
+        progress.note(f"no {name}: it is built for quantized builder builds only")
+        return None
+    with progress.stage(f"build the {name} ({detail})"):
+        build(reference, staging / file)
+    return file
 
 
 def _quality_gate(

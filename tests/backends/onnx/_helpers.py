@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import numpy as np
 import openvino
 import pytest
 
 from tokenwire.backends.onnx import OnnxBackend
+from tokenwire.backends.onnx.manifest import ModelManifest
 from tokenwire.backends.onnx.openvino_prompts import has_bf16
 from tokenwire.events import Event, Finish, Progress, TokenDelta
 from tokenwire.requests import GenerationRequest
@@ -72,3 +74,17 @@ async def all_slots_free(backend: OnnxBackend) -> bool:
             return True
         await anyio.sleep(0.005)
     return False
+
+
+def graph_feeds(manifest: ModelManifest, ids: list[int], past: list[np.ndarray] | None) -> dict:
+    """A one-row run's inputs for a builder-contract graph: `ids` after `past` (None: none)."""
+    kv, start = manifest.kv, 0 if past is None else past[0].shape[2]
+    empty = np.zeros((1, kv.num_kv_heads, 0, kv.head_size), np.float32)
+    feeds = {
+        "input_ids": np.array([ids], np.int64),
+        "attention_mask": np.ones((1, start + len(ids)), np.int64),
+    }
+    for i in range(kv.num_layers):
+        for j, kind in enumerate(("key", "value")):
+            feeds[f"past_key_values.{i}.{kind}"] = empty if past is None else past[2 * i + j]
+    return feeds

@@ -10,7 +10,14 @@ import onnxruntime as ort
 import openvino
 import pytest
 
-from tests.backends.onnx._helpers import CPU_HAS_BF16, collect, needs_bf16, request, running
+from tests.backends.onnx._helpers import (
+    CPU_HAS_BF16,
+    collect,
+    graph_feeds,
+    needs_bf16,
+    request,
+    running,
+)
 from tests.backends.onnx.tiny_models import write_model_dir
 from tokenwire.backends.onnx import openvino_prompts
 from tokenwire.backends.onnx._graph_io import LAST_POSITIONS, RunnerSettings
@@ -39,24 +46,11 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def _feeds(manifest: ModelManifest, ids: list[int], past: list[np.ndarray] | None) -> dict:
-    kv, start = manifest.kv, 0 if past is None else past[0].shape[2]
-    empty = np.zeros((1, kv.num_kv_heads, 0, kv.head_size), np.float32)
-    feeds = {
-        "input_ids": np.array([ids], np.int64),
-        "attention_mask": np.ones((1, start + len(ids)), np.int64),
-    }
-    for i in range(kv.num_layers):
-        for j, kind in enumerate(("key", "value")):
-            feeds[f"past_key_values.{i}.{kind}"] = empty if past is None else past[2 * i + j]
-    return feeds
-
-
 def _fp32(model_dir: Path, ids: list[int], past: list[np.ndarray] | None = None) -> list:
     session = ort.InferenceSession(
         str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"]
     )
-    return session.run(None, _feeds(ModelManifest.read(model_dir), ids, past))
+    return session.run(None, graph_feeds(ModelManifest.read(model_dir), ids, past))
 
 
 def _runner(model_dir: Path, min_tokens: int):  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from tests.backends.onnx._helpers import collect, request, running
+from tests.backends.onnx._helpers import collect, graph_feeds, request, running
 from tests.backends.onnx.tiny_models import write_model_dir
 from tokenwire.backends.onnx._graph_io import RunnerSettings
 from tokenwire.backends.onnx.manifest import ModelManifest
@@ -38,19 +38,6 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def _feeds(manifest: ModelManifest, ids: list[int], past: list[np.ndarray] | None) -> dict:
-    kv, start = manifest.kv, 0 if past is None else past[0].shape[2]
-    empty = np.zeros((1, kv.num_kv_heads, 0, kv.head_size), np.float32)
-    feeds = {
-        "input_ids": np.array([ids], np.int64),
-        "attention_mask": np.ones((1, start + len(ids)), np.int64),
-    }
-    for i in range(kv.num_layers):
-        for j, kind in enumerate(("key", "value")):
-            feeds[f"past_key_values.{i}.{kind}"] = empty if past is None else past[2 * i + j]
-    return feeds
-
-
 def _runner(model_dir: Path, min_tokens: int, *, prefill_graph: bool = True):  # type: ignore[no-untyped-def]
     manifest = ModelManifest.read(model_dir)
     cpu = resolve_device("cpu")
@@ -74,7 +61,7 @@ def test_prefill_graph_keeps_the_kv_contract_and_stays_close_to_fp32(model_dir: 
         assert [(a.name, a.type, a.shape) for a in ours] == [
             (b.name, b.type, b.shape) for b in theirs
         ]
-    feeds = _feeds(ModelManifest.read(model_dir), PROMPT, None)
+    feeds = graph_feeds(ModelManifest.read(model_dir), PROMPT, None)
     exact, rounded = decode.run(None, feeds), prefill.run(None, feeds)
     for a, b in zip(exact, rounded, strict=True):
         assert a.shape == b.shape
@@ -85,23 +72,23 @@ def test_prefill_graph_keeps_the_kv_contract_and_stays_close_to_fp32(model_dir: 
 def test_large_prompt_runs_go_to_the_prefill_graph_and_small_ones_stay(model_dir: Path) -> None:
     manifest = ModelManifest.read(model_dir)
     decode, prefill = _session(model_dir / "model.onnx"), _session(model_dir / PREFILL_MODEL_FILE)
-    feeds = _feeds(manifest, PROMPT, None)
+    feeds = graph_feeds(manifest, PROMPT, None)
     runner = _runner(model_dir, min_tokens=len(PROMPT))
     got = runner.prefill(0, np.array(PROMPT))
     np.testing.assert_array_equal(got, prefill.run(["logits"], feeds)[0][0, -1])
     short = PROMPT[: len(PROMPT) - 1]
     got = runner.prefill(1, np.array(short))
     np.testing.assert_array_equal(
-        got, decode.run(["logits"], _feeds(manifest, short, None))[0][0, -1]
+        got, decode.run(["logits"], graph_feeds(manifest, short, None))[0][0, -1]
     )
 
 
 def test_decode_steps_read_the_kv_the_prefill_graph_wrote(model_dir: Path) -> None:
     manifest = ModelManifest.read(model_dir)
     decode, prefill = _session(model_dir / "model.onnx"), _session(model_dir / PREFILL_MODEL_FILE)
-    outputs = prefill.run(None, _feeds(manifest, PROMPT, None))
+    outputs = prefill.run(None, graph_feeds(manifest, PROMPT, None))
     token = int(np.argmax(outputs[0][0, -1]))
-    expected = decode.run(["logits"], _feeds(manifest, [token], list(outputs[1:])))[0][0, -1]
+    expected = decode.run(["logits"], graph_feeds(manifest, [token], list(outputs[1:])))[0][0, -1]
     runner = _runner(model_dir, min_tokens=8)
     assert int(np.argmax(runner.prefill(2, np.array(PROMPT)))) == token
     np.testing.assert_allclose(runner.decode([2], [token])[0], expected, rtol=1e-5, atol=1e-5)
@@ -114,7 +101,7 @@ def test_a_fresh_batch_counts_rows_times_width(model_dir: Path) -> None:
     runner = _runner(model_dir, min_tokens=14)  # 2 rows × 7: the prefill graph
     got = runner.prefill_fresh(0, prompts)
     for row, prompt in enumerate(prompts):
-        feeds = _feeds(manifest, prompt.tolist(), None)
+        feeds = graph_feeds(manifest, prompt.tolist(), None)
         np.testing.assert_allclose(got[row], prefill.run(["logits"], feeds)[0][0, -1], atol=1e-5)
 
 
@@ -149,6 +136,6 @@ def test_a_session_without_gqa_flash_attention_computes_the_same_and_leaves_the_
     create_session(path, cpu, gqa_flash_attention=False)
     assert os.environ["ORT_GQA_DISABLE_FLASH_ATTENTION"] == "0"  # a user's own value is kept
     ids = list(range(5, 5 + 40))
-    feeds = _feeds(manifest, ids, None)
+    feeds = graph_feeds(manifest, ids, None)
     logits = [s.run(["logits"], feeds)[0] for s in (flash, plain)]
     np.testing.assert_allclose(logits[0], logits[1], atol=1e-4)

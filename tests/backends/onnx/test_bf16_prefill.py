@@ -119,10 +119,20 @@ def test_a_chunk_after_a_past_reads_the_past_from_the_shared_buffer(model_dir: P
     _close(got, _fp32(model_dir, PROMPT)[0][0, -1])
 
 
-def test_a_fresh_batch_runs_its_rows_together(model_dir: Path) -> None:
+def test_a_fresh_batch_runs_row_by_row_when_each_row_reaches_the_threshold(
+    model_dir: Path,
+) -> None:
     prompts = [np.array(PROMPT[:7]), np.array(PROMPT[1:8])]
-    runner = _runner(model_dir, min_tokens=14)  # 2 rows × 7: OpenVINO
+    # OpenVINO runs the rows one by one, paying its fixed cost per row: 2 rows × 7 tokens
+    # count as 7, below a threshold of 8, and stay on the decode graph (exactly fp32 here).
+    small = _runner(model_dir, min_tokens=8).prefill_fresh(0, prompts)
+    for row, prompt in enumerate(prompts):
+        np.testing.assert_allclose(
+            small[row], _fp32(model_dir, prompt.tolist())[0][0, -1], rtol=1e-5, atol=1e-5
+        )
+    runner = _runner(model_dir, min_tokens=7)  # each row's 7 tokens: OpenVINO
     got = runner.prefill_fresh(0, prompts)
+    assert not np.array_equal(got[0], small[0])
     for row, prompt in enumerate(prompts):
         _close(got[row], _fp32(model_dir, prompt.tolist())[0][0, -1])
         token = int(np.argmax(got[row]))

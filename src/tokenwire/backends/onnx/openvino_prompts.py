@@ -83,6 +83,8 @@ class OpenVINOPromptGraph:
         self._names = cache.names
         self._views = cache.host_views
         self.vocab_size = int(model.output("logits").get_partial_shape()[-1].get_length())
+        # OpenVINO's GroupQueryAttention takes one row per run (see `run`).
+        self.batches_rows = False
         warm = min(warm_tokens, cache.max_context)
         for _ in range(2 if warm else 0):
             # Slot 0's rows get throwaway keys and values; its length stays 0, so the

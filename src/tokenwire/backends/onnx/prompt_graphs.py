@@ -22,6 +22,8 @@ class PromptGraph(Protocol):
     """Feeds prompt tokens to rows of the shared KV buffer in one run."""
 
     vocab_size: int
+    batches_rows: bool
+    """Whether several rows share one model run (False: they run one after another)."""
 
     def run(
         self,
@@ -53,6 +55,7 @@ class OrtPromptGraph:
         self.cache = cache
         self.logits = logits
         self.vocab_size = LogitsBuffer(session, 1).vocab_size
+        self.batches_rows = True
 
     def run(
         self,

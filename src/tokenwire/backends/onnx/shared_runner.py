@@ -100,7 +100,7 @@ class SharedKVRunner:
         if self.contract.position_ids:
             feeds["position_ids"] = self._positions[None, start:total].copy()
         positions = self.settings.logits_positions(count)
-        logits = self._graph(count).run(feeds, slot, 1, start, positions)
+        logits = self._graph(1, count).run(feeds, slot, 1, start, positions)
         self.lengths[slot] = total
         row: np.ndarray = logits[0, positions - 1]
         return row
@@ -133,14 +133,19 @@ class SharedKVRunner:
         }
         if self.contract.position_ids:
             feeds["position_ids"] = np.tile(self._positions[None, :width], (count, 1))
-        logits = self._graph(count * width).run(feeds, first, count, 0, positions)
+        logits = self._graph(count, width).run(feeds, first, count, 0, positions)
         self.lengths[first : first + count] = sizes
         return logits[np.arange(count), sizes - 1 - (width - positions)]
 
-    def _graph(self, tokens: int) -> PromptGraph:
-        """The graph a prompt run of `tokens` (rows × width) goes to."""
-        if self._bulk is not None and tokens >= self.settings.prefill_min_tokens:
-            return self._bulk
+    def _graph(self, rows: int, width: int) -> PromptGraph:
+        """The graph a prompt run of `rows` × `width` tokens goes to: the prefill graph from
+        `prefill_min_tokens` tokens, counted per run where it runs the rows together and
+        per row where it runs them one by one (its fixed cost is paid per row then)."""
+        bulk = self._bulk
+        if bulk is not None:
+            tokens = rows * width if bulk.batches_rows else width
+            if tokens >= self.settings.prefill_min_tokens:
+                return bulk
         return self._prompts
 
     def decode(

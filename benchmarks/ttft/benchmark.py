@@ -4,7 +4,9 @@ and the largest gap those streams see meanwhile, with the old prefill plan and t
 In-process `OnnxBackend`s on the prepared SmolLM2 int8, one per condition, all loaded at
 once: `before` (`batch_prefill=False`: one prompt per run, chunks cut wherever the 30 ms
 budget ends), `after` (fresh prompts that fit the budget run whole, several in one run) and
-`goal` (as `after`, the budget from `target_itl_ms`). Each round runs every condition in
+`goal` (as `after`, the budget from `target_itl_ms`), and where the model has them (`tokenwire
+prepare --prefill-graph --bf16-prefill-graph`) `after` with the int8 and with the bf16
+prefill graph. Each round runs every condition in
 turn (the order rotates), so machine noise hits all alike: `load` streams keep generating,
 then probes arrive one after another: a short prompt, a burst of short prompts at once, a
 long prompt. A probe's window runs from its request to the last first token it waited for;
@@ -24,7 +26,7 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import aclosing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from benchmarks._shared import report
 from benchmarks._shared.prepared_model import find_model
 from benchmarks._shared.standalone import run_standalone
 from tokenwire.backends.onnx import OnnxBackend
+from tokenwire.backends.onnx.manifest import ModelManifest
 from tokenwire.events import TokenDelta
 from tokenwire.requests import ChatMessage, GenerationRequest
 
@@ -77,6 +80,8 @@ class Settings:
             "before": {"batch_prefill": False},
             "after": {},
             "goal": {"target_itl_ms": self.target_itl_ms},
+            "int8 graph": {"prefill_graph": "int8"},
+            "bf16 graph": {"prefill_graph": "bf16"},
         }[condition]
         return {"max_batch": self.load + self.burst, "max_context": self.max_context, **extra}
 
@@ -300,6 +305,8 @@ def tables(costs: Sequence[Cost], rows: Sequence[dict[str, Any]], settings: Sett
         "before": "before (`batch_prefill=false`)",
         "after": "after (same 30 ms budget)",
         "goal": f"after, `target_itl_ms={settings.target_itl_ms:g}`",
+        "int8 graph": "after, `prefill_graph=int8`",
+        "bf16 graph": "after, `prefill_graph=bf16`",
     }
     base = {r["kind"]: r for r in rows if r["condition"] == "before"}
     for r in rows:
@@ -320,6 +327,13 @@ def main(
     """Run the benchmark, print its tables, write `ttft.json` (and the docs section)."""
     settings = Settings.quick() if quick else Settings()
     model = find_model(model)
+    manifest = ModelManifest.read(model)
+    graphs = (
+        ("int8 graph", manifest.prefill_model_file),
+        ("bf16 graph", manifest.prefill_bf16_file),
+    )
+    settings = replace(settings, conditions=settings.conditions + tuple(
+        name for name, file in graphs if file is not None))  # fmt: skip
     load_before = os.getloadavg()
     costs, probes = anyio.run(run, model, settings)
     load_after = os.getloadavg()

@@ -5,8 +5,8 @@ In-process `OnnxBackend`s on the prepared SmolLM2 int8, one per condition, all l
 once: `before` (`batch_prefill=False`: one prompt per run, chunks cut wherever the 30 ms
 budget ends), `after` (fresh prompts that fit the budget run whole, several in one run) and
 `goal` (as `after`, the budget from `target_itl_ms`), and where the model has them (`tokenwire
-prepare --prefill-graph --bf16-prefill-graph`) `after` with the int8 and with the bf16
-prefill graph. Each round runs every condition in
+prepare --prefill-graph --bf16-prefill-graph`) `after` and `goal` with the int8 and with
+the bf16 prefill graph. Each round runs every condition in
 turn (the order rotates), so machine noise hits all alike: `load` streams keep generating,
 then probes arrive one after another: a short prompt, a burst of short prompts at once, a
 long prompt. A probe's window runs from its request to the last first token it waited for;
@@ -82,6 +82,8 @@ class Settings:
             "goal": {"target_itl_ms": self.target_itl_ms},
             "int8 graph": {"prefill_graph": "int8"},
             "bf16 graph": {"prefill_graph": "bf16"},
+            "int8 graph, goal": {"prefill_graph": "int8", "target_itl_ms": self.target_itl_ms},
+            "bf16 graph, goal": {"prefill_graph": "bf16", "target_itl_ms": self.target_itl_ms},
         }[condition]
         return {"max_batch": self.load + self.burst, "max_context": self.max_context, **extra}
 
@@ -307,6 +309,8 @@ def tables(costs: Sequence[Cost], rows: Sequence[dict[str, Any]], settings: Sett
         "goal": f"after, `target_itl_ms={settings.target_itl_ms:g}`",
         "int8 graph": "after, `prefill_graph=int8`",
         "bf16 graph": "after, `prefill_graph=bf16`",
+        "int8 graph, goal": f"after, `prefill_graph=int8`, `target_itl_ms={settings.target_itl_ms:g}`",
+        "bf16 graph, goal": f"after, `prefill_graph=bf16`, `target_itl_ms={settings.target_itl_ms:g}`",
     }
     base = {r["kind"]: r for r in rows if r["condition"] == "before"}
     for r in rows:
@@ -333,7 +337,8 @@ def main(
         ("bf16 graph", manifest.prefill_bf16_file),
     )
     settings = replace(settings, conditions=settings.conditions + tuple(
-        name for name, file in graphs if file is not None))  # fmt: skip
+        condition for name, file in graphs if file is not None
+        for condition in (name, f"{name}, goal")))  # fmt: skip
     load_before = os.getloadavg()
     costs, probes = anyio.run(run, model, settings)
     load_after = os.getloadavg()

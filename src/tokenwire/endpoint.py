@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -22,7 +20,6 @@ from tokenwire.errors import (
     GenerationError,
     InvalidRequestError,
     RateLimitError,
-    RequestTooLargeError,
     TokenwireError,
     as_tokenwire_error,
 )
@@ -40,6 +37,7 @@ from tokenwire.interfaces import (
 )
 from tokenwire.limits import Limits
 from tokenwire.pipeline import closing
+from tokenwire.request_body import decode_body, parse_timeout
 from tokenwire.requests import GenerationRequest
 from tokenwire.send_buffers import SendBuffers
 from tokenwire.stream_start import StreamStart
@@ -197,43 +195,6 @@ def progress_payload(progress: Progress) -> Payload:
     return Payload(json.dumps(document, separators=(",", ":")), event=PROGRESS_EVENT)
 
 
-def parse_timeout(value: object, field: str) -> float:
-    """A request timeout in seconds: a positive, finite number."""
-    if isinstance(value, str):
-        with suppress(ValueError):
-            value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise InvalidRequestError(
-            f"Invalid value for '{field}': a positive number of seconds.", param=field
-        )
-    return float(value)
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def has_lone_surrogate(body: bytes | str, document: object) -> bool:
-    """Whether a decoded body holds a lone surrogate, which json.loads lets through (from a
-    `\\udXXX` escape, or raw bytes it decodes with "surrogatepass") and UTF-8 cannot encode."""
-    if isinstance(body, bytes):
-        if b"\\u" not in body and b"\xed" not in body:
-            return False
-    elif "\\u" not in body:
-        return False
-    stack = [document]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
 def _no_finish(request: GenerationRequest) -> TokenwireError:
     logger.error("stream ended without a Finish event", extra={"request_id": request.request_id})
     return GenerationError("The generation stream ended unexpectedly.")
@@ -349,30 +310,8 @@ class Endpoint:
         return Call(exchange, self.generate, request, body=body, path_params=dict(path_params))
 
     def decode(self, body: bytes | str) -> dict[str, Any]:
-        """A request body as the JSON object it must be.
-
-        Raises:
-            TokenwireError: the body is too large, not JSON, or not an object.
-        """
-        limit = self.limits.max_body_bytes
-        if len(body) > limit:
-            raise RequestTooLargeError(
-                f"Request body is {len(body)} bytes; the limit is {limit} bytes."
-            )
-        try:
-            document = json.loads(body)
-        except RecursionError:
-            raise InvalidRequestError("Request body is nested too deeply.") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidRequestError(f"Request body is not valid JSON: {exc}") from None
-        if not isinstance(document, dict):
-            raise InvalidRequestError("Request body must be a JSON object.")
-        if has_lone_surrogate(body, document):
-            raise InvalidRequestError(
-                "Request body is not valid JSON text: it holds an unpaired UTF-16 surrogate "
-                "(a \\ud800-\\udfff escape), which no UTF-8 text can carry."
-            )
-        return document
+        """A request body as the JSON object it must be (`request_body.decode_body`)."""
+        return decode_body(body, self.limits.max_body_bytes)
 
     def render_error(self, error: TokenwireError) -> ErrorBody:
         body = self.dialect.render_error(error)

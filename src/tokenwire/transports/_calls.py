@@ -10,9 +10,10 @@ import anyio
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
-from tokenwire.endpoint import Call, Endpoint, parse_timeout
+from tokenwire.endpoint import Call, Endpoint
 from tokenwire.errors import InvalidRequestError, RequestTooLargeError, TokenwireError
 from tokenwire.interfaces import RunsDetached, SettlesWrites
+from tokenwire.request_body import parse_timeout
 from tokenwire.transports._relay import Source, cancel_on_disconnect
 from tokenwire.transports._replies import request_id_of, response_headers, send_error, send_json
 

@@ -315,13 +315,14 @@ class RedisStreamStore:
                 entries: list[Any] = await self.client.xrange(stream, min=low, count=_READ_BATCH)
             except (RedisError, OSError):
                 return
-            for entry_id, fields in entries:
-                if b"end" in fields:
-                    _raise_if_failed(fields, start)
-                    return
-                for item in _payloads(entry_id, fields, start):
-                    yield item
-                last = entry_id.decode()
+            items, end = _batch(entries, start)
+            for item in items:
+                yield item
+            if end is not None:
+                _raise_if_failed(end, start)
+                return
+            if entries:
+                last = entries[-1][0].decode()
                 low = "(" + last
             if len(entries) < _READ_BATCH:
                 break
@@ -341,13 +342,13 @@ class RedisStreamStore:
                     continue
             except (RedisError, OSError):
                 return
-            for entry_id, fields in answer[0][1]:
-                if b"end" in fields:
-                    _raise_if_failed(fields, start)
-                    return
-                for item in _payloads(entry_id, fields, start):
-                    yield item
-                last = entry_id.decode()
+            items, end = _batch(answer[0][1], start)
+            for item in items:
+                yield item
+            if end is not None:
+                _raise_if_failed(end, start)
+                return
+            last = answer[0][1][-1][0].decode()
 
     async def remove(self, request_id: str) -> None:
         self._tokens.pop(request_id, None)
@@ -370,6 +371,19 @@ def _ms(seconds: float) -> int:
 def _payloads(entry_id: bytes, fields: dict[bytes, bytes], start: int) -> list[tuple[int, Payload]]:
     first = _seq(entry_id)
     return [(first + i, payload) for i, payload in enumerate(unpack(fields)) if first + i >= start]
+
+
+def _batch(
+    entries: list[Any], start: int
+) -> tuple[list[tuple[int, Payload]], dict[bytes, bytes] | None]:
+    """The payloads numbered `start` or later in a batch of read `entries`, up to the
+    stream's end entry, and that end entry's fields (None: the stream goes on)."""
+    items: list[tuple[int, Payload]] = []
+    for entry_id, fields in entries:
+        if b"end" in fields:
+            return items, fields
+        items += _payloads(entry_id, fields, start)
+    return items, None
 
 
 def _raise_if_failed(fields: dict[bytes, bytes], start: int) -> None:

@@ -109,11 +109,10 @@ class OpenVINOPromptGraph:
         logits = np.zeros((count, positions, self.vocab_size), dtype=np.float32)
         for row in range(count):
             size = int(mask[row].sum())
-            kept = positions - (width - size)  # this row's positions inside the window
-            if kept > 0:
-                logits[row, :kept] = self._run_row(
-                    ids[row : row + 1, :size], first + row, start, kept
-                )
+            # This row's positions inside the window: at least one, as the runner checks
+            # (rows differ by less than `positions`); every row must run to write its KV.
+            kept = positions - (width - size)
+            logits[row, :kept] = self._run_row(ids[row : row + 1, :size], first + row, start, kept)
         return logits
 
     def _run_row(self, ids: np.ndarray, slot: int, start: int, positions: int) -> np.ndarray:

@@ -72,22 +72,31 @@ def compare_logits(reference: npt.NDArray[Any], candidate: npt.NDArray[Any]) -> 
 
 def render_quality_text(chat_template: str) -> str:
     """The fixed conversation rendered by the model's template (without a generation prompt)."""
+    return render_messages(chat_template, QUALITY_MESSAGES)
+
+
+def render_messages(chat_template: str, messages: Sequence[tuple[str, str]]) -> str:
+    """`messages` (role, content) rendered by `chat_template`, without a generation prompt."""
     import jinja2
 
     env = jinja2.Environment(autoescape=False, keep_trailing_newline=True)
-    messages = [{"role": role, "content": content} for role, content in QUALITY_MESSAGES]
     return env.from_string(chat_template).render(
-        messages=messages, add_generation_prompt=False, bos_token="", eos_token=""
+        messages=[{"role": role, "content": content} for role, content in messages],
+        add_generation_prompt=False,
+        bos_token="",
+        eos_token="",
     )
 
 
 def encode_quality_text(tokenizer_file: Path, chat_template: str) -> list[int]:
+    return encode_text(tokenizer_file, render_quality_text(chat_template))
+
+
+def encode_text(tokenizer_file: Path, text: str) -> list[int]:
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
-    ids: list[int] = tokenizer.encode(
-        render_quality_text(chat_template), add_special_tokens=False
-    ).ids
+    ids: list[int] = tokenizer.encode(text, add_special_tokens=False).ids
     return ids
 
 
@@ -97,11 +106,30 @@ def teacher_forced_logits(model_file: Path, kv: KVContract, token_ids: Sequence[
     Feeds whichever of `position_ids` and the KV inputs the graph declares, so it drives both
     the shared-buffer (builder) and concat (optimum) contracts.
     """
+    session = cpu_session(model_file)
+    (logits,) = session.run(["logits"], prompt_feeds(session, kv, token_ids, model_file))
+    result: FloatArray = np.asarray(logits[0], dtype=np.float32)
+    return result
+
+
+def cpu_session(model_file: Path) -> Any:
+    """A quiet ONNX Runtime CPU session over `model_file` (an `ort.InferenceSession`)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+
+
+def prompt_feeds(
+    session: Any, kv: KVContract, token_ids: Sequence[int], model_file: Path
+) -> dict[str, npt.NDArray[Any]]:
+    """Feeds for one run of `session` over `token_ids` with an empty KV cache: whichever of
+    `position_ids` and the KV inputs its graph (`model_file`) declares.
+
+    Raises:
+        ValueError: the graph declares an input this cannot feed.
+    """
     n = len(token_ids)
     feeds: dict[str, npt.NDArray[Any]] = {
         "input_ids": np.asarray([token_ids], dtype=np.int64),
@@ -119,9 +147,7 @@ def teacher_forced_logits(model_file: Path, kv: KVContract, token_ids: Sequence[
         raise ValueError(
             f"{model_file} declares inputs the quality check cannot feed: {sorted(missing)}"
         )
-    (logits,) = session.run(["logits"], _only(feeds, declared))
-    result: FloatArray = np.asarray(logits[0], dtype=np.float32)
-    return result
+    return _only(feeds, declared)
 
 
 def _only(feeds: Mapping[str, npt.NDArray[Any]], names: set[str]) -> dict[str, npt.NDArray[Any]]:

@@ -30,8 +30,15 @@ from tokenwire.prepare.output import (
 )
 from tokenwire.prepare.prefill_graph import PREFILL_MODEL_FILE, build_prefill_graph
 from tokenwire.prepare.progress import ProgressReporter, StageTiming
-from tokenwire.prepare.quality import MIN_TOP1_AGREEMENT, encode_quality_text, measure_quality
+from tokenwire.prepare.quality import (
+    MIN_TOP1_AGREEMENT,
+    encode_quality_text,
+    encode_text,
+    measure_quality,
+    render_messages,
+)
 from tokenwire.prepare.sampling_defaults import read_sampling_defaults
+from tokenwire.prepare.smoothing import CALIBRATION_MESSAGES
 from tokenwire.prepare.source import ModelSource, resolve_source
 
 Precision = Literal["int8", "int4", "fp32"]
@@ -127,7 +134,9 @@ def prepare_model(
             precision=options.precision,
             recipe=recipe,
         )
-        and not (options.prefill_graph and existing and existing.prefill_model_file is None)
+        and not (
+            options.prefill_graph and existing and existing.prefill_model_file != PREFILL_MODEL_FILE
+        )
         and not (options.bf16_prefill_graph and existing and existing.prefill_bf16_file is None)
     ):
         assert existing is not None
@@ -161,8 +170,9 @@ def prepare_model(
                 if keep_last_position_logits(staging / "model.onnx"):
                     logits = "last"
         prefill_file = _prefill_graph(
-            options.prefill_graph, "prefill graph", "int8 GEMM, per-row activations",
-            PREFILL_MODEL_FILE, build_prefill_graph, exported, staging, logits, progress,
+            options.prefill_graph, "prefill graph", "int8 GEMM, per-row activations, smoothed",
+            PREFILL_MODEL_FILE, _calibrated(exported, staging), exported, staging, logits,
+            progress,
         )  # fmt: skip
         bf16_file = _prefill_graph(
             options.bf16_prefill_graph, "bf16 prefill graph", "OpenVINO",
@@ -234,6 +244,22 @@ def _prefill_graph(
     return file
 
 
+def _calibrated(exported: ExportedModel, staging: Path) -> Callable[[Path, Path], object]:
+    """`build_prefill_graph`, smoothed on the calibration chat in the model's template."""
+
+    def build(reference: Path, out: Path) -> object:
+        text = render_messages(_chat_template(staging), CALIBRATION_MESSAGES)
+        calibration = [encode_text(staging / "tokenizer.json", text)]
+        return build_prefill_graph(reference, out, exported.kv, calibration)
+
+    return build
+
+
+def _chat_template(staging: Path) -> str:
+    template_file = staging / "chat_template.jinja"
+    return template_file.read_text(encoding="utf-8") if template_file.is_file() else _PLAIN_TEMPLATE
+
+
 def _quality_gate(
     exported: ExportedModel,
     staging: Path,
@@ -244,13 +270,7 @@ def _quality_gate(
     if exported.reference_model is None:
         return None
     with progress.stage("quality gate: teacher-forced logits against fp32"):
-        template_file = staging / "chat_template.jinja"
-        template = (
-            template_file.read_text(encoding="utf-8")
-            if template_file.is_file()
-            else _PLAIN_TEMPLATE
-        )
-        token_ids = encode_quality_text(staging / "tokenizer.json", template)
+        token_ids = encode_quality_text(staging / "tokenizer.json", _chat_template(staging))
         quality = measure(staging / "model.onnx", exported.reference_model, exported.kv, token_ids)
     progress.note(
         f"quality over {quality.tokens} tokens: top-1 agreement {quality.top1_agreement:.3f}, "

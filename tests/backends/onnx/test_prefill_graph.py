@@ -38,7 +38,9 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def _runner(model_dir: Path, min_tokens: int, *, prefill_graph: bool = True):  # type: ignore[no-untyped-def]
+def _runner(  # type: ignore[no-untyped-def]
+    model_dir: Path, min_tokens: int, *, prefill_graph: bool = True, decode_rows: int = 0
+):
     manifest = ModelManifest.read(model_dir)
     cpu = resolve_device("cpu")
     session, placement = create_session(model_dir / manifest.model_file, cpu)
@@ -50,6 +52,7 @@ def _runner(model_dir: Path, min_tokens: int, *, prefill_graph: bool = True):  #
     settings = RunnerSettings(
         max_batch=4, max_context=manifest.kv.max_context, max_run_tokens=64,
         pad_token_id=manifest.pad_token_id, prefill_min_tokens=min_tokens,
+        decode_graph_min_rows=decode_rows,
     )  # fmt: skip
     return create_runner(session, manifest.kv, placement, settings, prefill)
 
@@ -94,6 +97,31 @@ def test_decode_steps_read_the_kv_the_prefill_graph_wrote(model_dir: Path) -> No
     np.testing.assert_allclose(runner.decode([2], [token])[0], expected, rtol=1e-5, atol=1e-5)
 
 
+def test_decode_steps_of_enough_rows_run_on_the_prefill_graph(model_dir: Path) -> None:
+    """Per-row int8 activations keep each row's result its own, so a batched step there
+    equals each row run alone on the prefill graph; a step of fewer rows stays on the
+    decode graph, and reads what the batched step wrote."""
+    manifest = ModelManifest.read(model_dir)
+    decode, prefill = _session(model_dir / "model.onnx"), _session(model_dir / PREFILL_MODEL_FILE)
+    prompts = [PROMPT, PROMPT[2:]]
+    runner = _runner(model_dir, min_tokens=1, decode_rows=2)
+    tokens = [int(np.argmax(runner.prefill(slot, np.array(p)))) for slot, p in enumerate(prompts)]
+    got = runner.decode([0, 1], tokens)
+    for row, prompt in enumerate(prompts):
+        past = prefill.run(None, graph_feeds(manifest, prompt, None))[1:]
+        feeds = graph_feeds(manifest, [tokens[row]], list(past))
+        np.testing.assert_allclose(got[row], prefill.run(["logits"], feeds)[0][0, -1], atol=1e-5)
+    following = int(np.argmax(got[0]))
+    past = prefill.run(None, graph_feeds(manifest, prompts[0] + [tokens[0]], None))[1:]
+    expected = decode.run(["logits"], graph_feeds(manifest, [following], list(past)))[0][0, -1]
+    np.testing.assert_allclose(runner.decode([0], [following])[0], expected, atol=1e-4)
+
+
+def test_decode_rows_need_a_prefill_graph_that_batches_rows(model_dir: Path) -> None:
+    with pytest.raises(ValueError, match="prefill_graph=int8"):
+        _runner(model_dir, min_tokens=1, prefill_graph=False, decode_rows=2)
+
+
 def test_a_fresh_batch_counts_rows_times_width(model_dir: Path) -> None:
     manifest = ModelManifest.read(model_dir)
     prefill = _session(model_dir / PREFILL_MODEL_FILE)
@@ -116,6 +144,29 @@ async def test_backend_uses_the_prefill_graph_unless_told_not_to(model_dir: Path
     with pytest.raises(ValueError, match="prefill_graph_min_tokens"):
         async with running(model_dir, prefill_graph_min_tokens=0):
             pass
+
+
+@pytest.mark.anyio
+async def test_batched_decode_on_the_prefill_graph_is_an_option_of_the_int8_graph(
+    model_dir: Path,
+) -> None:
+    import anyio
+
+    async with running(model_dir, prefill_graph=True, prefill_graph_decode_rows=2) as b:
+        assert b.prefill_graph_decode_rows == 2
+        results: list[list[int]] = []
+
+        async def one(text: str) -> None:
+            results.append((await collect(b, request(text, 10))).ids)
+
+        async with anyio.create_task_group() as tg:
+            for text in ("Write a Python function", "Once upon a time"):
+                tg.start_soon(one, text)
+        assert len(results) == 2 and all(results)
+    for graph, bad, match in ((True, -1, ">= 0"), (False, 2, "prefill_graph=int8")):
+        with pytest.raises(ValueError, match=match):
+            async with running(model_dir, prefill_graph=graph, prefill_graph_decode_rows=bad):
+                pass
 
 
 def test_a_session_without_gqa_flash_attention_computes_the_same_and_leaves_the_environment(

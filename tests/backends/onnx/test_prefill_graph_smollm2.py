@@ -63,6 +63,26 @@ async def test_clear_answers_are_the_same_with_and_without_the_prefill_graph(
         assert expected in answer
 
 
+async def test_clear_answers_survive_batched_decode_steps_on_the_int8_graph(
+    smollm2_dir: Path,
+) -> None:
+    """Both questions at once, so their decode steps run as a batch of two rows on the int8
+    prefill graph (`prefill_graph_decode_rows=2`)."""
+    import anyio
+
+    async with running(smollm2_dir, prefill_graph=True, prefill_graph_decode_rows=2) as backend:
+        answers: dict[str, str] = {}
+
+        async def ask(question: str) -> None:
+            answers[question] = (await collect(backend, chat(question))).text
+
+        async with anyio.create_task_group() as tg:
+            for question in FACTS:
+                tg.start_soon(ask, question)
+    for question, expected in FACTS.items():
+        assert expected in answers[question]
+
+
 async def test_a_long_prompt_chunked_over_both_graphs_keeps_its_first_token(
     smollm2_dir: Path,
 ) -> None:

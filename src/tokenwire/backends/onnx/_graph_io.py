@@ -35,6 +35,9 @@ class RunnerSettings:
     prefill_min_tokens: int = 16
     """A prefill run of at least this many tokens (rows × width) goes to the prefill graph,
     when there is one; smaller ones run on the decode graph (docs/onnx-backend.md)."""
+    decode_graph_min_rows: int = 0
+    """A decode step of at least this many rows runs on the prefill graph too, where that
+    graph batches rows (the int8 GEMM graph); 0: decode steps stay on the decode graph."""
 
     @property
     def logits_rows(self) -> int:

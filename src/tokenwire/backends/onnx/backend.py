@@ -114,6 +114,9 @@ class OnnxBackend:
             bf16, needs `tokenwire[openvino]` and a CPU with bf16), or "off" (false).
         prefill_graph_min_tokens: the fewest prompt tokens (rows × width) a run needs to
             go to the prefill graph (None: 16, or 64 for the bf16 graph).
+        prefill_graph_decode_rows: run decode steps of at least this many rows on the
+            int8 prefill graph too (0: never). Its AMX GEMM makes a batch-8 step about
+            1.7x faster on a Sapphire Rapids Xeon, at its coarser rounding.
 
     Raises:
         FileNotFoundError: no prepared model is there (run `tokenwire prepare`).
@@ -148,6 +151,7 @@ class OnnxBackend:
         denormal_as_zero: bool = DEFAULT_DENORMAL_AS_ZERO,
         prefill_graph: bool | str = DEFAULT_PREFILL_GRAPH,
         prefill_graph_min_tokens: int | None = None,
+        prefill_graph_decode_rows: int = 0,
     ) -> None:
         self.model_dir = Path(model).expanduser() if model is not None else default_model_dir()
         if not (self.model_dir / "manifest.json").is_file():
@@ -183,6 +187,7 @@ class OnnxBackend:
             denormal_as_zero=denormal_as_zero,
             prefill_graph=prefill_graph,
             prefill_graph_min_tokens=prefill_graph_min_tokens,
+            prefill_graph_decode_rows=prefill_graph_decode_rows,
         )
         # The checked options, under the names they always had here (read by tests, scripts).
         self.max_batch = options.max_batch
@@ -198,6 +203,7 @@ class OnnxBackend:
         self.denormal_as_zero = options.denormal_as_zero
         self.prefill_graph = options.prefill_graph
         self.prefill_graph_min_tokens = options.prefill_graph_min_tokens
+        self.prefill_graph_decode_rows = options.prefill_graph_decode_rows
         self.context_length = options.context_length
         self.intra_op_threads = options.intra_op_threads
         self.sampling_overrides = options.sampling_overrides

@@ -78,6 +78,7 @@ def load_runner(
         last_logits=last_logits,
         verify_tokens=verify,
         prefill_min_tokens=options.prefill_graph_min_tokens,
+        decode_graph_min_rows=options.prefill_graph_decode_rows,
     )
     runner = create_runner(session, manifest.kv, placement, settings, prefill)
     return runner, placement

@@ -77,6 +77,8 @@ class BackendOptions:
     denormal_as_zero: bool
     prefill_graph: PrefillGraph
     prefill_graph_min_tokens: int
+    prefill_graph_decode_rows: int
+    """0: decode steps never run on the prefill graph."""
     context_length: int
     """Tokens per sequence: `max_context`, or the model's when it is None."""
     intra_op_threads: int | None
@@ -108,6 +110,7 @@ def check_options(
     denormal_as_zero: bool,
     prefill_graph: bool | str,
     prefill_graph_min_tokens: int | None,
+    prefill_graph_decode_rows: int = 0,
 ) -> BackendOptions:
     """The options as given, checked against each other and against the model's manifest
     (its context and its recommended sampling, read from `model_dir`).
@@ -155,6 +158,15 @@ def check_options(
             raise ValueError(f"{name} must be true or false, got {flag!r}")
     if int(prefill_graph_min_tokens) < 1:
         raise ValueError(f"prefill_graph_min_tokens must be >= 1, got {prefill_graph_min_tokens}")
+    if int(prefill_graph_decode_rows) < 0:
+        raise ValueError(f"prefill_graph_decode_rows must be >= 0, got {prefill_graph_decode_rows}")
+    if int(prefill_graph_decode_rows) > 0 and graph != "int8":
+        # OpenVINO's graph runs one row per run and pays a fixed cost on each: a decode
+        # step there would cost more than on the decode graph.
+        raise ValueError(
+            "prefill_graph_decode_rows runs batched decode steps on the int8 prefill graph: "
+            f"it needs prefill_graph=int8, got prefill_graph={graph}"
+        )
     if not isinstance(denormal_as_zero, bool):
         raise ValueError(f"denormal_as_zero must be true or false, got {denormal_as_zero!r}")
     limit = manifest.kv.max_context
@@ -193,6 +205,7 @@ def check_options(
         denormal_as_zero=denormal_as_zero,
         prefill_graph=graph,
         prefill_graph_min_tokens=int(prefill_graph_min_tokens),
+        prefill_graph_decode_rows=int(prefill_graph_decode_rows),
         context_length=int(max_context) if max_context is not None else limit,
         intra_op_threads=int(intra_op_threads) if intra_op_threads is not None else None,
         sampling_overrides=overrides,

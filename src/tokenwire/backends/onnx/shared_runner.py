@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
@@ -25,7 +26,8 @@ class SharedKVRunner:
 
     With a `prefill` graph (a second graph of the same KV contract, `prompt_graphs`), prompt
     runs of at least `settings.prefill_min_tokens` tokens go there and write the same KV
-    buffer; decode steps, drafts and small chunks stay on `session`.
+    buffer; drafts and small chunks stay on `session`, and so do decode steps, unless they
+    have `settings.decode_graph_min_rows` rows or more and the prefill graph batches rows.
     """
 
     def __init__(
@@ -50,8 +52,9 @@ class SharedKVRunner:
         self.logits = LogitsBuffer(session, settings.logits_rows)
         self.vocab_size = self.logits.vocab_size
         self.lengths = np.zeros(settings.max_batch, dtype=np.int64)
-        # Two bindings, so a decode step's KV binding survives interleaved prefill chunks.
-        self._decode = session.io_binding()
+        # Bindings of their own, so a decode step's KV binding survives interleaved prefill
+        # chunks.
+        self._step = _StepGraph(session, session.io_binding())
         self._prompts = OrtPromptGraph(session, self.cache, self.logits)
         self._bulk = None if prefill is None else prefill(self.cache, self.logits)
         if self._bulk is not None and self._bulk.vocab_size != self.vocab_size:
@@ -59,7 +62,14 @@ class SharedKVRunner:
                 f"the prefill graph's vocabulary ({self._bulk.vocab_size}) is not the "
                 f"model's ({self.vocab_size})"
             )
-        self._decode_rows: tuple[int, int] | None = None
+        self._batch_step: _StepGraph | None = None
+        if settings.decode_graph_min_rows > 0:
+            if not isinstance(self._bulk, OrtPromptGraph):
+                raise ValueError(
+                    "decode steps run on a prefill graph only when it is an ONNX Runtime "
+                    "graph that batches rows (prefill_graph=int8)"
+                )
+            self._batch_step = _StepGraph(self._bulk.session, self._bulk.session.io_binding())
         self._positions = np.arange(settings.max_context, dtype=np.int64)
         self.prefix_reuse = self.cache.host_views is not None
         self.can_verify = settings.verify_tokens > 1
@@ -164,7 +174,10 @@ class SharedKVRunner:
         longest = int(lengths.max())
         self.settings.check_decode(longest)
         width = longest + 1
-        binding = self._decode
+        step = self._step
+        if self._batch_step is not None and count >= self.settings.decode_graph_min_rows:
+            step = self._batch_step
+        binding = step.binding
         binding.bind_cpu_input("input_ids", input_ids)
         binding.bind_cpu_input(
             "attention_mask", (self._positions[None, :width] <= lengths[:, None]).astype(np.int64)
@@ -172,12 +185,12 @@ class SharedKVRunner:
         if self.contract.position_ids:
             binding.bind_cpu_input("position_ids", lengths[:, None].copy())
         self.logits.bind(binding, count, 1)
-        if self._decode_rows != (low, count):
+        if step.rows != (low, count):
             self.cache.bind(binding, low, count)
-            self._decode_rows = (low, count)
+            step.rows = (low, count)
         if before_run is not None:
             before_run()
-        self.session.run_with_iobinding(binding)
+        step.session.run_with_iobinding(binding)
         self.lengths[rows] += 1
         logits = self.logits.view(count, 1)[:, 0]
         return (
@@ -218,6 +231,16 @@ class SharedKVRunner:
 
     def release(self, slot: int) -> None:
         self.lengths[slot] = 0
+
+
+@dataclass(slots=True)
+class _StepGraph:
+    """A session decode steps run on, with a binding kept bound to the KV rows of its last
+    step (`rows`: first, count), so a step over the same rows binds only its inputs."""
+
+    session: ort.InferenceSession
+    binding: ort.IOBinding
+    rows: tuple[int, int] | None = None
 
 
 def _ascending(index: np.ndarray) -> bool:

@@ -54,7 +54,7 @@ class SharedKVRunner:
         self.lengths = np.zeros(settings.max_batch, dtype=np.int64)
         # Bindings of their own, so a decode step's KV binding survives interleaved prefill
         # chunks.
-        self._step = _StepGraph(session, session.io_binding())
+        self._step = _StepBinding(session.io_binding())
         self._prompts = OrtPromptGraph(session, self.cache, self.logits)
         self._bulk = None if prefill is None else prefill(self.cache, self.logits)
         if self._bulk is not None and self._bulk.vocab_size != self.vocab_size:
@@ -62,14 +62,14 @@ class SharedKVRunner:
                 f"the prefill graph's vocabulary ({self._bulk.vocab_size}) is not the "
                 f"model's ({self.vocab_size})"
             )
-        self._batch_step: _StepGraph | None = None
+        self._batch_step: _StepBinding | None = None
         if settings.decode_graph_min_rows > 0:
             if not isinstance(self._bulk, OrtPromptGraph):
                 raise ValueError(
                     "decode steps run on a prefill graph only when it is an ONNX Runtime "
                     "graph that batches rows (prefill_graph=int8)"
                 )
-            self._batch_step = _StepGraph(self._bulk.session, self._bulk.session.io_binding())
+            self._batch_step = _StepBinding(self._bulk.session.io_binding())
         self._positions = np.arange(settings.max_context, dtype=np.int64)
         self.prefix_reuse = self.cache.host_views is not None
         self.can_verify = settings.verify_tokens > 1
@@ -174,9 +174,10 @@ class SharedKVRunner:
         longest = int(lengths.max())
         self.settings.check_decode(longest)
         width = longest + 1
-        step = self._step
+        step, session = self._step, self.session
         if self._batch_step is not None and count >= self.settings.decode_graph_min_rows:
-            step = self._batch_step
+            assert isinstance(self._bulk, OrtPromptGraph)
+            step, session = self._batch_step, self._bulk.session
         binding = step.binding
         binding.bind_cpu_input("input_ids", input_ids)
         binding.bind_cpu_input(
@@ -190,7 +191,7 @@ class SharedKVRunner:
             step.rows = (low, count)
         if before_run is not None:
             before_run()
-        step.session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         self.lengths[rows] += 1
         logits = self.logits.view(count, 1)[:, 0]
         return (
@@ -234,11 +235,10 @@ class SharedKVRunner:
 
 
 @dataclass(slots=True)
-class _StepGraph:
-    """A session decode steps run on, with a binding kept bound to the KV rows of its last
-    step (`rows`: first, count), so a step over the same rows binds only its inputs."""
+class _StepBinding:
+    """A decode-step binding of one graph, kept bound to the KV rows of its last step
+    (`rows`: first, count), so a step over the same rows binds only its inputs."""
 
-    session: ort.InferenceSession
     binding: ort.IOBinding
     rows: tuple[int, int] | None = None
 

@@ -58,6 +58,14 @@ def test_trimmed_graph_gives_the_same_last_position_logits(tmp_path: Path, layou
     assert last.get_outputs()[0].shape[1] == 1
 
 
+def test_a_graph_sliced_already_is_left_as_it_is(tmp_path: Path) -> None:
+    """Building a prefill graph from a prepared (sliced) fp32 build slices it once, not twice."""
+    trimmed = _trimmed_copy(write_model_dir(tmp_path / "full", "shared"), tmp_path / "last")
+    before = (trimmed / "model.onnx").read_bytes()
+    assert keep_last_position_logits(trimmed / "model.onnx")
+    assert (trimmed / "model.onnx").read_bytes() == before
+
+
 def test_graphs_whose_logits_are_not_a_projection_are_left_alone(tmp_path: Path) -> None:
     graph = helper.make_graph(
         [helper.make_node("Identity", ["x"], ["logits"])],

@@ -36,10 +36,14 @@ def keep_last_position_logits(model_path: Path) -> bool:
 
 
 def slice_last_position(model: Any) -> bool:
-    """The pass on a loaded `onnx.ModelProto`, in place; False (untouched) if it does not fit."""
+    """The pass on a loaded `onnx.ModelProto`, in place; False (untouched) if it does not fit.
+    A graph already sliced is left as it is (True)."""
     from onnx import TensorProto, helper
 
     graph = model.graph
+    prefix = "/tokenwire/last_position"
+    if any(node.name == prefix for node in graph.node):
+        return True
     producer = next((n for n in graph.node if LOGITS in n.output), None)
     output = next((o for o in graph.output if o.name == LOGITS), None)
     if producer is None or output is None or producer.op_type not in _PROJECTIONS:
@@ -47,7 +51,6 @@ def slice_last_position(model: Any) -> bool:
     dims = output.type.tensor_type.shape.dim
     if len(dims) != 3:
         return False
-    prefix = "/tokenwire/last_position"
     graph.initializer.extend(
         [
             helper.make_tensor(f"{prefix}/starts", TensorProto.INT64, [1], [-1]),

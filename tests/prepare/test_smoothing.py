@@ -15,7 +15,11 @@ from tests.backends.onnx._helpers import graph_feeds
 from tests.backends.onnx.tiny_models import TinyConfig, write_model_dir
 from tokenwire.backends.onnx.manifest import ModelManifest
 from tokenwire.prepare.prefill_graph import build_prefill_graph, quantize_rows
-from tokenwire.prepare.smoothing import activation_maxima, smooth, weight_matmuls
+from tokenwire.prepare.smoothing import (
+    calibration_activations,
+    smooth,
+    weight_matmuls,
+)
 
 CALIBRATION = [[1, 40, 41, 42, 300, 120, 7, 8, 9, 2], [1, 250, 17, 18, 19, 20, 21, 22, 4, 2]]
 PROMPT = [1, 300, 250, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 4]
@@ -46,13 +50,15 @@ def _set(model: onnx.ModelProto, name: str, value: np.ndarray) -> None:
 def test_smoothing_keeps_the_outputs_and_the_kv_the_graph_writes(tiny: Path) -> None:
     manifest = ModelManifest.read(tiny)
     model = onnx.load(str(tiny / "model.onnx"))
-    maxima = activation_maxima(tiny / "model.onnx", manifest.kv, CALIBRATION)
-    assert set(maxima) == {node.input[0] for node in weight_matmuls(model)}
+    activations = calibration_activations(tiny / "model.onnx", manifest.kv, CALIBRATION)
+    assert set(activations) == {node.input[0] for node in weight_matmuls(model)}
+    assert all(rows.shape[0] == sum(map(len, CALIBRATION)) for rows in activations.values())
     assert not list(tiny.glob(".*calibration*"))  # the probe graph is gone
     before = _weight(model, "l0.q")
-    # Per layer: the two norms' outputs, the attention output and the gated MLP product;
-    # then the final norm's.
-    assert smooth(model, maxima) == 4 * LAYERS + 1
+    # One alpha, so every activation is smoothed. Per layer: the two norms' outputs, the
+    # attention output and the gated MLP product; then the final norm's.
+    chosen = smooth(model, activations, alphas=(0.6,))
+    assert len(chosen) == 4 * LAYERS + 1 and set(chosen.values()) == {0.6}
     assert not np.allclose(_weight(model, "l0.q"), before)
     feeds = graph_feeds(manifest, PROMPT, None)
     exact = _run(tiny / "model.onnx", feeds)
@@ -62,11 +68,28 @@ def test_smoothing_keeps_the_outputs_and_the_kv_the_graph_writes(tiny: Path) -> 
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
-def test_an_outlier_channel_rounds_far_closer_to_fp32_once_smoothed(tiny: Path) -> None:
-    """Channel 3 of layer 0's normed input made 100x larger (and the weights reading it
-    100x smaller: the same function). One int8 scale per row then spends its levels on
-    that channel; smoothing moves the range into the weights."""
+def test_the_search_smooths_an_outlier_and_may_leave_an_activation_as_it_is(
+    tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each activation gets the alpha whose simulated rounding errs least; 0 among the
+    candidates leaves it as it is. Calibration keeps at most CALIBRATION_ROWS rows."""
+    from tokenwire.prepare import smoothing
+
+    monkeypatch.setattr(smoothing, "CALIBRATION_ROWS", 300)
     manifest = ModelManifest.read(tiny)
+    path = _outlier_model(tiny)
+    activations = calibration_activations(path, manifest.kv, [list(range(3, 203))] * 2)
+    assert all(rows.shape[0] == 300 for rows in activations.values())
+    assert smooth(onnx.load(str(path)), activations, alphas=(0.0,)) == {}
+    model = onnx.load(str(path))
+    outlier = next(n.input[0] for n in weight_matmuls(model) if n.input[1] == "l0.q")
+    chosen = smooth(model, activations)
+    assert chosen[outlier] in smoothing.ALPHAS and chosen[outlier] > 0
+
+
+def _outlier_model(tiny: Path) -> Path:
+    """Channel 3 of layer 0's normed input made 100x larger (and the weights reading it
+    100x smaller: the same function)."""
     outlier = onnx.load(str(tiny / "model.onnx"))
     norm = _weight(outlier, "l0.norm1")
     norm[3] *= 100
@@ -77,13 +100,21 @@ def test_an_outlier_channel_rounds_far_closer_to_fp32_once_smoothed(tiny: Path) 
         _set(outlier, name, weight)
     path = tiny.parent / "outlier.onnx"
     onnx.save(outlier, str(path))
+    return path
+
+
+def test_an_outlier_channel_rounds_far_closer_to_fp32_once_smoothed(tiny: Path) -> None:
+    """One int8 scale per row spends its levels on the outlier channel; smoothing moves the
+    range into the weights."""
+    manifest = ModelManifest.read(tiny)
+    path = _outlier_model(tiny)
     feeds = graph_feeds(manifest, PROMPT, None)
     exact = _run(path, feeds)[0]
     errors = {}
     for smoothed in (False, True):
         model = onnx.load(str(path))
         if smoothed:
-            smooth(model, activation_maxima(path, manifest.kv, CALIBRATION))
+            smooth(model, calibration_activations(path, manifest.kv, CALIBRATION))
         quantize_rows(model)
         errors[smoothed] = float(np.abs(_run(model, feeds)[0] - exact).max())
     assert errors[True] < 0.25 * errors[False]

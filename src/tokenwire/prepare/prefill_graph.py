@@ -26,7 +26,7 @@ import numpy as np
 
 from tokenwire.backends.onnx.manifest import KVContract
 from tokenwire.prepare.last_logits import slice_last_position
-from tokenwire.prepare.smoothing import activation_maxima, smooth
+from tokenwire.prepare.smoothing import calibration_activations, smooth
 
 PREFILL_MODEL_FILE = "model.prefill-smoothed.onnx"
 """Named for how it is built: a build whose manifest names another prefill graph (the
@@ -55,7 +55,7 @@ def build_prefill_graph(
     if calibration:
         if kv is None:
             raise ValueError("calibrating the prefill graph needs the model's KV contract")
-        smooth(model, activation_maxima(fp32_model, kv, calibration))
+        smooth(model, calibration_activations(fp32_model, kv, calibration))
     slice_last_position(model)
     rewritten = quantize_rows(model)
     save_beside(model, out_model)

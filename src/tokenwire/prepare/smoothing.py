@@ -17,9 +17,14 @@ with less error. The division folds into the op that produces x, so the graph ga
 Any other activation read only by weight MatMuls (the attention output, o_proj's input) is
 divided by a Mul of its own. Folding that one into the value columns of the QKV projection
 would cost nothing, but it would change the values the graph writes to the KV cache, which
-the decode graph shares and reads unscaled. The maxima come from calibration text run through the fp32 graph. On SmolLM2-135M
-(docs/benchmarks.md) it raised teacher-forced top-1 agreement with fp32 from 0.92 to 0.97
-on a chat and from 0.86 to 0.91 on a README, with mean KL a third of before.
+the decode graph shares and reads unscaled.
+
+Calibration text runs through the fp32 graph and its activations are kept. Each activation
+gets its own alpha: the candidate whose simulated rounding (per-row int8 activations,
+per-column int8 weights, as the prefill graph rounds) errs least on its MatMuls' outputs.
+On SmolLM2-135M (docs/benchmarks.md), over the prompt positions of 50 chats, mean KL to fp32
+was 0.096 unsmoothed, 0.033 with one alpha of 0.6 for every activation and 0.023–0.025
+searched.
 """
 
 from __future__ import annotations
@@ -33,10 +38,13 @@ import numpy as np
 from tokenwire.backends.onnx.manifest import KVContract
 from tokenwire.prepare.quality import cpu_session, prompt_feeds
 
-ALPHA = 0.6
-"""How much of the outliers' range moves into the weights. On SmolLM2-135M, over the
-prompt positions of 50 chats, mean KL to fp32 was 0.096–0.099 unsmoothed, 0.038–0.041 at
-0.5, 0.033–0.035 at 0.6, 0.036–0.039 at 0.7 and 0.088–0.095 at 0.8 (docs/benchmarks.md)."""
+ALPHAS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+"""The alphas searched for each activation (0: left as it is). One alpha for all measured
+best at 0.6 of 0.5–0.8 (mean KL over 50 chats 0.033; 0.038 at 0.5, 0.036 at 0.7, 0.088 at
+0.8); searched, SmolLM2-135M's activations took 0.4–0.8, most of them 0.7."""
+
+CALIBRATION_ROWS = 1024
+"""The most activation rows kept per activation (the search multiplies them by each weight)."""
 
 _FLOOR = 1e-5  # keeps a silent channel's or an all-zero weight row's factor finite
 
@@ -81,12 +89,12 @@ CALIBRATION_MESSAGES: tuple[tuple[str, str], ...] = (
 )
 
 
-def activation_maxima(
+def calibration_activations(
     fp32_model: Path, kv: KVContract, calibration: Sequence[Sequence[int]]
 ) -> dict[str, np.ndarray]:
-    """The largest |value| of each input channel of each weight MatMul's activation, over
-    the `calibration` texts (token ids, each run alone with an empty KV cache) through the
-    fp32 graph `fp32_model`: activation name → `[channels]`."""
+    """Each weight MatMul's activation over the `calibration` texts (token ids, each run alone
+    with an empty KV cache) through the fp32 graph `fp32_model`: activation name → `[rows,
+    channels]`, at most `CALIBRATION_ROWS` rows."""
     import onnx  # the prepare extra's; serving never needs it
 
     graph = onnx.load(str(fp32_model), load_external_data=False)
@@ -102,13 +110,12 @@ def activation_maxima(
         session = cpu_session(probe)
     finally:
         probe.unlink(missing_ok=True)
-    maxima: dict[str, np.ndarray] = {}
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for token_ids in calibration:
         values = session.run(names, prompt_feeds(session, kv, token_ids, fp32_model))
         for name, value in zip(names, values, strict=True):
-            seen = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
-            maxima[name] = np.maximum(maxima[name], seen) if name in maxima else seen
-    return maxima
+            rows[name].append(np.asarray(value, np.float32).reshape(-1, value.shape[-1]))
+    return {name: np.concatenate(found)[:CALIBRATION_ROWS] for name, found in rows.items()}
 
 
 def weight_matmuls(model: Any) -> list[Any]:
@@ -117,18 +124,21 @@ def weight_matmuls(model: Any) -> list[Any]:
     return [n for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in constants]
 
 
-def smooth(model: Any, maxima: Mapping[str, np.ndarray], alpha: float = ALPHA) -> int:
+def smooth(
+    model: Any, activations: Mapping[str, np.ndarray], alphas: Sequence[float] = ALPHAS
+) -> dict[str, float]:
     """Apply SmoothQuant to `model` (an `onnx.ModelProto` with its weights loaded) in place,
-    from `activation_maxima`; the number of activations smoothed."""
+    from `calibration_activations`: each activation with the alpha of `alphas` whose
+    simulated int8 rounding errs least; the alpha chosen for each activation smoothed."""
     weights = _Weights(model)
     producers = {out: node for node in model.graph.node for out in node.output}
     readers: dict[str, list[Any]] = {}
     for node in model.graph.node:
         for name in node.input:
             readers.setdefault(name, []).append(node)
-    smoothed = 0
+    chosen: dict[str, float] = {}
     divisions: dict[str, Any] = {}  # activation → the Mul that divides it
-    for x, seen in maxima.items():
+    for x, rows in activations.items():
         users = readers.get(x, [])
         producer = producers.get(x)
         if producer is None or not users:
@@ -136,16 +146,21 @@ def smooth(model: Any, maxima: Mapping[str, np.ndarray], alpha: float = ALPHA) -
         if not all(n.op_type == "MatMul" and weights.holds(n.input[1]) and n.input[0] == x
                    for n in users):  # fmt: skip
             continue
+        matrices = [weights.read(n.input[1]) for n in users]
+        seen = np.maximum(np.abs(rows).max(axis=0), _FLOOR)
+        row_max = np.maximum(np.max([np.abs(w).max(axis=1) for w in matrices], axis=0), _FLOOR)
+        alpha = _best_alpha(rows, matrices, seen, row_max, alphas)
+        if alpha == 0:
+            continue
         fold = _fold(producer, x, seen.size, producers, readers, weights) or _divide(
             model, x, divisions
         )
-        row_max = np.max([np.abs(weights.read(n.input[1])).max(axis=1) for n in users], axis=0)
-        factors = fold(np.maximum(seen, _FLOOR), np.maximum(row_max, _FLOOR), alpha)
+        factors = fold(seen, row_max, alpha)
         for node in users:
             weights.scale_rows(node, factors)
             if x in divisions:
                 node.input[0] = divisions[x].output[0]
-        smoothed += 1
+        chosen[x] = alpha
     if divisions:  # each Mul goes right after its activation's producer: nodes stay sorted
         nodes = []
         for node in model.graph.node:
@@ -153,7 +168,42 @@ def smooth(model: Any, maxima: Mapping[str, np.ndarray], alpha: float = ALPHA) -
             nodes += [divisions[out] for out in node.output if out in divisions]
         del model.graph.node[:]
         model.graph.node.extend(nodes)
-    return smoothed
+    return chosen
+
+
+def _best_alpha(
+    rows: np.ndarray,
+    matrices: Sequence[np.ndarray],
+    seen: np.ndarray,
+    row_max: np.ndarray,
+    alphas: Sequence[float],
+) -> float:
+    """The alpha whose smoothing, rounded as the prefill graph rounds, gives the products
+    `rows @ W` with the least relative squared error, summed over `matrices`."""
+    exact = [rows @ w for w in matrices]
+
+    def error(alpha: float) -> float:
+        factors = _factors(seen, row_max, alpha) if alpha else np.ones_like(seen)
+        quantized = _round_rows(rows / factors)
+        return sum(
+            float(np.sum((quantized @ _round_columns(w * factors[:, None]) - e) ** 2))
+            / max(float(np.sum(e**2)), 1e-30)
+            for w, e in zip(matrices, exact, strict=True)
+        )
+
+    return min(alphas, key=error)
+
+
+def _round_rows(x: np.ndarray) -> np.ndarray:
+    scale = np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-8) / 127
+    result: np.ndarray = np.clip(np.round(x / scale), -127, 127) * scale
+    return result
+
+
+def _round_columns(w: np.ndarray) -> np.ndarray:
+    scale = np.maximum(np.abs(w).max(axis=0, keepdims=True), 1e-12) / 127
+    result: np.ndarray = np.clip(np.round(w / scale), -127, 127) * scale
+    return result
 
 
 class _Weights:

@@ -152,10 +152,11 @@ def smooth(
         alpha = _best_alpha(rows, matrices, seen, row_max, alphas)
         if alpha == 0:
             continue
+        factors = _factors(seen, row_max, alpha)
         fold = _fold(producer, x, seen.size, producers, readers, weights) or _divide(
             model, x, divisions
         )
-        factors = fold(seen, row_max, alpha)
+        fold(factors)
         for node in users:
             weights.scale_rows(node, factors)
             if x in divisions:
@@ -249,8 +250,8 @@ class _Weights:
         self.write(node, 1, self.read(node.input[1]) / factors[None, :])
 
 
-_Fold = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
-"""(activation maxima, weight row maxima, alpha) → the factors, the producer rewritten."""
+_Fold = Callable[[np.ndarray], None]
+"""Divides an activation by the factors given, inside its producer or after it."""
 
 
 def _factors(seen: np.ndarray, row_max: np.ndarray, alpha: float) -> np.ndarray:
@@ -263,12 +264,10 @@ def _divide(model: Any, x: str, divisions: dict[str, Any]) -> _Fold:
     (and to feed to `x`'s readers in its place)."""
     from onnx import helper, numpy_helper
 
-    def by_mul(seen: np.ndarray, row_max: np.ndarray, alpha: float) -> np.ndarray:
-        factors = _factors(seen, row_max, alpha)
+    def by_mul(factors: np.ndarray) -> None:
         inverse = numpy_helper.from_array((1 / factors).astype(np.float32), f"{x}/smoothing")
         model.graph.initializer.append(inverse)
         divisions[x] = helper.make_node("Mul", [x, inverse.name], [f"{x}/smoothed"])
-        return factors
 
     return by_mul
 
@@ -281,8 +280,8 @@ def _fold(
     readers: Mapping[str, list[Any]],
     weights: _Weights,
 ) -> _Fold | None:
-    """How to divide `x` by the factors inside `producer`: a function from the maxima to
-    the factors that also rewrites the producer; None where `producer` cannot take them."""
+    """How to divide `x` by the factors inside `producer` (a function that rewrites it);
+    None where `producer` cannot take them."""
     op = producer.op_type
     if op in ("SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"):
         gamma = 1 if op == "SimplifiedLayerNormalization" else 2
@@ -305,18 +304,8 @@ def _fold(
 
 
 def _into_constant(node: Any, index: int, weights: _Weights) -> _Fold:
-    def fold(seen: np.ndarray, row_max: np.ndarray, alpha: float) -> np.ndarray:
-        factors = _factors(seen, row_max, alpha)
-        weights.write(node, index, weights.read(node.input[index]) / factors)
-        return factors
-
-    return fold
+    return lambda factors: weights.write(node, index, weights.read(node.input[index]) / factors)
 
 
 def _into_columns(matmul: Any, weights: _Weights) -> _Fold:
-    def fold(seen: np.ndarray, row_max: np.ndarray, alpha: float) -> np.ndarray:
-        factors = _factors(seen, row_max, alpha)
-        weights.scale_columns(matmul, factors)
-        return factors
-
-    return fold
+    return lambda factors: weights.scale_columns(matmul, factors)

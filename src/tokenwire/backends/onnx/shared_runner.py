@@ -69,7 +69,8 @@ class SharedKVRunner:
                     "decode steps run on a prefill graph only when it is an ONNX Runtime "
                     "graph that batches rows (prefill_graph=int8)"
                 )
-            self._batch_step = _StepBinding(self._bulk.session.io_binding())
+            bulk = self._bulk.session
+            self._batch_step = _StepBinding(bulk.io_binding(), session=bulk)
         self._positions = np.arange(settings.max_context, dtype=np.int64)
         self.prefix_reuse = self.cache.host_views is not None
         self.can_verify = settings.verify_tokens > 1
@@ -174,10 +175,9 @@ class SharedKVRunner:
         longest = int(lengths.max())
         self.settings.check_decode(longest)
         width = longest + 1
-        step, session = self._step, self.session
+        step = self._step
         if self._batch_step is not None and count >= self.settings.decode_graph_min_rows:
-            assert isinstance(self._bulk, OrtPromptGraph)
-            step, session = self._batch_step, self._bulk.session
+            step = self._batch_step
         binding = step.binding
         binding.bind_cpu_input("input_ids", input_ids)
         binding.bind_cpu_input(
@@ -191,7 +191,7 @@ class SharedKVRunner:
             step.rows = (low, count)
         if before_run is not None:
             before_run()
-        session.run_with_iobinding(binding)
+        (step.session or self.session).run_with_iobinding(binding)
         self.lengths[rows] += 1
         logits = self.logits.view(count, 1)[:, 0]
         return (
@@ -240,6 +240,8 @@ class _StepBinding:
     (`rows`: first, count), so a step over the same rows binds only its inputs."""
 
     binding: ort.IOBinding
+    session: ort.InferenceSession | None = None
+    """The graph's session; None: the runner's own, read at each step."""
     rows: tuple[int, int] | None = None
 
 

@@ -159,7 +159,7 @@ class RedisStreamStore:
                     _ms(readers_seconds),
                     self.ttl_ms,
                     dialect,
-                    *(x for pair in fields.items() for x in pair),
+                    *_flat(fields),
                 ],
             )
         except (RedisError, OSError) as exc:
@@ -202,7 +202,7 @@ class RedisStreamStore:
         now = time.monotonic()
         refresh = now >= self._refresh_at.get(request_id, 0.0)
         records = self._tokens.pop(request_id, None)
-        flat = [x for pair in fields.items() for x in pair]
+        flat = _flat(fields)
         owner = self._owner.get(request_id)
         if owner is not None:  # failover's token ids of these payloads, stored before them
             commands.append(
@@ -267,17 +267,16 @@ class RedisStreamStore:
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 if owner is not None:
-                    flat = [x for pair in fields.items() for x in pair]
                     end = fence.end(
                         key(request_id, "owner"), stream, meta, owner, fields["end"],
-                        _entry_id(seq), flat,
+                        _entry_id(seq), _flat(fields),
                     )  # fmt: skip
                     pipe.execute_command(*end)
                 else:
                     pipe.xadd(stream, fields, id=_entry_id(seq))  # type: ignore[arg-type]
                     pipe.hset(meta, "status", fields["end"])
-                pipe.pexpire(key(request_id, "stream"), self.done_ms)
-                pipe.pexpire(key(request_id, "meta"), self.done_ms)
+                pipe.pexpire(stream, self.done_ms)
+                pipe.pexpire(meta, self.done_ms)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StreamStoreError(f"finish {request_id!r}: {exc}") from exc
@@ -362,6 +361,11 @@ class RedisStreamStore:
             await self.client.delete(key(request_id, "stream"), key(request_id, "meta"))
         except (RedisError, OSError) as exc:
             raise StreamStoreError(f"remove {request_id!r}: {exc}") from exc
+
+
+def _flat(fields: Mapping[str, str]) -> list[str]:
+    """`fields` as Redis takes them in a command: name, value, name, value, …"""
+    return [x for pair in fields.items() for x in pair]
 
 
 def _ms(seconds: float) -> int:

@@ -14,9 +14,10 @@ from tests.backends.onnx._helpers import collect, graph_feeds, request, running
 from tests.backends.onnx.tiny_models import write_model_dir
 from tokenwire.backends.onnx._graph_io import RunnerSettings
 from tokenwire.backends.onnx.manifest import ModelManifest
-from tokenwire.backends.onnx.prompt_graphs import ort_prompt_graph
+from tokenwire.backends.onnx.prompt_graphs import OrtPromptGraph, ort_prompt_graph
 from tokenwire.backends.onnx.runner import create_runner
 from tokenwire.backends.onnx.session import create_session, resolve_device
+from tokenwire.backends.onnx.shared_runner import SharedKVRunner
 from tokenwire.prepare.prefill_graph import PREFILL_MODEL_FILE, quantize_rows
 
 PROMPT = [300, 250, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 4]
@@ -117,6 +118,23 @@ def test_decode_steps_of_enough_rows_run_on_the_prefill_graph(model_dir: Path) -
     np.testing.assert_allclose(runner.decode([0], [following])[0], expected, atol=1e-4)
 
 
+def test_verify_runs_of_enough_tokens_run_on_the_prefill_graph(model_dir: Path) -> None:
+    """A verify run feeds its positions as a batched step feeds rows: from `decode_rows`
+    tokens it runs on the prefill graph, over the KV the decode graph wrote; a shorter one
+    stays on the decode graph."""
+    manifest = ModelManifest.read(model_dir)
+    decode, prefill = _session(model_dir / "model.onnx"), _session(model_dir / PREFILL_MODEL_FILE)
+    past = list(decode.run(None, graph_feeds(manifest, PROMPT, None))[1:])
+    runner = _runner(model_dir, min_tokens=len(PROMPT) + 1, decode_rows=3)
+    runner.prefill(0, np.array(PROMPT))  # below min_tokens: on the decode graph
+    for draft, graph, other in (([40, 41, 42], prefill, decode), ([40, 41], decode, prefill)):
+        feeds = graph_feeds(manifest, draft, past)
+        got = runner.verify(0, draft)
+        np.testing.assert_allclose(got, graph.run(["logits"], feeds)[0][0], atol=1e-5)
+        assert np.abs(got - other.run(["logits"], feeds)[0][0]).max() > 1e-4
+        assert runner.length(0) == len(PROMPT)
+
+
 def test_decode_rows_need_a_prefill_graph_that_batches_rows(model_dir: Path) -> None:
     with pytest.raises(ValueError, match="prefill_graph=int8"):
         _runner(model_dir, min_tokens=1, prefill_graph=False, decode_rows=2)
@@ -167,6 +185,21 @@ async def test_batched_decode_on_the_prefill_graph_is_an_option_of_the_int8_grap
         with pytest.raises(ValueError, match=match):
             async with running(model_dir, prefill_graph=graph, prefill_graph_decode_rows=bad):
                 pass
+
+
+def test_the_two_ort_sessions_stop_spinning_when_a_run_ends(model_dir: Path) -> None:
+    """Each has its own thread pool on the same cores: one spinning idle after its run
+    would slow the other's next run (docs/benchmarks.md, "Speculation")."""
+    from tokenwire.backends.onnx import OnnxBackend
+
+    key = "session.force_spinning_stop"
+    runner = OnnxBackend(model_dir, prefill_graph=True)._load()
+    assert isinstance(runner, SharedKVRunner) and isinstance(runner._bulk, OrtPromptGraph)
+    for session in (runner.session, runner._bulk.session):
+        assert session.get_session_options().get_session_config_entry(key) == "1"
+    alone = OnnxBackend(model_dir)._load()
+    with pytest.raises(RuntimeError, match=key):  # ORT's default: no entry
+        alone.session.get_session_options().get_session_config_entry(key)
 
 
 def test_a_session_without_gqa_flash_attention_computes_the_same_and_leaves_the_environment(

@@ -83,6 +83,22 @@ async def test_clear_answers_survive_batched_decode_steps_on_the_int8_graph(
         assert expected in answers[question]
 
 
+async def test_drafts_verified_on_the_int8_graph_quote_a_notice(smollm2_dir: Path) -> None:
+    """A quote, copy-heavy: drafts of up to 16 tokens verified on the int8 prefill graph are
+    kept, and the notice comes back word for word, as the decode graph alone quotes it."""
+    notice = "The library will be closed on Monday for maintenance."
+    request = chat(f"Here is a notice: '{notice} Books may be returned to the drop box.' "
+                   "Quote the notice word for word.", 40)  # fmt: skip
+    options = {"speculation": True, "speculative_tokens": 16, "prefill_graph": True,
+               "prefill_graph_decode_rows": 2}  # fmt: skip
+    async with running(smollm2_dir, **options) as backend:
+        text = (await collect(backend, request)).text
+        assert backend._loop is not None and backend._loop.speculator is not None
+        speculator = backend._loop.speculator
+        assert speculator.accepted >= 8 and speculator.accepted > speculator.drafted // 2
+    assert notice in text
+
+
 async def test_a_long_prompt_chunked_over_both_graphs_keeps_its_first_token(
     smollm2_dir: Path,
 ) -> None:

@@ -68,6 +68,7 @@ def load_runner(
         allow_spinning=options.allow_spinning,
         denormal_as_zero=options.denormal_as_zero,
         initializers=initializers,
+        stop_spinning_after_run=two_thread_pools(options),
     )
     prefill = prompt_graph(directory, manifest, placement, options, initializers)
     settings = RunnerSettings(
@@ -82,6 +83,13 @@ def load_runner(
     )
     runner = create_runner(session, manifest.kv, placement, settings, prefill)
     return runner, placement
+
+
+def two_thread_pools(options: BackendOptions) -> bool:
+    """Whether the process holds two ONNX Runtime sessions that take turns on the same
+    cores (the int8 prefill graph beside the decode graph): then neither may spin idle
+    between its runs (`create_session`'s `stop_spinning_after_run`)."""
+    return options.prefill_graph == "int8"
 
 
 def verify_tokens(manifest: ModelManifest, options: BackendOptions) -> int:
@@ -133,6 +141,7 @@ def prompt_graph(
             # It runs long prompt runs only, where GQA's flash path is the slower one:
             # a 545-token first token served 0.90x as long without it (docs/benchmarks.md).
             gqa_flash_attention=False,
+            stop_spinning_after_run=two_thread_pools(options),
         )
         return ort_prompt_graph(session)
     path = directory / file

@@ -58,6 +58,7 @@ def create_session(
     denormal_as_zero: bool = False,
     initializers: Mapping[str, np.ndarray] | None = None,
     gqa_flash_attention: bool = True,
+    stop_spinning_after_run: bool = False,
 ) -> tuple[ort.InferenceSession, Placement]:
     """Load `model_path` for `placement`.
 
@@ -74,6 +75,13 @@ def create_session(
     has no session option for it): faster for long prompt runs, slower for short runs over a
     long past (docs/benchmarks.md, "Where prefill attention's time goes").
 
+    `stop_spinning_after_run=True` sends the intra-op threads to sleep when a run ends
+    (`session.force_spinning_stop`): they still spin between a run's parallel sections. For
+    two sessions in one process, each with its own thread pool, run one after the other:
+    otherwise the idle pool spins on the same cores while the other one runs (the first
+    decode step after a prompt run on the int8 prefill graph took 2-3x as long, and a verify
+    run there 1.4x; docs/benchmarks.md, "Speculation").
+
     Returns the session and the placement it really got: when ORT fell back from the CUDA
     provider to CPU (a warning says so), the KV cache must live on the host as well.
     """
@@ -85,6 +93,8 @@ def create_session(
         options.intra_op_num_threads = intra_op_threads
     if not allow_spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if stop_spinning_after_run:
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     if denormal_as_zero:
         options.add_session_config_entry("session.set_denormal_as_zero", "1")
     overrides = [(n, ort.OrtValue.ortvalue_from_numpy(a)) for n, a in (initializers or {}).items()]

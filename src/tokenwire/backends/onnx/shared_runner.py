@@ -26,8 +26,9 @@ class SharedKVRunner:
 
     With a `prefill` graph (a second graph of the same KV contract, `prompt_graphs`), prompt
     runs of at least `settings.prefill_min_tokens` tokens go there and write the same KV
-    buffer; drafts and small chunks stay on `session`, and so do decode steps, unless they
-    have `settings.decode_graph_min_rows` rows or more and the prefill graph batches rows.
+    buffer; small chunks stay on `session`, and so do decode steps and verify runs, unless
+    they feed `settings.decode_graph_min_rows` tokens or more (a step's rows, a verify run's
+    positions) and the prefill graph batches rows.
     """
 
     def __init__(
@@ -63,6 +64,8 @@ class SharedKVRunner:
                 f"model's ({self.vocab_size})"
             )
         self._batch_step: _StepBinding | None = None
+        # Where verify runs of `decode_graph_min_rows` tokens or more go.
+        self._bulk_verify: OrtPromptGraph | None = None
         if settings.decode_graph_min_rows > 0:
             if not isinstance(self._bulk, OrtPromptGraph):
                 raise ValueError(
@@ -71,6 +74,7 @@ class SharedKVRunner:
                 )
             bulk = self._bulk.session
             self._batch_step = _StepBinding(bulk.io_binding(), session=bulk)
+            self._bulk_verify = self._bulk
         self._positions = np.arange(settings.max_context, dtype=np.int64)
         self.prefix_reuse = self.cache.host_views is not None
         self.can_verify = settings.verify_tokens > 1
@@ -211,7 +215,10 @@ class SharedKVRunner:
         """
         start, count = int(self.lengths[slot]), len(token_ids)
         self.settings.check_feed(start, count)
-        binding = self._prompts.binding
+        binding, session = self._prompts.binding, self.session
+        bulk = self._bulk_verify
+        if bulk is not None and count >= self.settings.decode_graph_min_rows:
+            binding, session = bulk.binding, bulk.session
         binding.bind_cpu_input("input_ids", np.asarray(token_ids, dtype=np.int64)[None, :])
         binding.bind_cpu_input("attention_mask", np.ones((1, start + count), dtype=np.int64))
         if self.contract.position_ids:
@@ -221,7 +228,7 @@ class SharedKVRunner:
         self.cache.bind(binding, slot, 1)
         if before_run is not None:
             before_run()
-        self.session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         logits: np.ndarray = self.logits.view(1, positions)[0]
         return logits
 

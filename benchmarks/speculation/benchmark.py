@@ -2,9 +2,11 @@
 
 In one process, one `OnnxBackend` per condition serves the same prepared model: plain
 decoding, speculation with its defaults, (one stream) priced drafting
-(`speculation_priced=true`), and (8 streams) speculation forced on for every batch size. Each round runs every prompt under every condition back to back, so machine
-noise hits them alike; ratios are taken per round, then the median. Greedy, so the texts
-must match (they are compared). A stream's rate is its tokens over request-to-last-delta.
+(`speculation_priced=true`), (one stream, where the model has an int8 prefill graph) drafts
+verified on that graph (`INT8_GRAPH`), and (8 streams) speculation forced on for every batch
+size. Each round runs every prompt under every condition back to back, so machine noise
+hits them alike; ratios are taken per round, then the median. Greedy, so the texts are
+compared with plain decoding's. A stream's rate is its tokens over request-to-last-delta.
 
 Run alone: `python -m benchmarks.speculation [--quick] [--update-docs] [--model DIR]`.
 """
@@ -26,6 +28,7 @@ from benchmarks._shared.bandwidth import read_bandwidth, weight_bytes
 from benchmarks._shared.prepared_model import find_model
 from benchmarks._shared.standalone import run_standalone
 from tokenwire.backends.onnx import OnnxBackend
+from tokenwire.backends.onnx.manifest import ModelManifest
 from tokenwire.events import TokenDelta
 from tokenwire.requests import ChatMessage, GenerationRequest
 
@@ -71,7 +74,17 @@ PROMPTS: dict[str, tuple[bool, tuple[tuple[str, str], ...]]] = {
     ),
     "essay": (False, (("user", "Write an essay about the history of bicycles."),)),
 }
-CONDITIONS = ("plain", "speculation", "priced", "forced")
+CONDITIONS = ("plain", "speculation", "priced", "int8 graph", "forced")
+# Drafts verified on the int8 prefill graph, whose AMX/VNNI GEMM makes a run of several
+# positions cheaper (docs/benchmarks.md, "Speculation"), and so longer drafts worth it.
+# Prompts stay on the decode graph, as in the other conditions: the ratio is the drafts' own.
+INT8_GRAPH: dict[str, Any] = {
+    "speculation": True,
+    "speculative_tokens": 16,
+    "prefill_graph": "int8",
+    "prefill_graph_decode_rows": 2,
+    "prefill_graph_min_tokens": 1 << 30,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +169,8 @@ async def run(model: Path, settings: Settings) -> list[Sample]:
         "priced": {"speculation": True, "speculation_priced": True},
         "forced": {"speculation": True, "speculation_max_batch": widest},
     }
+    if ModelManifest.read(model).prefill_model_file is not None:
+        options["int8 graph"] = INT8_GRAPH
     backends = {name: OnnxBackend(model, max_batch=widest, **o) for name, o in options.items()}
     samples: list[Sample] = []
     for backend in backends.values():
@@ -170,8 +185,8 @@ async def run(model: Path, settings: Settings) -> list[Sample]:
                     for name, backend in backends.items():
                         if name == "forced" and streams == 1:
                             continue  # the same as "speculation" at one stream
-                        if name == "priced" and streams > 1:
-                            continue  # priced drafting, compared where it drafts: one stream
+                        if name in ("priced", "int8 graph") and streams > 1:
+                            continue  # compared where drafts are verified: one stream
                         assert backend._loop is not None
                         speculator = backend._loop.speculator
                         before = (speculator.drafted, speculator.accepted) if speculator else (0, 0)
@@ -224,16 +239,18 @@ def table(summaries: Sequence[Summary], bounds: dict[str, float]) -> tuple[str, 
     verdicts = []
     for model in sorted({s.model for s in summaries}):
         one = [s for s in summaries if s.model == model and s.streams == 1]
-        copy = [s.ratio for s in one if s.condition == "speculation" and PROMPTS[s.prompt][0]]
-        open_ = [s.ratio for s in one if s.condition == "speculation" and not PROMPTS[s.prompt][0]]
-        if copy and open_:
-            gm = statistics.geometric_mean(copy)
-            verdicts.append(
-                f"{model}, one stream: copy-heavy geometric mean {gm:.2f}× (target ≥ "
-                f"{TARGET_COPY}×: {'met' if gm >= TARGET_COPY else 'not met'}); open-ended "
-                f"{min(open_):.2f}× (target ≥ {TARGET_OPEN}×: "
-                f"{'met' if min(open_) >= TARGET_OPEN else 'not met'})."
-            )
+        for condition in ("speculation", "int8 graph"):
+            ratios = [s for s in one if s.condition == condition]
+            copy = [s.ratio for s in ratios if PROMPTS[s.prompt][0]]
+            open_ = [s.ratio for s in ratios if not PROMPTS[s.prompt][0]]
+            if copy and open_:
+                gm = statistics.geometric_mean(copy)
+                verdicts.append(
+                    f"{model}, one stream, {condition}: copy-heavy geometric mean {gm:.2f}× "
+                    f"(target ≥ {TARGET_COPY}×: {'met' if gm >= TARGET_COPY else 'not met'}); "
+                    f"open-ended {min(open_):.2f}× (target ≥ {TARGET_OPEN}×: "
+                    f"{'met' if min(open_) >= TARGET_OPEN else 'not met'})."
+                )
     return "\n".join(rows), " ".join(verdicts)
 
 
@@ -244,8 +261,12 @@ def main(
     settings = Settings.quick() if quick else Settings()
     first = find_model(model)
     # The other precisions prepared beside it (int4), when they are there.
+    # A sibling prepared from the same model (the int8 build beside the int8 build with a
+    # prefill graph) has the same decode graph: measured once.
+    name = ModelManifest.read(first).name
     models = [first] + [first.parent / n for n in settings.models
-                        if n != first.name and (first.parent / n / "manifest.json").is_file()]  # fmt: skip
+                        if n != first.name and (first.parent / n / "manifest.json").is_file()
+                        and ModelManifest.read(first.parent / n).name != name]  # fmt: skip
     load_before = os.getloadavg()
     bandwidth = read_bandwidth(2)
     bounds = {m.name: bandwidth / weight_bytes(m / "model.onnx").per_token_bytes for m in models}
@@ -270,7 +291,9 @@ def main(
             f"Measured {machine.date} on {machine.cpu}, {machine.cores} cores (shared with other "
             f"work), Python {machine.python}. Command: `{command}` — in-process `OnnxBackend`s, "
             f"{settings.rounds} rounds alternating plain / speculation (defaults) / priced "
-            f"(`speculation_priced=true`, one stream) / forced (speculation at every batch size), greedy, up to {settings.max_tokens} tokens. "
+            f"(`speculation_priced=true`, one stream) / int8 graph (drafts of up to 16 tokens "
+            f"verified on the int8 prefill graph, one stream, where the model has one) / forced "
+            f"(speculation at every batch size), greedy, up to {settings.max_tokens} tokens. "
             f"Load average (1/5/15 min) {'/'.join(f'{x:.1f}' for x in load_before)} before, "
             f"{'/'.join(f'{x:.1f}' for x in load_after)} after. Read bandwidth "
             f"{bandwidth / 1e9:.1f} GB/s; the batch-1 bound is bandwidth ÷ weight bytes per token."

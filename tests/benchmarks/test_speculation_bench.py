@@ -28,6 +28,29 @@ def test_quick_run_writes_results_and_the_docs_block(tmp_path: Path) -> None:
     assert "<!-- speculation:start -->" in text and "acceptance" in text
 
 
+def test_a_model_with_an_int8_prefill_graph_adds_drafts_verified_there(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    import onnx
+
+    from tokenwire.backends.onnx.manifest import ModelManifest
+    from tokenwire.prepare.prefill_graph import PREFILL_MODEL_FILE, quantize_rows
+
+    model = write_model_dir(tmp_path / "model", "shared")
+    graph = onnx.load(str(model / "model.onnx"))
+    quantize_rows(graph)
+    onnx.save(graph, str(model / PREFILL_MODEL_FILE))
+    replace(ModelManifest.read(model), prefill_model_file=PREFILL_MODEL_FILE).write(model)
+    summaries = benchmark.main(
+        quick=True, results_dir=tmp_path / "results", docs=None, command="test", model=model
+    )
+    verified = [s for s in summaries if s.condition == "int8 graph"]
+    assert {s.streams for s in verified} == {1} and len(verified) == 2  # one per prompt
+    assert all(s.tokens_per_s > 0 for s in verified)
+    verdict = benchmark.table(summaries, {})[1]
+    assert "one stream, int8 graph: copy-heavy geometric mean" in verdict
+
+
 def test_the_llamacpp_comparison_pairs_each_round_and_judges_the_copy_heavy_set() -> None:
     from benchmarks.speculation import llamacpp
 

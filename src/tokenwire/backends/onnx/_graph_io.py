@@ -36,8 +36,9 @@ class RunnerSettings:
     """A prefill run of at least this many tokens (rows × width) goes to the prefill graph,
     when there is one; smaller ones run on the decode graph (docs/onnx-backend.md)."""
     decode_graph_min_rows: int = 0
-    """A decode step of at least this many rows runs on the prefill graph too, where that
-    graph batches rows (the int8 GEMM graph); 0: decode steps stay on the decode graph."""
+    """A decode step of at least this many rows, or a verify run of at least this many
+    positions, runs on the prefill graph too, where that graph batches rows (the int8 GEMM
+    graph); 0: both stay on the decode graph."""
 
     @property
     def logits_rows(self) -> int:

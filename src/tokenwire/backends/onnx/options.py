@@ -78,7 +78,7 @@ class BackendOptions:
     prefill_graph: PrefillGraph
     prefill_graph_min_tokens: int
     prefill_graph_decode_rows: int
-    """0: decode steps never run on the prefill graph."""
+    """0: decode steps and verify runs never run on the prefill graph."""
     context_length: int
     """Tokens per sequence: `max_context`, or the model's when it is None."""
     intra_op_threads: int | None

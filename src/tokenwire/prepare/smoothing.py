@@ -185,9 +185,9 @@ def _best_alpha(
 
     def error(alpha: float) -> float:
         factors = _factors(seen, row_max, alpha) if alpha else np.ones_like(seen)
-        quantized = _round_rows(rows / factors)
+        quantized = _round_int8(rows / factors, axis=1, floor=1e-8)
         return sum(
-            float(np.sum((quantized @ _round_columns(w * factors[:, None]) - e) ** 2))
+            float(np.sum((quantized @ _round_int8(w * factors[:, None], axis=0) - e) ** 2))
             / max(float(np.sum(e**2)), 1e-30)
             for w, e in zip(matrices, exact, strict=True)
         )
@@ -195,15 +195,11 @@ def _best_alpha(
     return min(alphas, key=error)
 
 
-def _round_rows(x: np.ndarray) -> np.ndarray:
-    scale = np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-8) / 127
+def _round_int8(x: np.ndarray, axis: int, floor: float = 1e-12) -> np.ndarray:
+    """`x` rounded to symmetric int8 with one scale per row (axis 1: activations) or per
+    column (axis 0: weights), as the prefill graph rounds them, and scaled back."""
+    scale = np.maximum(np.abs(x).max(axis=axis, keepdims=True), floor) / 127
     result: np.ndarray = np.clip(np.round(x / scale), -127, 127) * scale
-    return result
-
-
-def _round_columns(w: np.ndarray) -> np.ndarray:
-    scale = np.maximum(np.abs(w).max(axis=0, keepdims=True), 1e-12) / 127
-    result: np.ndarray = np.clip(np.round(w / scale), -127, 127) * scale
     return result
 
 

@@ -27,6 +27,7 @@ from benchmarks._shared import report
 from benchmarks._shared.bandwidth import read_bandwidth, weight_bytes
 from benchmarks._shared.prepared_model import find_model
 from benchmarks._shared.standalone import run_standalone
+from benchmarks.speculation.verify_cost import ON_INT8_GRAPH
 from tokenwire.backends.onnx import OnnxBackend
 from tokenwire.backends.onnx.manifest import ModelManifest
 from tokenwire.events import TokenDelta
@@ -79,10 +80,9 @@ CONDITIONS = ("plain", "speculation", "priced", "int8 graph", "forced")
 # positions cheaper (docs/benchmarks.md, "Speculation"), and so longer drafts worth it.
 # Prompts stay on the decode graph, as in the other conditions: the ratio is the drafts' own.
 INT8_GRAPH: dict[str, Any] = {
+    **ON_INT8_GRAPH,
     "speculation": True,
     "speculative_tokens": 16,
-    "prefill_graph": "int8",
-    "prefill_graph_decode_rows": 2,
     "prefill_graph_min_tokens": 1 << 30,
 }
 

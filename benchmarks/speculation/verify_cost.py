@@ -35,6 +35,8 @@ def _seconds(run: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+# The backend options that send verify runs to the int8 prefill graph (the speculation
+# benchmark's "int8 graph" condition builds on them).
 ON_INT8_GRAPH: dict[str, Any] = {"prefill_graph": "int8", "prefill_graph_decode_rows": 2}
 
 

@@ -40,6 +40,18 @@ def test_draft_length_grows_on_full_acceptance_and_shrinks_on_rejection() -> Non
     assert drafter.limit == 3
 
 
+def test_kept_length_drafts_every_match_at_the_most_tokens_even_after_a_rejection() -> None:
+    drafter = PromptLookupDrafter(DraftSettings(max_tokens=8, keep_length=True), list(range(20)))
+    assert drafter.limit == 8
+    drafter.extend([0, 1])
+    assert drafter.propose(16) == list(range(2, 10))
+    drafter.record(8, 2)
+    assert drafter.limit == 8
+    assert len(drafter.propose(16)) == 8
+    drafter.record(8, 0)
+    assert drafter.failures == 1  # failures still count towards the pause
+
+
 def test_failing_drafts_pause_drafting_for_a_growing_cooldown() -> None:
     drafter = PromptLookupDrafter(DraftSettings(patience=3), [7, 8, 7, 8, 7])
     for _ in range(3):

@@ -187,6 +187,25 @@ async def test_batched_decode_on_the_prefill_graph_is_an_option_of_the_int8_grap
                 pass
 
 
+@pytest.mark.parametrize(
+    ("graph", "decode_rows", "kept"),
+    [(True, 2, True), (True, 17, True), (True, 18, False), (True, 0, False), (False, 0, False)],
+)
+def test_drafts_verified_on_the_int8_graph_keep_their_full_length(
+    model_dir: Path, graph: bool, decode_rows: int, kept: bool
+) -> None:
+    """A full draft of 16 verified there costs little more than a short one, so a rejection
+    does not cut the length (docs/benchmarks.md, "Speculation")."""
+    from tokenwire.backends.onnx import OnnxBackend
+
+    backend = OnnxBackend(
+        model_dir, speculation=True, speculative_tokens=16, prefill_graph=graph,
+        prefill_graph_decode_rows=decode_rows,
+    )  # fmt: skip
+    assert backend.speculation is not None
+    assert backend.speculation.draft.keep_length is kept
+
+
 def test_the_two_ort_sessions_stop_spinning_when_a_run_ends(model_dir: Path) -> None:
     """Each has its own thread pool on the same cores: one spinning idle after its run
     would slow the other's next run (docs/benchmarks.md, "Speculation")."""

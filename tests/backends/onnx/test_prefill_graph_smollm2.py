@@ -95,7 +95,9 @@ async def test_drafts_verified_on_the_int8_graph_quote_a_notice(smollm2_dir: Pat
         text = (await collect(backend, request)).text
         assert backend._loop is not None and backend._loop.speculator is not None
         speculator = backend._loop.speculator
-        assert speculator.accepted >= 8 and speculator.accepted > speculator.drafted // 2
+        # Every match is drafted at 16 there (its rejected tails are cheap), so a share of
+        # each draft past the quote's end is dropped.
+        assert speculator.accepted >= 8 and 3 * speculator.accepted > speculator.drafted
     assert notice in text
 
 

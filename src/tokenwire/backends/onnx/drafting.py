@@ -37,12 +37,20 @@ COST_WEIGHT = 0.1
 
 @dataclass(frozen=True, slots=True)
 class DraftSettings:
-    """`max_tokens` drafted per step at most; n-grams of `min_ngram`..`max_ngram` tokens."""
+    """`max_tokens` drafted per step at most; n-grams of `min_ngram`..`max_ngram` tokens.
+
+    `keep_length`: the unpriced rule drafts every match at `max_tokens` rather than cutting
+    the length after a draft is partly rejected. It pays where a verify run's extra positions
+    cost little (drafts verified on the int8 prefill graph: 16 drafts about 1.8 plain steps
+    against 3.5 on the decode graph, docs/benchmarks.md "Speculation"), so a rejected tail
+    is cheap and a cut length would forgo the long copies that follow a change.
+    """
 
     max_tokens: int = 8
     min_ngram: int = 2
     max_ngram: int = 5
     patience: int = 3
+    keep_length: bool = False
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -127,8 +135,8 @@ class PromptLookupDrafter:
     """One sequence's token history, its n-gram index and its acceptance record.
 
     Without `costs`, every match is drafted at the current `limit` (grown after full
-    acceptance, cut to what was accepted plus one otherwise); with them, the length is priced
-    (see the module docstring).
+    acceptance, cut to what was accepted plus one otherwise; always `max_tokens` with
+    `keep_length`); with them, the length is priced (see the module docstring).
     """
 
     __slots__ = (
@@ -160,7 +168,8 @@ class PromptLookupDrafter:
         self._index: dict[int, dict[tuple[int, ...], int]] = {
             n: {} for n in range(settings.min_ngram, settings.max_ngram + 1)
         }
-        self.limit = settings.max_tokens if costs is not None else max(1, settings.max_tokens // 2)
+        fixed = costs is not None or settings.keep_length
+        self.limit = settings.max_tokens if fixed else max(1, settings.max_tokens // 2)
         self.last_n = settings.min_ngram  # the n-gram length the last proposal matched
         self.failures = 0  # drafts in a row with nothing accepted
         self.pause = 0  # tokens to generate before drafting again
@@ -206,8 +215,8 @@ class PromptLookupDrafter:
         """Adapt to a verified draft of `drafted` tokens of which `accepted` were kept."""
         settings = self.settings
         self.acceptance.record(self.last_n, drafted, accepted)
-        if self.costs is not None:
-            self.limit = settings.max_tokens  # the price sets the length
+        if self.costs is not None or settings.keep_length:
+            self.limit = settings.max_tokens  # the price, or nothing, sets the length
         elif accepted == drafted:
             self.limit = min(settings.max_tokens, self.limit * 2)
         else:

@@ -193,7 +193,13 @@ def check_options(
         allow_spinning=allow_spinning,
         speculation=(
             SpeculationSettings(
-                DraftSettings(max_tokens=int(speculative_tokens)),
+                DraftSettings(
+                    max_tokens=int(speculative_tokens),
+                    # A full draft verified on the int8 prefill graph costs little more
+                    # than a short one, so it is not cut after a rejection.
+                    keep_length=graph == "int8"
+                    and 0 < int(prefill_graph_decode_rows) <= int(speculative_tokens) + 1,
+                ),
                 int(speculation_max_batch),
                 priced=speculation_priced,
             )

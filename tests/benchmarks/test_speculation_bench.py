@@ -22,10 +22,13 @@ def test_quick_run_writes_results_and_the_docs_block(tmp_path: Path) -> None:
         (1, "plain"), (1, "speculation"), (1, "priced"), (2, "plain"), (2, "speculation"), (2, "forced")
     }  # fmt: skip
     assert all(s.tokens_per_s > 0 and s.same_text for s in summaries)
+    # The decode rate leaves the prompt out; plain decoding is its own baseline.
+    assert all(s.decode_ratio == 1.0 for s in summaries if s.condition == "plain")
+    assert all(s.decode_ratio > 0 for s in summaries)
     result = json.loads((tmp_path / "results" / "speculation.json").read_text())
     assert result["bound_tokens_per_s"]["model"] > 0
     text = docs.read_text()
-    assert "<!-- speculation:start -->" in text and "acceptance" in text
+    assert "<!-- speculation:start -->" in text and "decode rate vs plain" in text
 
 
 def test_a_model_with_an_int8_prefill_graph_adds_drafts_verified_there(tmp_path: Path) -> None:

@@ -35,6 +35,13 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+def test_the_prefill_graph_needs_opset_21_for_its_blocked_quantize(tmp_path: Path) -> None:
+    model = onnx.load(str(write_model_dir(tmp_path, "shared") / "model.onnx"))
+    model.opset_import[0].version = 20
+    with pytest.raises(ValueError, match="opset 21"):
+        quantize_rows(model)
+
+
 def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 

@@ -135,7 +135,7 @@ class _Graph:
 
 def _rms_norm(g: _Graph, x: str, weight: str) -> str:
     square = g.op("Mul", x, x)
-    mean = g.op("ReduceMean", square, axes=[-1], keepdims=1)
+    mean = g.op("ReduceMean", square, g.const(np.array([-1], dtype=np.int64)), keepdims=1)
     eps = g.const(np.array(1e-5, dtype=np.float32))
     inv = g.op("Reciprocal", g.op("Sqrt", g.op("Add", mean, eps)))
     return g.op("Mul", g.op("Mul", x, inv), weight)
@@ -296,8 +296,9 @@ def build_model(config: TinyConfig, layout: KVLayout) -> onnx.ModelProto:
         x = g.op("Add", x, _mlp(g, _rms_norm(g, x, f"l{i}.norm2"), i))
     g.node("MatMul", [_rms_norm(g, x, "final_norm"), "lm_head"], ["logits"])
     graph = helper.make_graph(g.nodes, f"tiny_llama_{layout}", inputs, outputs, g.inits)
-    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
-    return helper.make_model(graph, opset_imports=opsets, ir_version=8)
+    # Opset 21, as the builder's graphs (22): the prefill graph's blocked QuantizeLinear.
+    opsets = [helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]
+    return helper.make_model(graph, opset_imports=opsets, ir_version=10)
 
 
 def write_model_dir(directory: Path, layout: KVLayout, config: TinyConfig = TinyConfig()) -> Path:

@@ -98,10 +98,8 @@ class OnnxBackend:
         default_top_k: likewise for `top_k` (neutral: 0, off).
         speculation: draft tokens by prompt lookup and verify them in one run (the shared
             KV layout only); output is unchanged, see docs/onnx-backend.md.
-        speculative_tokens: the most tokens a sequence drafts per step. Where a draft of
-            that many is verified on the int8 prefill graph (`prefill_graph_decode_rows`),
-            every match is drafted at this length, not cut after a rejection: 16 measured
-            best there.
+        speculative_tokens: the most tokens a sequence drafts per step (every match, where
+            such a draft is verified on the int8 prefill graph; 16 measured best there).
         speculation_max_batch: speculate (and fast-forward) only while at most this many
             sequences decode.
         speculation_priced: draft only what measured verify costs and acceptance say pays
